@@ -1,0 +1,87 @@
+"""Build cymlp's Cython extensions (metadata lives in pyproject.toml).
+
+Environment variables:
+  CYMLP_NATIVE=1    add -march=native (local builds only; never for distributed wheels)
+  CYMLP_PORTABLE=1  compile only the plain-C matrix kernel (what MSVC gets anyway)
+  CYMLP_NO_OPENMP=1 build without OpenMP
+"""
+
+import os
+import sys
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+MODULES = ["_kernels", "_optim", "_engine"]
+OPENMP_TEST = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip() not in ("", "0")
+
+
+class BuildExt(build_ext):
+    """build_ext that picks optimisation and OpenMP flags for the compiler in use."""
+
+    def _openmp_flags(self):
+        if _flag("CYMLP_NO_OPENMP"):
+            return [], []
+        if self.compiler.compiler_type == "msvc":
+            return ["/openmp"], []
+        candidates = [(["-fopenmp"], ["-fopenmp"])]
+        if sys.platform == "darwin":  # Apple clang + Homebrew libomp
+            candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
+        for cflags, lflags in candidates:
+            with tempfile.TemporaryDirectory() as tmp:
+                src = os.path.join(tmp, "omp_test.c")
+                with open(src, "w") as f:
+                    f.write(OPENMP_TEST)
+                try:
+                    objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+                    self.compiler.link_executable(
+                        objs, os.path.join(tmp, "omp_test"), extra_postargs=lflags
+                    )
+                except Exception:
+                    continue
+            return cflags, lflags
+        print("cymlp: OpenMP not found, building single-threaded", file=sys.stderr)
+        return [], []
+
+    def build_extensions(self):
+        omp_c, omp_l = self._openmp_flags()
+        if self.compiler.compiler_type == "msvc":
+            cflags = ["/O2", *omp_c]
+        else:
+            cflags = ["-O3", "-fno-math-errno", *omp_c]
+            if _flag("CYMLP_NATIVE"):
+                cflags.append("-march=native")
+        for ext in self.extensions:
+            ext.extra_compile_args = [*ext.extra_compile_args, *cflags]
+            ext.extra_link_args = [*ext.extra_link_args, *omp_l]
+        super().build_extensions()
+
+
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+if _flag("CYMLP_PORTABLE"):
+    macros.append(("CYMLP_PORTABLE", "1"))
+
+extensions = [
+    Extension(
+        f"cymlp.{name}",
+        [f"src/cymlp/{name}.pyx"],
+        include_dirs=["src/cymlp"],
+        define_macros=macros,
+    )
+    for name in MODULES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": 3},
+        include_path=["src"],
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

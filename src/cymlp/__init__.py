@@ -1,0 +1,12 @@
+"""cymlp: a fast multilayer perceptron whose training loop is typed Cython.
+
+>>> from cymlp import MLPClassifier
+>>> clf = MLPClassifier(hidden_layer_sizes=(100,)).fit(X, y)  # doctest: +SKIP
+"""
+
+from cymlp._config import show_config
+from cymlp._estimators import MLPClassifier
+from cymlp._version import __version__
+from cymlp.io import load, save
+
+__all__ = ["MLPClassifier", "__version__", "load", "save", "show_config"]

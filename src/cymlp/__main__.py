@@ -1,0 +1,5 @@
+import sys
+
+from cymlp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,25 @@
+"""Build and run-time configuration: SIMD variant, threads, OpenMP."""
+
+from __future__ import annotations
+
+from cymlp import _kernels
+from cymlp._version import __version__
+
+
+def config() -> dict:
+    """cymlp's version, matrix-product variant in use and available, threads, OpenMP."""
+    return {
+        "version": __version__,
+        "simd_variant": _kernels.simd_variant(),
+        "simd_variants_available": _kernels.simd_variants(),
+        "openmp": _kernels.openmp_enabled(),
+        "max_threads": _kernels.max_threads(),
+    }
+
+
+def show_config() -> None:
+    """Print :func:`config` one item per line."""
+    for key, value in config().items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key:24s} {value}")

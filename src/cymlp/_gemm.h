@@ -1,0 +1,202 @@
+/* _gemm.h: cymlp's matrix products, C (M,N) [+]= op(A) (M,K) . op(B) (K,N).
+ *
+ * One template (_gemm_impl.h) is compiled several times: a vector-extension kernel per
+ * x86-64 SIMD level (AVX-512, AVX2+FMA, SSE2 baseline; NEON baseline on aarch64) and a
+ * plain-C kernel. The variant is chosen once at import from the CPU (cpuid), never from
+ * the compiler flags, so one generic wheel runs everywhere; CYMLP_SIMD forces one.
+ * Define CYMLP_PORTABLE (or use a compiler without GCC vector extensions, e.g. MSVC)
+ * to build the plain-C kernel only.
+ */
+#ifndef CYMLP_GEMM_H
+#define CYMLP_GEMM_H
+
+#include <stddef.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if !defined(__GNUC__) && !defined(CYMLP_PORTABLE)
+#define CYMLP_PORTABLE 1
+#endif
+#if defined(_MSC_VER)
+#define restrict __restrict
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#define CYMLP_UNROLL _Pragma("GCC unroll 16")
+#else
+#define CYMLP_UNROLL
+#endif
+
+/* Blocking shared by every variant; MC is a multiple of every MR below. */
+#define CYMLP_GEMM_KC 256
+#define CYMLP_GEMM_NC 1024
+#define CYMLP_GEMM_MC 192
+#define CYMLP_GEMM_PARALLEL_MIN 2.0e5 /* M*N*K below this runs on one thread */
+
+/* Elements of scratch a call needs: one packed B panel plus one packed A block per thread. */
+static inline size_t cymlp_gemm_work_size(int nthreads)
+{
+    return (size_t)CYMLP_GEMM_KC * CYMLP_GEMM_NC
+           + (size_t)(nthreads < 1 ? 1 : nthreads) * CYMLP_GEMM_MC * CYMLP_GEMM_KC;
+}
+
+/* ---- instantiations ------------------------------------------------------------- */
+#define GEMM_T float
+#define GEMM_FN(x) cymlp_##x##_f32_portable
+#define GEMM_ATTR
+#define GEMM_VB 0
+#define GEMM_MR 4
+#define GEMM_NR 8
+#include "_gemm_impl.h"
+#define GEMM_T double
+#define GEMM_FN(x) cymlp_##x##_f64_portable
+#define GEMM_ATTR
+#define GEMM_VB 0
+#define GEMM_MR 4
+#define GEMM_NR 4
+#include "_gemm_impl.h"
+
+#ifndef CYMLP_PORTABLE
+/* baseline: SSE2 on x86-64, NEON on aarch64 (16-byte vectors are always there) */
+#define GEMM_T float
+#define GEMM_FN(x) cymlp_##x##_f32_baseline
+#define GEMM_ATTR
+#define GEMM_VB 16
+#define GEMM_MR 6
+#define GEMM_NR 8
+#include "_gemm_impl.h"
+#define GEMM_T double
+#define GEMM_FN(x) cymlp_##x##_f64_baseline
+#define GEMM_ATTR
+#define GEMM_VB 16
+#define GEMM_MR 6
+#define GEMM_NR 4
+#include "_gemm_impl.h"
+#endif
+
+#if !defined(CYMLP_PORTABLE) && (defined(__x86_64__) || defined(_M_X64))
+#define CYMLP_X86 1
+#define CYMLP_AVX2_ATTR __attribute__((target("avx2,fma")))
+#define CYMLP_AVX512_ATTR __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define GEMM_T float
+#define GEMM_FN(x) cymlp_##x##_f32_avx2
+#define GEMM_ATTR CYMLP_AVX2_ATTR
+#define GEMM_VB 32
+#define GEMM_MR 6
+#define GEMM_NR 16
+#include "_gemm_impl.h"
+#define GEMM_T double
+#define GEMM_FN(x) cymlp_##x##_f64_avx2
+#define GEMM_ATTR CYMLP_AVX2_ATTR
+#define GEMM_VB 32
+#define GEMM_MR 6
+#define GEMM_NR 8
+#include "_gemm_impl.h"
+#define GEMM_T float
+#define GEMM_FN(x) cymlp_##x##_f32_avx512
+#define GEMM_ATTR CYMLP_AVX512_ATTR
+#define GEMM_VB 64
+#define GEMM_MR 6
+#define GEMM_NR 32
+#include "_gemm_impl.h"
+#define GEMM_T double
+#define GEMM_FN(x) cymlp_##x##_f64_avx512
+#define GEMM_ATTR CYMLP_AVX512_ATTR
+#define GEMM_VB 64
+#define GEMM_MR 6
+#define GEMM_NR 16
+#include "_gemm_impl.h"
+#endif
+
+/* ---- run-time dispatch ---------------------------------------------------------- */
+typedef void (*cymlp_sgemm_fn)(size_t, size_t, size_t, const float *, ptrdiff_t, ptrdiff_t,
+                               const float *, ptrdiff_t, ptrdiff_t, float *, size_t, int,
+                               float *, int);
+typedef void (*cymlp_dgemm_fn)(size_t, size_t, size_t, const double *, ptrdiff_t, ptrdiff_t,
+                               const double *, ptrdiff_t, ptrdiff_t, double *, size_t, int,
+                               double *, int);
+
+enum { CYMLP_PORTABLE_V, CYMLP_BASELINE_V, CYMLP_AVX2_V, CYMLP_AVX512_V, CYMLP_N_VARIANTS };
+static const char *const cymlp_variant_names[CYMLP_N_VARIANTS] = {"portable", "baseline", "avx2",
+                                                                  "avx512"};
+static int cymlp_variant = CYMLP_PORTABLE_V;
+static cymlp_sgemm_fn cymlp_sgemm_impl = cymlp_gemm_f32_portable;
+static cymlp_dgemm_fn cymlp_dgemm_impl = cymlp_gemm_f64_portable;
+
+/* 1 when variant v is compiled in and this CPU can run it */
+static inline int cymlp_variant_available(int v)
+{
+    switch (v) {
+    case CYMLP_PORTABLE_V: return 1;
+#ifndef CYMLP_PORTABLE
+    case CYMLP_BASELINE_V: return 1;
+#endif
+#ifdef CYMLP_X86
+    case CYMLP_AVX2_V:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CYMLP_AVX512_V:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+               && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#endif
+    default: return 0;
+    }
+}
+
+/* Use variant v (must be available). */
+static inline void cymlp_set_variant(int v)
+{
+    cymlp_variant = v;
+    switch (v) {
+#ifndef CYMLP_PORTABLE
+    case CYMLP_BASELINE_V:
+        cymlp_sgemm_impl = cymlp_gemm_f32_baseline;
+        cymlp_dgemm_impl = cymlp_gemm_f64_baseline;
+        break;
+#endif
+#ifdef CYMLP_X86
+    case CYMLP_AVX2_V:
+        cymlp_sgemm_impl = cymlp_gemm_f32_avx2;
+        cymlp_dgemm_impl = cymlp_gemm_f64_avx2;
+        break;
+    case CYMLP_AVX512_V:
+        cymlp_sgemm_impl = cymlp_gemm_f32_avx512;
+        cymlp_dgemm_impl = cymlp_gemm_f64_avx512;
+        break;
+#endif
+    default:
+        cymlp_variant = CYMLP_PORTABLE_V;
+        cymlp_sgemm_impl = cymlp_gemm_f32_portable;
+        cymlp_dgemm_impl = cymlp_gemm_f64_portable;
+    }
+}
+
+/* Best variant this CPU runs. */
+static inline int cymlp_best_variant(void)
+{
+    for (int v = CYMLP_N_VARIANTS - 1; v > 0; --v)
+        if (cymlp_variant_available(v)) return v;
+    return CYMLP_PORTABLE_V;
+}
+
+static inline int cymlp_have_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static inline int cymlp_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+#endif /* CYMLP_GEMM_H */

@@ -1,0 +1,188 @@
+/* One instantiation of the packed, register-tiled matrix product.
+ *
+ * Included by _gemm.h once per (scalar type, SIMD variant) with these macros set:
+ *   GEMM_T     scalar type (float or double)
+ *   GEMM_FN(x) name of symbol x for this instantiation (token pasting)
+ *   GEMM_ATTR  function attributes (e.g. __attribute__((target("avx2,fma"))), or empty)
+ *   GEMM_VB    vector width in bytes for GCC/Clang vector extensions; 0 = plain C
+ *   GEMM_MR    rows of C per micro-tile
+ *   GEMM_NR    columns of C per micro-tile (a multiple of GEMM_VB / sizeof(GEMM_T))
+ *
+ * C (M,N) = [C +] op(A) (M,K) . op(B) (K,N), where element (i,p) of op(A) is
+ * A[i*rsa + p*csa] and element (p,j) of op(B) is B[p*rsb + j*csb]; strides make the
+ * three products of training (A.W, delta.W^T, A^T.delta) one routine.
+ *
+ * Blocking (BLIS style): B is packed into KC x NR slivers shared by all threads, each
+ * thread packs its own MC x KC block of A into MR x KC slivers, and the micro-kernel
+ * keeps an MR x NR tile of C in registers for the whole KC loop. Every element of C
+ * is summed over p in the same order whatever the thread count, so results do not
+ * depend on the number of threads.
+ */
+
+/* micro: t (MR,NR) = a (MR,kc packed) . b (kc,NR packed); then C[:mr,:nr] (+)= t */
+GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *restrict a,
+                                     const GEMM_T *restrict b, GEMM_T *restrict c,
+                                     size_t ldc, int accumulate, size_t mr, size_t nr)
+{
+#if GEMM_VB
+    typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
+    enum { V = GEMM_VB / sizeof(GEMM_T), NV = GEMM_NR / V };
+    vec t[GEMM_MR][NV];
+    CYMLP_UNROLL
+    for (int r = 0; r < GEMM_MR; ++r)
+        CYMLP_UNROLL
+        for (int v = 0; v < NV; ++v) t[r][v] = (vec){0};
+    for (size_t p = 0; p < kc; ++p) {
+        vec bv[NV];
+        CYMLP_UNROLL
+        for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + p * GEMM_NR + v * V, sizeof(vec));
+        CYMLP_UNROLL
+        for (int r = 0; r < GEMM_MR; ++r) {
+            const GEMM_T ar = a[p * GEMM_MR + r];
+            CYMLP_UNROLL
+            for (int v = 0; v < NV; ++v) t[r][v] += ar * bv[v];
+        }
+    }
+    if (mr == GEMM_MR && nr == GEMM_NR) {
+        CYMLP_UNROLL
+        for (int r = 0; r < GEMM_MR; ++r)
+            CYMLP_UNROLL
+            for (int v = 0; v < NV; ++v) {
+                GEMM_T *cp = c + r * ldc + v * V;
+                if (accumulate) {
+                    vec old;
+                    memcpy(&old, cp, sizeof(vec));
+                    t[r][v] += old;
+                }
+                memcpy(cp, &t[r][v], sizeof(vec));
+            }
+        return;
+    }
+    GEMM_T buf[GEMM_MR][GEMM_NR];
+    CYMLP_UNROLL
+    for (int r = 0; r < GEMM_MR; ++r)
+        CYMLP_UNROLL
+        for (int v = 0; v < NV; ++v) memcpy(&buf[r][v * V], &t[r][v], sizeof(vec));
+#else
+    GEMM_T buf[GEMM_MR][GEMM_NR];
+    for (int r = 0; r < GEMM_MR; ++r)
+        for (int j = 0; j < GEMM_NR; ++j) buf[r][j] = 0;
+    for (size_t p = 0; p < kc; ++p)
+        for (int r = 0; r < GEMM_MR; ++r) {
+            const GEMM_T ar = a[p * GEMM_MR + r];
+            for (int j = 0; j < GEMM_NR; ++j) buf[r][j] += ar * b[p * GEMM_NR + j];
+        }
+#endif
+    for (size_t r = 0; r < mr; ++r)
+        for (size_t j = 0; j < nr; ++j)
+            c[r * ldc + j] = accumulate ? c[r * ldc + j] + buf[r][j] : buf[r][j];
+}
+
+/* pack_a: rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row slivers, zero-padded */
+GEMM_ATTR static void GEMM_FN(pack_a)(size_t mc, size_t kc, const GEMM_T *A, ptrdiff_t rsa,
+                                      ptrdiff_t csa, GEMM_T *restrict ap)
+{
+    for (size_t i = 0; i < mc; i += GEMM_MR) {
+        const size_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
+        for (size_t p = 0; p < kc; ++p) {
+            const GEMM_T *src = A + (ptrdiff_t)i * rsa + (ptrdiff_t)p * csa;
+            size_t r = 0;
+            for (; r < mr; ++r) ap[r] = src[(ptrdiff_t)r * rsa];
+            for (; r < GEMM_MR; ++r) ap[r] = 0;
+            ap += GEMM_MR;
+        }
+    }
+}
+
+/* pack_b: rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into NR-column slivers, zero-padded */
+GEMM_ATTR static void GEMM_FN(pack_b)(size_t kc, size_t nc, const GEMM_T *B, ptrdiff_t rsb,
+                                      ptrdiff_t csb, GEMM_T *restrict bp)
+{
+    for (size_t j = 0; j < nc; j += GEMM_NR) {
+        const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
+        for (size_t p = 0; p < kc; ++p) {
+            const GEMM_T *src = B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb;
+            size_t c = 0;
+            if (csb == 1)
+                for (; c < nr; ++c) bp[c] = src[c];
+            else
+                for (; c < nr; ++c) bp[c] = src[(ptrdiff_t)c * csb];
+            for (; c < GEMM_NR; ++c) bp[c] = 0;
+            bp += GEMM_NR;
+        }
+    }
+}
+
+GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A,
+                                    ptrdiff_t rsa, ptrdiff_t csa, const GEMM_T *B,
+                                    ptrdiff_t rsb, ptrdiff_t csb, GEMM_T *C, size_t ldc,
+                                    int accumulate, GEMM_T *work, int nthreads)
+{
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        if (!accumulate)
+            for (size_t i = 0; i < M; ++i) memset(C + i * ldc, 0, N * sizeof(GEMM_T));
+        return;
+    }
+    /* Split M into blocks of whole micro-tiles, a multiple of the thread count. */
+    size_t nblocks = (M + CYMLP_GEMM_MC - 1) / CYMLP_GEMM_MC;
+    if (nthreads < 1) nthreads = 1;
+    if ((double)M * N * K < CYMLP_GEMM_PARALLEL_MIN) nthreads = 1;
+    nblocks = (nblocks + nthreads - 1) / nthreads * nthreads;
+    size_t mc = (M + nblocks - 1) / nblocks;
+    mc = (mc + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
+    nblocks = (M + mc - 1) / mc;
+    GEMM_T *bpack = work;
+    (void)nthreads;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        GEMM_T *apack = work + CYMLP_GEMM_KC * CYMLP_GEMM_NC + (size_t)tid * CYMLP_GEMM_MC * CYMLP_GEMM_KC;
+        for (size_t jc = 0; jc < N; jc += CYMLP_GEMM_NC) {
+            const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
+            const size_t nslivers = (nc + GEMM_NR - 1) / GEMM_NR;
+            for (size_t pc = 0; pc < K; pc += CYMLP_GEMM_KC) {
+                const size_t kc = K - pc < CYMLP_GEMM_KC ? K - pc : CYMLP_GEMM_KC;
+                const int acc = accumulate || pc > 0;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (size_t s = 0; s < nslivers; ++s) {
+                    const size_t j = s * GEMM_NR;
+                    GEMM_FN(pack_b)(kc, nc - j < GEMM_NR ? nc - j : GEMM_NR,
+                                    B + (ptrdiff_t)pc * rsb + (ptrdiff_t)(jc + j) * csb, rsb, csb,
+                                    bpack + j * kc);
+                }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (size_t blk = 0; blk < nblocks; ++blk) {
+                    const size_t ic = blk * mc;
+                    const size_t mcb = M - ic < mc ? M - ic : mc;
+                    GEMM_FN(pack_a)(mcb, kc, A + (ptrdiff_t)ic * rsa + (ptrdiff_t)pc * csa, rsa, csa, apack);
+                    for (size_t j = 0; j < nc; j += GEMM_NR) {
+                        const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
+                        for (size_t i = 0; i < mcb; i += GEMM_MR) {
+                            const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
+                            GEMM_FN(micro)(kc, apack + i * kc, bpack + j * kc,
+                                           C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#undef GEMM_T
+#undef GEMM_FN
+#undef GEMM_ATTR
+#undef GEMM_VB
+#undef GEMM_MR
+#undef GEMM_NR

@@ -1,0 +1,234 @@
+# cython: language_level=3
+"""Kernels of training: matrix products, activations and their derivatives, output layer.
+
+Everything here is ``noexcept nogil`` and trusts its inputs (shapes, strides and
+finiteness are checked at the Python boundary, in ``cymlp._estimators``). Float and
+double share one source through the ``floating`` fused type. The equations refer to
+the paper in ``shared/reference`` and are derived in ``docs/math.md``.
+"""
+from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf, logf, tanh, tanhf
+from cython cimport floating
+
+# Activation codes (hidden layers and output layer), one table: see ACTIVATIONS in
+# cymlp._estimators. Adding one means a case in activation_forward and one in
+# activation_backward.
+cdef enum:
+    IDENTITY = 0
+    LOGISTIC = 1
+    TANH = 2
+    RELU = 3
+    LEAKY_RELU = 4
+    SOFTMAX = 5
+
+# Matrix products (implemented in _kernels.pyx over _gemm.h, run-time SIMD dispatch).
+cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
+                Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb, float *C,
+                Py_ssize_t ldc, bint accumulate, float *work, int n_threads) noexcept nogil
+cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t rsa,
+                Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *C,
+                Py_ssize_t ldc, bint accumulate, double *work, int n_threads) noexcept nogil
+cdef Py_ssize_t gemm_work_size(int n_threads) noexcept nogil
+
+
+cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
+                      Py_ssize_t rsa, Py_ssize_t csa, const floating *B, Py_ssize_t rsb,
+                      Py_ssize_t csb, floating *C, Py_ssize_t ldc, bint accumulate,
+                      floating *work, int n_threads) noexcept nogil:
+    """C (M,N) [+]= op(A) (M,K) . op(B) (K,N); op(A)[i,p] = A[i*rsa + p*csa], same for B."""
+    if floating is float:
+        sgemm(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, work, n_threads)
+    else:
+        dgemm(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, work, n_threads)
+
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _log(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline void dense_forward(const floating *a, const floating *W, const floating *b,
+                               floating *z, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                               floating *work, int n_threads) noexcept nogil:
+    """Dense layer, z = a.W + b.
+
+    a (n, n_in), W (n_in, n_out), b (n_out,), z (n, n_out); row-major.
+    """
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        for j in range(n_out):
+            z[i * n_out + j] = b[j]
+    gemm(n, n_out, n_in, a, n_in, 1, W, n_out, 1, z, n_out, True, work, n_threads)
+
+
+cdef inline void dense_backward(const floating *a, const floating *W, const floating *delta,
+                                floating *grad_W, floating *grad_b, floating *delta_prev,
+                                Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                                floating scale, floating l2, floating *work,
+                                int n_threads) noexcept nogil:
+    """Gradients of a dense layer given delta = dLoss/dz (paper §4.3.3–4.3.4).
+
+    a (n, n_in), W (n_in, n_out), delta (n, n_out) -> grad_W (n_in, n_out), grad_b (n_out,)
+    grad_W = scale * (a^T . delta + l2 * W),   grad_b = scale * sum_i delta[i]
+    delta_prev (n, n_in) = delta . W^T   (skipped when delta_prev is NULL)
+    """
+    cdef Py_ssize_t i, j, k
+    gemm(n_in, n_out, n, a, 1, n_in, delta, n_out, 1, grad_W, n_out, False, work, n_threads)
+    for k in range(n_in * n_out):
+        grad_W[k] = scale * (grad_W[k] + l2 * W[k])
+    for j in range(n_out):
+        grad_b[j] = 0
+    for i in range(n):
+        for j in range(n_out):
+            grad_b[j] += delta[i * n_out + j]
+    for j in range(n_out):
+        grad_b[j] *= scale
+    if delta_prev != NULL:
+        gemm(n, n_in, n_out, delta, n_out, 1, W, 1, n_out, delta_prev, n_in, False, work,
+             n_threads)
+
+
+cdef inline void activation_forward(int act, floating *z, Py_ssize_t size,
+                                    floating slope) noexcept nogil:
+    """a = f(z) in place, for the hidden activations.
+
+    logistic: sigma(z) = 1 / (1 + e^-z) (paper §2.2.3); tanh; relu: max(z, 0);
+    leaky_relu: z if z > 0 else slope * z; identity: z.
+    """
+    cdef Py_ssize_t k
+    if act == LOGISTIC:
+        for k in range(size):
+            z[k] = 1 / (1 + _exp(-z[k]))
+    elif act == TANH:
+        for k in range(size):
+            z[k] = _tanh(z[k])
+    elif act == RELU:
+        for k in range(size):
+            z[k] = z[k] if z[k] > 0 else 0
+    elif act == LEAKY_RELU:
+        for k in range(size):
+            z[k] = z[k] if z[k] > 0 else slope * z[k]
+
+
+cdef inline void activation_backward(int act, const floating *a, floating *delta,
+                                     Py_ssize_t size, floating slope) noexcept nogil:
+    """delta *= f'(z), written with the activation's output a = f(z).
+
+    logistic: sigma' = sigma (1 - sigma) (paper §2.2.3); tanh: 1 - a^2;
+    relu: 1 if a > 0 else 0; leaky_relu: 1 if a > 0 else slope; identity: 1.
+    """
+    cdef Py_ssize_t k
+    if act == LOGISTIC:
+        for k in range(size):
+            delta[k] *= a[k] * (1 - a[k])
+    elif act == TANH:
+        for k in range(size):
+            delta[k] *= 1 - a[k] * a[k]
+    elif act == RELU:
+        for k in range(size):
+            if a[k] <= 0:
+                delta[k] = 0
+    elif act == LEAKY_RELU:
+        for k in range(size):
+            if a[k] <= 0:
+                delta[k] *= slope
+
+
+cdef inline double output_forward(int act, floating *z, const floating *y, Py_ssize_t n,
+                                  Py_ssize_t n_out) noexcept nogil:
+    """Output layer: turns logits z (n, n_out) into outputs in place; returns the summed loss.
+
+    softmax: p_k = exp(z_k - max z) / sum_i exp(z_i - max z) (paper §2.2.4, max-subtracted),
+             loss = -sum_k y_k log p_k with log p_k = z_k - max z - log sum_i exp(z_i - max z),
+             so no log(0) and no overflow for any finite logits;
+    logistic: p = sigma(z), loss = -[y log p + (1 - y) log(1 - p)]
+              = max(z, 0) - y z + log(1 + e^-|z|);
+    identity: loss = (z - y)^2 / 2.
+    When y is NULL only the outputs are computed (returns 0).
+    """
+    cdef Py_ssize_t i, k
+    cdef floating m, s, zk, lse
+    cdef floating *row
+    cdef double loss = 0
+    if act == SOFTMAX:
+        for i in range(n):
+            row = z + i * n_out
+            m = row[0]
+            for k in range(1, n_out):
+                if row[k] > m:
+                    m = row[k]
+            s = 0
+            for k in range(n_out):
+                s += _exp(row[k] - m)
+            lse = m + _log(s)
+            if y != NULL:
+                for k in range(n_out):
+                    if y[i * n_out + k] != 0:
+                        loss -= y[i * n_out + k] * (row[k] - lse)
+            for k in range(n_out):
+                row[k] = _exp(row[k] - lse)
+    elif act == LOGISTIC:
+        for k in range(n * n_out):
+            zk = z[k]
+            if y != NULL:
+                loss += (zk if zk > 0 else 0) - y[k] * zk + _log1p(_exp(-_abs(zk)))
+            z[k] = 1 / (1 + _exp(-zk))
+    elif y != NULL:
+        for k in range(n * n_out):
+            loss += 0.5 * (z[k] - y[k]) * (z[k] - y[k])
+    return loss
+
+
+cdef inline void output_log_proba(int act, floating *z, Py_ssize_t n,
+                                  Py_ssize_t n_out) noexcept nogil:
+    """log of the output probabilities from logits z (n, n_out), in place, never -inf
+    for finite logits: log-softmax z_k - logsumexp(z); log sigma(z) = -log(1 + e^-z)."""
+    cdef Py_ssize_t i, k
+    cdef floating m, s, zk
+    cdef floating *row
+    if act == SOFTMAX:
+        for i in range(n):
+            row = z + i * n_out
+            m = row[0]
+            for k in range(1, n_out):
+                if row[k] > m:
+                    m = row[k]
+            s = 0
+            for k in range(n_out):
+                s += _exp(row[k] - m)
+            s = m + _log(s)
+            for k in range(n_out):
+                row[k] -= s
+    elif act == LOGISTIC:
+        for k in range(n * n_out):
+            zk = z[k]
+            z[k] = (zk if zk < 0 else 0) - _log1p(_exp(-_abs(zk)))

@@ -1,0 +1,115 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Matrix-product dispatch and Python entry points to the kernels, for tests and tools."""
+import os
+
+import numpy as np
+
+from cython cimport floating
+
+
+cdef extern from "_gemm.h" nogil:
+    int CYMLP_N_VARIANTS
+    const char *cymlp_variant_names[]
+    int cymlp_variant
+    void cymlp_sgemm_impl(size_t M, size_t N, size_t K, const float *A, Py_ssize_t rsa,
+                          Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
+                          float *C, size_t ldc, int accumulate, float *work, int nthreads)
+    void cymlp_dgemm_impl(size_t M, size_t N, size_t K, const double *A, Py_ssize_t rsa,
+                          Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
+                          double *C, size_t ldc, int accumulate, double *work, int nthreads)
+    size_t cymlp_gemm_work_size(int nthreads)
+    int cymlp_variant_available(int v)
+    void cymlp_set_variant(int v)
+    int cymlp_best_variant()
+    int cymlp_have_openmp()
+    int cymlp_max_threads()
+
+
+cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
+                Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb, float *C,
+                Py_ssize_t ldc, bint accumulate, float *work, int n_threads) noexcept nogil:
+    cymlp_sgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, work, n_threads)
+
+
+cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t rsa,
+                Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *C,
+                Py_ssize_t ldc, bint accumulate, double *work, int n_threads) noexcept nogil:
+    cymlp_dgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, work, n_threads)
+
+
+cdef Py_ssize_t gemm_work_size(int n_threads) noexcept nogil:
+    return cymlp_gemm_work_size(n_threads)
+
+
+def simd_variants():
+    """Names of the matrix-product variants compiled in and runnable on this CPU."""
+    return [cymlp_variant_names[v].decode() for v in range(CYMLP_N_VARIANTS)
+            if cymlp_variant_available(v)]
+
+
+def simd_variant():
+    """Name of the matrix-product variant in use."""
+    return cymlp_variant_names[cymlp_variant].decode()
+
+
+def set_simd_variant(name=None):
+    """Use the named variant (see :func:`simd_variants`); None picks the best for this CPU.
+
+    Not thread-safe with respect to running fits: call it before training.
+    """
+    if name is None:
+        cymlp_set_variant(cymlp_best_variant())
+        return simd_variant()
+    names = [cymlp_variant_names[v].decode() for v in range(CYMLP_N_VARIANTS)]
+    if name not in names:
+        raise ValueError(f"unknown SIMD variant {name!r}; expected one of {names}")
+    v = names.index(name)
+    if not cymlp_variant_available(v):
+        raise ValueError(f"SIMD variant {name!r} is not available on this CPU or build; "
+                         f"available: {simd_variants()}")
+    cymlp_set_variant(v)
+    return name
+
+
+def openmp_enabled():
+    """True when the extension was compiled with OpenMP."""
+    return bool(cymlp_have_openmp())
+
+
+def max_threads():
+    """OpenMP's default thread count (OMP_NUM_THREADS, or the number of cores)."""
+    return cymlp_max_threads()
+
+
+def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1):
+    """A @ B through cymlp's kernels (any strides, e.g. transposed views); for tests."""
+    if A.shape[1] != B.shape[0]:
+        raise ValueError(f"shapes ({A.shape[0]}, {A.shape[1]}) and "
+                         f"({B.shape[0]}, {B.shape[1]}) do not align")
+    dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t M = A.shape[0], N = B.shape[1], K = A.shape[1]
+    C = np.empty((M, N), dtype=dtype)
+    cdef floating[:, ::1] c = C
+    cdef floating[::1] work = np.empty(gemm_work_size(n_threads), dtype=dtype)
+    cdef Py_ssize_t isz = sizeof(floating)
+    if M == 0 or N == 0:
+        return C
+    if K == 0:
+        C[...] = 0
+        return C
+    with nogil:
+        gemm(M, N, K, &A[0, 0], A.strides[0] // isz, A.strides[1] // isz,
+             &B[0, 0], B.strides[0] // isz, B.strides[1] // isz, &c[0, 0], N, False,
+             &work[0], n_threads)
+    return C
+
+
+def _init_variant():
+    forced = os.environ.get("CYMLP_SIMD", "").strip()
+    if forced:
+        set_simd_variant(forced)
+    else:
+        set_simd_variant(None)
+
+
+_init_variant()

@@ -1,0 +1,189 @@
+"""Model files: ``save(estimator, path)`` and ``load(path)``, no pickle involved.
+
+A model file is a ``.npz`` archive with two entries:
+
+- ``params``: the flat parameter buffer (all weights and biases, see ``_engine``);
+- ``metadata``: a JSON document (as a uint8 array) with the format version, cymlp's
+  version, the estimator class, its parameters, layer sizes, activations, dtype, the
+  training history scalars and, for classifiers, the class labels.
+
+Loading uses ``allow_pickle=False`` and checks every shape and dtype against the
+metadata, so a corrupt or tampered file gives a ``ValueError``, never arbitrary code.
+Saving writes a temporary file in the same folder and renames it over the target, so an
+interrupted save never leaves a half-written model under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from cymlp._estimators import ACTIVATIONS, SOFTMAX, MLPClassifier, n_params
+from cymlp._version import __version__
+
+__all__ = ["FORMAT_VERSION", "load", "save"]
+
+FORMAT = "cymlp-model"
+FORMAT_VERSION = 1
+_ESTIMATORS = {"MLPClassifier": MLPClassifier}
+_SCALARS = ("n_iter_", "t_", "loss_", "best_loss_")
+
+
+def _jsonable_params(est) -> dict:
+    params = {}
+    for key, value in est.get_params(deep=False).items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key == "hidden_layer_sizes":
+            value = [int(v) for v in np.atleast_1d(value)]
+        elif key == "random_state" and not (value is None or isinstance(value, int)):
+            value = None  # a RandomState instance is not part of a model
+        params[key] = value
+    return params
+
+
+def save(estimator, path: str | os.PathLike) -> None:
+    """Write a fitted cymlp estimator to ``path`` (conventionally ``*.npz``), atomically."""
+    name = type(estimator).__name__
+    if name not in _ESTIMATORS:
+        raise TypeError(f"cannot save {name}; supported: {sorted(_ESTIMATORS)}")
+    if not hasattr(estimator, "_params"):
+        raise ValueError(f"this {name} is not fitted yet; nothing to save")
+    estimator._sync_params()
+    classes = np.asarray(estimator.classes_)
+    if classes.dtype == object:
+        if not all(isinstance(c, str) for c in classes):
+            raise ValueError("class labels must be numbers or strings to be saved")
+        classes = classes.astype(str)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "cymlp_version": __version__,
+        "estimator": name,
+        "params": _jsonable_params(estimator),
+        "layer_sizes": [int(s) for s in estimator._sizes],
+        "activation": estimator.activation,
+        "out_activation": estimator.out_activation_,
+        "dtype": str(estimator._params.dtype),
+        "classes_dtype": classes.dtype.str,
+        "n_classes": len(classes),
+        "loss_curve": [float(v) for v in estimator.loss_curve_],
+        **{k: (float(getattr(estimator, k)) if k in ("loss_", "best_loss_")
+               else int(getattr(estimator, k))) for k in _SCALARS},
+    }
+    if hasattr(estimator, "feature_names_in_"):
+        meta["feature_names_in"] = [str(f) for f in estimator.feature_names_in_]
+    blob = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, metadata=blob, params=estimator._params, classes=classes)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _bad(path, what: str) -> ValueError:
+    return ValueError(f"{path}: not a valid cymlp model file: {what}")
+
+
+def load(path: str | os.PathLike):
+    """Read a model written by :func:`save` and return the fitted estimator."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise _bad(path, "not an .npz archive")
+            missing = {"metadata", "params", "classes"} - set(npz.files)
+            if missing:
+                raise _bad(path, f"missing entries {sorted(missing)}")
+            blob, params, classes = npz["metadata"], npz["params"], npz["classes"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such model file") from None
+    except ValueError as e:
+        if str(e).startswith(f"{path}:"):
+            raise
+        raise _bad(path, str(e)) from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as e:
+        raise _bad(path, f"{type(e).__name__}: {e}") from None
+    if blob.dtype != np.uint8 or blob.ndim != 1:
+        raise _bad(path, "metadata entry is not a byte string")
+    try:
+        meta = json.loads(blob.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _bad(path, f"metadata is not JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _bad(path, "metadata does not describe a cymlp model")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise _bad(path, f"format version {version!r} is not supported by cymlp "
+                         f"{__version__} (supports 1 to {FORMAT_VERSION})")
+    return _from_v1(path, meta, params, classes)
+
+
+def _from_v1(path, meta: dict, params: np.ndarray, classes: np.ndarray):
+    cls = _ESTIMATORS.get(meta.get("estimator"))
+    if cls is None:
+        raise _bad(path, f"unknown estimator {meta.get('estimator')!r}")
+    try:
+        params = dict(meta["params"])
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        est = cls(**params)
+        est._validate_params()
+        sizes = [int(s) for s in meta["layer_sizes"]]
+        dtype = np.dtype(meta["dtype"])
+        out_act = meta["out_activation"]
+        n_classes = int(meta["n_classes"])
+        loss_curve = [float(v) for v in meta["loss_curve"]]
+        scalars = {k: meta[k] for k in _SCALARS}
+    except (KeyError, TypeError, ValueError, NotImplementedError) as e:
+        raise _bad(path, f"bad metadata ({type(e).__name__}: {e})") from None
+    if dtype not in (np.float32, np.float64):
+        raise _bad(path, f"unsupported parameter dtype {dtype}")
+    if len(sizes) < 2 or any(s < 1 for s in sizes) or sizes[1:-1] != est._hidden_sizes():
+        raise _bad(path, f"layer sizes {sizes} do not match hidden_layer_sizes")
+    expected = n_params(sizes)
+    if params.dtype != dtype or params.shape != (expected,):
+        raise _bad(path, f"params has {params.dtype} {params.shape}, metadata says "
+                         f"{dtype} ({expected},)")
+    if not np.all(np.isfinite(params)):
+        raise _bad(path, "params contain NaN or infinity")
+    if est.activation != meta.get("activation") or out_act not in ("softmax", "logistic"):
+        raise _bad(path, "activations do not match")
+    if (classes.ndim != 1 or len(classes) != n_classes or n_classes < 2
+            or classes.dtype.str != meta.get("classes_dtype")
+            or (out_act == "softmax") != (n_classes > 2)
+            or sizes[-1] != (n_classes if n_classes > 2 else 1)
+            or len(np.unique(classes)) != n_classes):
+        raise _bad(path, "class labels do not match the output layer")
+    est._sizes = sizes
+    est._params = np.ascontiguousarray(params)
+    est._set_views()
+    est.classes_ = np.sort(classes)
+    est.out_activation_ = out_act
+    est._out_code = SOFTMAX if out_act == "softmax" else ACTIVATIONS["logistic"]
+    est.n_features_in_, est.n_outputs_, est.n_layers_ = sizes[0], sizes[-1], len(sizes)
+    if "feature_names_in" in meta:
+        names = np.asarray(meta["feature_names_in"], dtype=object)
+        if names.shape != (sizes[0],):
+            raise _bad(path, "feature names do not match the input layer")
+        est.feature_names_in_ = names
+    est.loss_curve_ = loss_curve
+    est.n_iter_, est.t_ = int(scalars["n_iter_"]), int(scalars["t_"])
+    est.loss_, est.best_loss_ = float(scalars["loss_"]), float(scalars["best_loss_"])
+    est._no_improvement_count = 0
+    from sklearn.utils import check_random_state
+
+    est._random_state = check_random_state(est.random_state)
+    est._rng = np.array([est._random_state.randint(0, 2**31 - 1)], dtype=np.uint64)
+    est._optimizer_state = None
+    return est

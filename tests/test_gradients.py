@@ -1,0 +1,96 @@
+"""Analytic gradients of the engine against central finite differences (float64)."""
+
+import numpy as np
+import pytest
+
+from cymlp import _engine
+from cymlp._estimators import ACTIVATIONS, SOFTMAX, n_params
+
+OUTPUTS = {"softmax": (SOFTMAX, 4), "logistic": (ACTIVATIONS["logistic"], 3),
+           "identity": (ACTIVATIONS["identity"], 2)}
+
+
+def _problem(hidden, out, seed=0, n=11, n_in=5):
+    rng = np.random.RandomState(seed)
+    code, n_out = OUTPUTS[out]
+    sizes = [n_in, *hidden, n_out]
+    X = rng.normal(size=(n, n_in))
+    if out == "softmax":
+        Y = np.eye(n_out)[rng.randint(0, n_out, n)]
+    elif out == "logistic":
+        Y = (rng.uniform(size=(n, n_out)) > 0.5).astype(float)
+    else:
+        Y = rng.normal(size=(n, n_out))
+    params = rng.normal(scale=0.7, size=n_params(sizes))
+    return sizes, code, X, Y, params
+
+
+def _loss(sizes, act, out, X, Y, params, alpha, grads=None):
+    ws = np.empty(_engine.workspace_size(sizes, len(X), 1))
+    g = np.empty_like(params) if grads is None else grads
+    return _engine.loss_and_grad(sizes, act, out, 0.1, X, Y, params, g, ws, alpha, 1)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("hidden", [(), (6,), (6, 5), (4, 7, 3)])
+@pytest.mark.parametrize("out", sorted(OUTPUTS))
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+def test_gradient_matches_finite_differences(activation, hidden, out, alpha):
+    sizes, code, X, Y, params = _problem(hidden, out)
+    act = ACTIVATIONS[activation]
+    grads = np.empty_like(params)
+    _loss(sizes, act, code, X, Y, params, alpha, grads)
+    eps = 1e-6
+    numeric = np.empty_like(params)
+    for k in range(len(params)):
+        p = params.copy()
+        p[k] += eps
+        up = _loss(sizes, act, code, X, Y, p, alpha)
+        p[k] -= 2 * eps
+        down = _loss(sizes, act, code, X, Y, p, alpha)
+        numeric[k] = (up - down) / (2 * eps)
+    rel = np.linalg.norm(grads - numeric) / max(np.linalg.norm(numeric), 1e-12)
+    assert rel < 1e-6, rel
+
+
+def test_loss_matches_numpy_reference():
+    sizes, code, X, Y, params = _problem((6,), "softmax", seed=3)
+    W0 = params[:30].reshape(5, 6)
+    b0 = params[30:36]
+    W1 = params[36:60].reshape(6, 4)
+    b1 = params[60:64]
+    a = 1 / (1 + np.exp(-(X @ W0 + b0)))
+    z = a @ W1 + b1
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    alpha = 0.2
+    expected = (-(Y * logp).sum() + 0.5 * alpha * ((W0**2).sum() + (W1**2).sum())) / len(X)
+    got = _loss(sizes, ACTIVATIONS["logistic"], code, X, Y, params, alpha)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("out", ["softmax", "logistic"])
+def test_extreme_logits_stay_finite(dtype, out):
+    # no hidden layer, so the logits are X.W; make them +-1e4
+    code, n_out = OUTPUTS[out]
+    sizes = [2, n_out]
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=dtype)
+    params = np.zeros(2 * n_out + n_out, dtype=dtype)
+    W = params[: 2 * n_out].reshape(2, n_out)
+    W[0, 0], W[1, 0] = 1e4, -1e4
+    if n_out > 1:
+        W[0, 1], W[1, 1] = -1e4, 1e4
+    Y = np.zeros((3, n_out), dtype=dtype)
+    Y[:, -1] = 1  # the wrong class for row 0: loss ~ 2e4 / 3, large but finite
+    grads = np.empty_like(params)
+    ws = np.empty(_engine.workspace_size(sizes, 3, 1), dtype=dtype)
+    loss = _engine.loss_and_grad(sizes, 0, code, 0.0, X, Y, params, grads, ws, 0.0, 1)
+    assert np.isfinite(loss) and loss > 1000
+    assert np.all(np.isfinite(grads))
+    for mode in (0, 1, 2):
+        out_arr = np.empty((3, n_out), dtype=dtype)
+        _engine.forward(sizes, 0, code, 0.0, X, params, out_arr, ws, 3, mode, 1)
+        assert np.all(np.isfinite(out_arr)), (mode, out_arr)
+        if mode == 1 and out == "softmax":
+            np.testing.assert_allclose(out_arr.sum(1), 1, rtol=1e-6)

@@ -1,0 +1,147 @@
+"""Model files: round trip, atomic writes, and refusal of corrupt or hostile files."""
+
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import cymlp
+from cymlp import MLPClassifier
+
+
+@pytest.fixture
+def fitted(blobs):
+    X, y = blobs
+    names = np.array(["a", "b", "c"])[y]
+    return MLPClassifier((8, 4), max_iter=5, random_state=0).fit(X.astype(np.float32), names)
+
+
+def test_round_trip(tmp_path, fitted, blobs):
+    X = blobs[0].astype(np.float32)
+    path = tmp_path / "model.npz"
+    cymlp.save(fitted, path)
+    back = cymlp.load(path)
+    assert type(back) is MLPClassifier
+    np.testing.assert_array_equal(back.predict_proba(X), fitted.predict_proba(X))
+    np.testing.assert_array_equal(back.predict(X), fitted.predict(X))
+    assert back.get_params() == fitted.get_params()
+    assert back.coefs_[0].dtype == np.float32
+    assert back.loss_curve_ == fitted.loss_curve_ and back.n_iter_ == fitted.n_iter_
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left
+
+
+def test_save_unfitted_fails(tmp_path):
+    with pytest.raises(ValueError, match="not fitted"):
+        cymlp.save(MLPClassifier(), tmp_path / "m.npz")
+
+
+def test_failed_save_keeps_previous_file(tmp_path, fitted, monkeypatch):
+    path = tmp_path / "model.npz"
+    cymlp.save(fitted, path)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        cymlp.save(fitted, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+
+
+def _entries(path):
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _write(path, entries):
+    with open(path, "wb") as f:
+        np.savez(f, **entries)
+
+
+def _tamper_meta(path, change):
+    entries = _entries(path)
+    meta = json.loads(entries["metadata"].tobytes())
+    change(meta)
+    entries["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    _write(path, entries)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda m: m.update(format_version=99), "format version 99"),
+    (lambda m: m.update(format="other"), "does not describe"),
+    (lambda m: m.update(estimator="Evil"), "unknown estimator"),
+    (lambda m: m.update(layer_sizes=[4, 9, 4, 3]), "layer sizes"),
+    (lambda m: m.update(dtype="float64"), "params has"),
+    (lambda m: m["params"].update(activation="tanh"), "activations do not match"),
+    (lambda m: m["params"].update(hidden_layer_sizes=[8, 0]), "bad metadata"),
+    (lambda m: m.update(n_classes=2), "class labels"),
+    (lambda m: m.pop("loss_curve"), "bad metadata"),
+])
+def test_tampered_metadata(tmp_path, fitted, change, match):
+    path = tmp_path / "m.npz"
+    cymlp.save(fitted, path)
+    _tamper_meta(path, change)
+    with pytest.raises(ValueError, match=match):
+        cymlp.load(path)
+
+
+def test_tampered_arrays(tmp_path, fitted):
+    path = tmp_path / "m.npz"
+    cymlp.save(fitted, path)
+    entries = _entries(path)
+    for key, value, match in [("params", entries["params"][:-1], "params has"),
+                              ("params", entries["params"] * np.nan, "NaN"),
+                              ("classes", entries["classes"][:2], "class labels")]:
+        _write(path, {**entries, key: value})
+        with pytest.raises(ValueError, match=match):
+            cymlp.load(path)
+    _write(path, {k: v for k, v in entries.items() if k != "classes"})
+    with pytest.raises(ValueError, match="missing entries"):
+        cymlp.load(path)
+
+
+@pytest.mark.parametrize("cut", [0, 10, 100, 1000, -10])
+def test_truncated_file(tmp_path, fitted, cut):
+    path = tmp_path / "m.npz"
+    cymlp.save(fitted, path)
+    data = path.read_bytes()
+    path.write_bytes(data[:cut])
+    with pytest.raises(ValueError, match="not a valid cymlp model file"):
+        cymlp.load(path)
+
+
+def test_pickled_content_is_refused_without_running_it(tmp_path, fitted):
+    path = tmp_path / "m.npz"
+    cymlp.save(fitted, path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    entries = _entries(path)
+    buf = io.BytesIO()
+    np.save(buf, np.array([Evil()], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(path, "w") as z:
+        for k, v in entries.items():
+            if k != "params":
+                b = io.BytesIO()
+                np.save(b, v)
+                z.writestr(f"{k}.npy", b.getvalue())
+        z.writestr("params.npy", buf.getvalue())
+    with pytest.raises(ValueError, match="not a valid cymlp model file"):
+        cymlp.load(path)
+    assert not marker.exists()
+    path.write_bytes(pickle.dumps(fitted))
+    with pytest.raises(ValueError, match="not a valid cymlp model file"):
+        cymlp.load(path)
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        cymlp.load(tmp_path / "none.npz")

@@ -1,0 +1,88 @@
+"""Matrix products of every SIMD variant against numpy, and the optimizer steps."""
+
+import numpy as np
+import pytest
+
+from cymlp import _kernels, _optim
+
+VARIANTS = _kernels.simd_variants()
+SHAPES = [(1, 1, 1), (7, 5, 3), (37, 13, 29), (200, 100, 784), (784, 100, 200), (5, 300, 2),
+          (13, 1030, 9), (3, 2, 600)]
+
+
+@pytest.fixture(params=VARIANTS)
+def variant(request):
+    previous = _kernels.simd_variant()
+    _kernels.set_simd_variant(request.param)
+    yield request.param
+    _kernels.set_simd_variant(previous)
+
+
+def test_best_variant_is_default():
+    assert _kernels.simd_variant() == VARIANTS[-1]
+    assert "portable" in VARIANTS
+
+
+def test_unknown_variant_rejected():
+    with pytest.raises(ValueError, match="unknown SIMD variant"):
+        _kernels.set_simd_variant("sse9")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("layout", ["nn", "tn", "nt"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_matmul_matches_numpy(variant, dtype, shape, layout, n_threads):
+    M, N, K = shape
+    rng = np.random.RandomState(M * 1000 + N * 10 + K)
+    A = rng.uniform(-1, 1, (M, K)).astype(dtype)
+    B = rng.uniform(-1, 1, (K, N)).astype(dtype)
+    a = np.ascontiguousarray(A.T).T if layout == "tn" else A  # A^T stored row-major
+    b = np.ascontiguousarray(B.T).T if layout == "nt" else B
+    C = _kernels.matmul(a, b, n_threads)
+    expected = A.astype(np.float64) @ B.astype(np.float64)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(C, expected, rtol=tol, atol=tol * np.sqrt(K))
+
+
+def test_matmul_thread_count_does_not_change_results():
+    rng = np.random.RandomState(1)
+    A = rng.normal(size=(333, 517)).astype(np.float32)
+    B = rng.normal(size=(517, 129)).astype(np.float32)
+    np.testing.assert_array_equal(_kernels.matmul(A, B, 1), _kernels.matmul(A, B, 2))
+
+
+def test_matmul_shape_mismatch():
+    with pytest.raises(ValueError, match="do not align"):
+        _kernels.matmul(np.ones((2, 3)), np.ones((4, 2)))
+
+
+def test_sgd_step_plain_and_momentum():
+    p = np.array([1.0, -2.0])
+    g = np.array([0.5, 0.25])
+    v = np.zeros(2)
+    _optim.sgd(p, g, v, lr=0.1)
+    np.testing.assert_allclose(p, [0.95, -2.025])
+    p = np.array([1.0, -2.0])
+    v = np.array([0.1, 0.0])
+    _optim.sgd(p, g, v, lr=0.1, momentum=0.9, nesterov=False)
+    np.testing.assert_allclose(v, [0.9 * 0.1 - 0.05, -0.025])
+    np.testing.assert_allclose(p, [1.0 + 0.04, -2.025])
+    p = np.array([1.0, -2.0])
+    v = np.array([0.1, 0.0])
+    _optim.sgd(p, g, v, lr=0.1, momentum=0.9, nesterov=True)
+    np.testing.assert_allclose(p, [1.0 + 0.9 * 0.04 - 0.05, -2.0 + 0.9 * -0.025 - 0.025])
+
+
+def test_adam_step_matches_formula():
+    rng = np.random.RandomState(0)
+    p, g = rng.normal(size=5), rng.normal(size=5)
+    m, v = rng.normal(size=5) * 0.1, rng.uniform(size=5)
+    t, lr, b1, b2, eps = 3, 0.01, 0.9, 0.999, 1e-8
+    m2 = b1 * m + (1 - b1) * g
+    v2 = b2 * v + (1 - b2) * g * g
+    p2 = p - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m2 / (np.sqrt(v2) + eps)
+    _optim.adam(p, g, m, v, lr, b1, b2, eps, t)
+    np.testing.assert_allclose(m, m2)
+    np.testing.assert_allclose(v, v2)
+    np.testing.assert_allclose(p, p2)
