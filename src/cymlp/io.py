@@ -135,9 +135,9 @@ def _from_v1(path, meta: dict, params: np.ndarray, classes: np.ndarray):
     if cls is None:
         raise _bad(path, f"unknown estimator {meta.get('estimator')!r}")
     try:
-        params = dict(meta["params"])
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-        est = cls(**params)
+        kwargs = dict(meta["params"])
+        kwargs["hidden_layer_sizes"] = tuple(kwargs["hidden_layer_sizes"])
+        est = cls(**kwargs)
         est._validate_params()
         sizes = [int(s) for s in meta["layer_sizes"]]
         dtype = np.dtype(meta["dtype"])
