@@ -3,10 +3,12 @@
 import io
 import json
 import pickle
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 import cymlp
 from cymlp import MLPClassifier
@@ -16,7 +18,10 @@ from cymlp import MLPClassifier
 def fitted(blobs):
     X, y = blobs
     names = np.array(["a", "b", "c"])[y]
-    return MLPClassifier((8, 4), max_iter=5, random_state=0).fit(X.astype(np.float32), names)
+    clf = MLPClassifier((8, 4), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return clf.fit(X.astype(np.float32), names)
 
 
 def test_round_trip(tmp_path, fitted, blobs):
@@ -140,6 +145,32 @@ def test_pickled_content_is_refused_without_running_it(tmp_path, fitted):
     path.write_bytes(pickle.dumps(fitted))
     with pytest.raises(ValueError, match="not a valid cymlp model file"):
         cymlp.load(path)
+
+
+def test_v1_fixture_still_loads():
+    """A model file written by cymlp 0.1.0 (format 1) keeps loading and predicting."""
+    import pathlib
+
+    here = pathlib.Path(__file__).parent / "fixtures"
+    expected = json.loads((here / "model_v1_expected.json").read_text())
+    model = cymlp.load(here / "model_v1.npz")
+    X = np.array(expected["X"])
+    assert model.predict(X).tolist() == expected["predict"]
+    np.testing.assert_allclose(model.predict_proba(X), expected["predict_proba"], rtol=1e-12)
+
+
+def test_saved_file_mode_follows_umask(tmp_path, fitted):
+    import os
+
+    path = tmp_path / "m.npz"
+    old = os.umask(0o022)
+    try:
+        cymlp.save(fitted, path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    fitted.save(path)  # the method, over an existing file: mode kept
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_missing_model(tmp_path):

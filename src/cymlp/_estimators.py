@@ -372,6 +372,15 @@ class _BaseMLP(BaseEstimator):
             self, X, reset=False, dtype=self._params.dtype, order="C", ensure_2d=True
         )
 
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (.npz + JSON, never pickle), atomically.
+
+        Read it back with :func:`cymlp.load`.
+        """
+        from cymlp.io import save
+
+        save(self, path)
+
     def __getstate__(self) -> dict[str, Any]:
         # coefs_ / intercepts_ are views into _params: rebuild them instead of copying
         state = self.__dict__.copy()

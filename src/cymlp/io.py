@@ -86,10 +86,21 @@ def save(estimator, path: str | os.PathLike) -> None:
             np.savez(f, metadata=blob, params=estimator._params, classes=classes)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _file_mode(path: Path) -> int:
+    """Mode for the saved file: the existing file's, else what open() would give."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _bad(path, what: str) -> ValueError:
@@ -99,6 +110,8 @@ def _bad(path, what: str) -> ValueError:
 def load(path: str | os.PathLike):
     """Read a model written by :func:`save` and return the fitted estimator."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise _bad(path, "not an .npz (zip) archive")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
