@@ -168,8 +168,16 @@ def test_missing_model_and_image(tmp_path):
     proc = run_cli("evaluate", tmp_path / "none.npz")
     assert proc.returncode == 1 and "no such model file" in proc.stderr
     fixture = os.path.join(os.path.dirname(__file__), "fixtures", "model_v1.npz")
-    proc = run_cli("predict", fixture, tmp_path / "none.png")
+    proc = run_cli("predict", fixture, tmp_path / "none.png")  # a 4-feature model
+    assert proc.returncode == 1 and "expects 4 features" in proc.stderr
+    rng = np.random.RandomState(0)
+    cymlp.MLPClassifier((3,), max_iter=1).fit(rng.rand(4, 784), [0, 1, 2, 3]).save(
+        tmp_path / "m.npz")
+    proc = run_cli("predict", tmp_path / "m.npz", tmp_path / "none.png")
     assert proc.returncode == 1 and "no such image file" in proc.stderr
+    (tmp_path / "text.png").write_text("not an image")
+    proc = run_cli("predict", tmp_path / "m.npz", tmp_path / "text.png")
+    assert proc.returncode == 1 and "cannot read as an image" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 

@@ -85,7 +85,9 @@ def _tamper_meta(path, change):
     (lambda m: m["params"].update(activation="tanh"), "activations do not match"),
     (lambda m: m["params"].update(hidden_layer_sizes=[8, 0]), "bad metadata"),
     (lambda m: m.update(n_classes=2), "class labels"),
-    (lambda m: m.pop("loss_curve"), "bad metadata"),
+    (lambda m: m.pop("fitted"), "bad metadata"),
+    (lambda m: m["fitted"].update(evil_=1), "unknown fitted attributes"),
+    (lambda m: m.update(y_type="multilabel-indicator"), "class labels"),
 ])
 def test_tampered_metadata(tmp_path, fitted, change, match):
     path = tmp_path / "m.npz"
@@ -148,7 +150,7 @@ def test_pickled_content_is_refused_without_running_it(tmp_path, fitted):
 
 
 def test_v1_fixture_still_loads():
-    """A model file written by cymlp 0.1.0 (format 1) keeps loading and predicting."""
+    """A model file written in format 1 (the first cymlp 0.1.0 layout) keeps loading."""
     import pathlib
 
     here = pathlib.Path(__file__).parent / "fixtures"
@@ -157,6 +159,7 @@ def test_v1_fixture_still_loads():
     X = np.array(expected["X"])
     assert model.predict(X).tolist() == expected["predict"]
     np.testing.assert_allclose(model.predict_proba(X), expected["predict_proba"], rtol=1e-12)
+    assert model.n_iter_ == 30 and len(model.loss_curve_) == 30
 
 
 def test_saved_file_mode_follows_umask(tmp_path, fitted):

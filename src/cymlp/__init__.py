@@ -5,8 +5,8 @@
 """
 
 from cymlp._config import show_config
-from cymlp._estimators import MLPClassifier
+from cymlp._estimators import MLPClassifier, MLPRegressor
 from cymlp._version import __version__
 from cymlp.io import load, save
 
-__all__ = ["MLPClassifier", "__version__", "load", "save", "show_config"]
+__all__ = ["MLPClassifier", "MLPRegressor", "__version__", "load", "save", "show_config"]

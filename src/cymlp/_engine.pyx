@@ -4,21 +4,28 @@
 A network is a list of layer widths ``sizes = (n_in, h_1, ..., n_out)``, one hidden
 activation and one output activation. All weights and biases live in one flat buffer
 ``params``, laid out as ``W_0 (n_in, h_1), b_0 (h_1,), W_1, b_1, ...`` (row-major), so
-the optimizers and model files see a single vector and ``coefs_`` / ``intercepts_`` are
-views into it. Scratch memory (``ws``) is allocated once per fit by the caller, sized by
-:func:`workspace_size`; nothing is allocated per batch.
+the optimizers, L-BFGS and model files see a single vector and ``coefs_`` /
+``intercepts_`` are views into it. Scratch memory (``ws``) is allocated once per fit by
+the caller, sized by :func:`workspace_size`; nothing is allocated per batch.
+
+Input rows come either from a dense C-contiguous ``X`` or from a CSR matrix
+(``data, indices, indptr``); CSR rows are scattered into a dense batch buffer one
+batch at a time, so a sparse data set is never densified whole.
 
 Callers (``cymlp._estimators``) validate everything first: shapes, dtypes, contiguity,
 finiteness, batch size >= 1. Nothing here checks again.
 """
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from cython cimport floating
 
-from cymlp._kernels cimport (activation_backward, activation_forward, dense_backward,
-                             dense_forward, gemm_work_size, output_forward, output_log_proba)
+from cymlp._kernels cimport (activation_backward, activation_derivative, activation_forward,
+                             dense_backward, dense_forward, gemm_work_size, output_forward,
+                             output_log_proba)
 from cymlp._optim cimport SGD, adam_step, sgd_step
+
+import numpy as np
 
 
 cdef struct Layout:
@@ -27,36 +34,58 @@ cdef struct Layout:
     Py_ssize_t *w_off       # (n_layers,) offset of W_l in params
     Py_ssize_t *b_off       # (n_layers,) offset of b_l in params
     Py_ssize_t *a_off       # (n_layers + 1,) offset of activation l in ws (0 unused)
+    Py_ssize_t *m_off       # (n_layers + 1,) offset of dropout mask l in ws (0 unused)
+    double *drop            # (n_layers + 1,) dropout rate of layer l's output (0 = off)
+    Py_ssize_t n_params
     Py_ssize_t rows         # rows the workspace holds
-    Py_ssize_t x_off, y_off, d0_off, d1_off, work_off
+    Py_ssize_t x_off, y_off, sw_off, d0_off, d1_off, g_off, work_off
     int hidden_act, out_act
     double slope
+    bint dropout            # any hidden layer has dropout
 
 
-def workspace_size(sizes, Py_ssize_t rows, int n_threads):
+# Where minibatch rows come from: dense X or CSR, targets Y, optional weights.
+cdef struct Rows:
+    const void *X           # dense (n, n_in) or NULL
+    const void *data        # CSR values, or NULL
+    const Py_ssize_t *indices
+    const Py_ssize_t *indptr
+    const void *Y           # (n, n_out) or NULL
+    const void *sw          # (n,) or NULL
+
+
+def workspace_size(sizes, Py_ssize_t rows, int n_threads, dropout=None):
     """Scratch elements for batches of up to ``rows`` rows (see module docstring)."""
     cdef Layout lay
-    _layout(&lay, sizes, rows, n_threads, 0, 0, 0.0)
+    _layout(&lay, sizes, rows, 0, 0, 0.0, dropout)
     try:
         return int(lay.work_off + gemm_work_size(n_threads))
     finally:
         _free_layout(&lay)
 
 
-cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int n_threads, int hidden_act,
-                 int out_act, double slope) except -1:
+cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_act,
+                 double slope, dropout) except -1:
+    """Offsets of every layer's parameters and of every scratch buffer."""
     cdef int L = len(sizes) - 1
     cdef Py_ssize_t l, off = 0, widest = 0
     lay.n_layers = L
     lay.sizes = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
-    lay.w_off = <Py_ssize_t *>malloc(L * sizeof(Py_ssize_t) + 1)
-    lay.b_off = <Py_ssize_t *>malloc(L * sizeof(Py_ssize_t) + 1)
+    lay.w_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
+    lay.b_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.a_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
-    if not (lay.sizes and lay.w_off and lay.b_off and lay.a_off):
+    lay.m_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
+    lay.drop = <double *>malloc((L + 1) * sizeof(double))
+    if not (lay.sizes and lay.w_off and lay.b_off and lay.a_off and lay.m_off and lay.drop):
         _free_layout(lay)
         raise MemoryError()
+    lay.dropout = False
     for l in range(L + 1):
         lay.sizes[l] = sizes[l]
+        lay.drop[l] = 0
+        if dropout is not None and 0 < l < L:
+            lay.drop[l] = dropout[l - 1]
+            lay.dropout = lay.dropout or lay.drop[l] > 0
     for l in range(L):
         lay.w_off[l] = off
         off += lay.sizes[l] * lay.sizes[l + 1]
@@ -64,21 +93,30 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int n_threads, int hidden_
         off += lay.sizes[l + 1]
         if lay.sizes[l + 1] > widest:
             widest = lay.sizes[l + 1]
-    # workspace: x batch | y batch | activations 1..L | delta ping-pong | gemm scratch
+    lay.n_params = off
+    # workspace: x | y | sw | activations 1..L | masks | delta ping-pong | grads | gemm
     lay.rows = rows
     off = 0
     lay.x_off = off
     off += rows * lay.sizes[0]
     lay.y_off = off
     off += rows * lay.sizes[L]
-    lay.a_off[0] = 0
+    lay.sw_off = off
+    off += rows
+    lay.a_off[0] = lay.m_off[0] = lay.m_off[L] = 0
     for l in range(1, L + 1):
         lay.a_off[l] = off
         off += rows * lay.sizes[l]
+    for l in range(1, L):
+        lay.m_off[l] = off
+        if lay.drop[l] > 0:
+            off += rows * lay.sizes[l]
     lay.d0_off = off
     off += rows * widest
     lay.d1_off = off
     off += rows * widest
+    lay.g_off = off
+    off += lay.n_params
     off = (off + 15) // 16 * 16  # keep the gemm scratch 64-byte aligned relative to ws
     lay.work_off = off
     lay.hidden_act = hidden_act
@@ -92,76 +130,14 @@ cdef void _free_layout(Layout *lay) noexcept:
     free(lay.w_off)
     free(lay.b_off)
     free(lay.a_off)
-    lay.sizes = lay.w_off = lay.b_off = lay.a_off = NULL
-
-
-cdef double _forward(const Layout *lay, const floating *x, const floating *y, Py_ssize_t n,
-                     const floating *params, floating *ws, floating *out,
-                     int n_threads) noexcept nogil:
-    """Forward pass of n rows (paper §4.3.2): a_0 = x, z_l = a_{l-1}.W_l + b_l,
-    a_l = f(z_l), output = softmax / logistic / identity of the last z.
-
-    Activations go to ws; the last layer goes to ``out`` (n, n_out) when given.
-    Returns the summed data loss when y is given, else 0.
-    """
-    cdef int l, L = lay.n_layers
-    cdef const floating *a = x
-    cdef floating *z = NULL
-    for l in range(L):
-        z = out if (l == L - 1 and out != NULL) else ws + lay.a_off[l + 1]
-        dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
-                      lay.sizes[l + 1], ws + lay.work_off, n_threads)
-        if l < L - 1:
-            activation_forward(lay.hidden_act, z, n * lay.sizes[l + 1], <floating>lay.slope)
-        a = z
-    if y == NULL:
-        return 0
-    return output_forward(lay.out_act, z, y, n, lay.sizes[L])
-
-
-cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y, Py_ssize_t n,
-                       const floating *params, floating *grads, floating *ws, double alpha,
-                       int n_threads) noexcept nogil:
-    """Mean loss of n rows and its gradient in ``grads`` (paper §4.3.3).
-
-    loss = (sum_i loss_i + alpha/2 * sum_l ||W_l||^2) / n   (scikit-learn's scaling)
-    delta_L = output - y  (softmax + cross-entropy, logistic + log-loss and identity +
-    squared error all give this), delta_{l-1} = (delta_l . W_l^T) * f'(a_{l-1}),
-    grad W_l = (a_{l-1}^T . delta_l + alpha W_l) / n, grad b_l = sum_i delta_l / n.
-    """
-    cdef int l, L = lay.n_layers
-    cdef Py_ssize_t k, n_out = lay.sizes[L]
-    cdef floating *delta = ws + lay.d0_off
-    cdef floating *prev = ws + lay.d1_off
-    cdef floating *tmp
-    cdef floating *a_L
-    cdef const floating *a_prev
-    cdef double loss, sq = 0
-    loss = _forward(lay, x, y, n, params, ws, <floating *>NULL, n_threads)
-    a_L = ws + lay.a_off[L]
-    for k in range(n * n_out):
-        delta[k] = a_L[k] - y[k]
-    for l in range(L - 1, -1, -1):
-        a_prev = x if l == 0 else ws + lay.a_off[l]
-        dense_backward(a_prev, params + lay.w_off[l], delta, grads + lay.w_off[l],
-                       grads + lay.b_off[l], prev if l > 0 else <floating *>NULL, n,
-                       lay.sizes[l], lay.sizes[l + 1], <floating>(1.0 / n), <floating>alpha,
-                       ws + lay.work_off, n_threads)
-        if l > 0:
-            activation_backward(lay.hidden_act, a_prev, prev, n * lay.sizes[l],
-                                <floating>lay.slope)
-            tmp = delta
-            delta = prev
-            prev = tmp
-    if alpha != 0:
-        for l in range(L):
-            for k in range(lay.sizes[l] * lay.sizes[l + 1]):
-                sq += params[lay.w_off[l] + k] * params[lay.w_off[l] + k]
-    return (loss + 0.5 * alpha * sq) / n
+    free(lay.m_off)
+    free(lay.drop)
+    lay.sizes = lay.w_off = lay.b_off = lay.a_off = lay.m_off = NULL
+    lay.drop = NULL
 
 
 cdef inline uint64_t _splitmix64(uint64_t *state) noexcept nogil:
-    """splitmix64 (Steele, Lea & Flood 2014): the seeded PRNG behind shuffling."""
+    """splitmix64 (Steele, Lea & Flood 2014): the seeded PRNG for shuffling and dropout."""
     state[0] += 0x9E3779B97F4A7C15ULL
     cdef uint64_t z = state[0]
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
@@ -179,31 +155,234 @@ cdef void _shuffle(Py_ssize_t *order, Py_ssize_t n, uint64_t *state) noexcept no
         order[j] = t
 
 
-def train_epoch(sizes, int hidden_act, int out_act, double slope,
-                floating[:, ::1] X, floating[:, ::1] Y, floating[::1] params,
-                floating[::1] grads, floating[::1] ws, Py_ssize_t batch_size, bint shuffle,
-                uint64_t[::1] rng, int solver, double lr, double momentum, bint nesterov,
-                floating[::1] state1, floating[::1] state2, double beta_1, double beta_2,
-                double epsilon, long long step, double alpha, int n_threads):
-    """One pass over X (n, n_in) / Y (n, n_out) in minibatches: forward, backward, update.
+cdef void _dropout(floating *a, floating *mask, Py_ssize_t size, double rate,
+                   uint64_t *state) noexcept nogil:
+    """Inverted dropout: a *= mask, mask = 0 with probability rate, else 1 / (1 - rate)."""
+    cdef Py_ssize_t k
+    cdef floating keep = <floating>(1.0 / (1.0 - rate))
+    cdef uint64_t threshold = <uint64_t>(rate * 18446744073709551616.0)
+    for k in range(size):
+        mask[k] = 0 if _splitmix64(state) < threshold else keep
+        a[k] *= mask[k]
 
-    ``solver`` is SGD (0: lr, momentum, nesterov, velocity in state1) or ADAM (1: lr,
-    beta_1, beta_2, epsilon, m in state1, v in state2, ``step`` = updates done so far).
-    With ``shuffle`` the row order is a fresh permutation from ``rng`` (advanced in place).
-    Returns ``(mean loss over the epoch, number of updates made)``, the loss of each batch
-    weighted by its size as scikit-learn's ``loss_curve_``.
+
+cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_t *order,
+                             Py_ssize_t start, Py_ssize_t n, floating *ws,
+                             const floating **y, const floating **sw) noexcept nogil:
+    """Rows start..start+n (through ``order`` when given) as a dense (n, n_in) block, with
+    their targets and weights; copies only when the rows are not already contiguous."""
+    cdef Py_ssize_t r, i, j, n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
+    cdef const floating *X = <const floating *>src.X
+    cdef const floating *Y = <const floating *>src.Y
+    cdef const floating *W = <const floating *>src.sw
+    cdef const floating *data = <const floating *>src.data
+    cdef floating *xb = ws + lay.x_off
+    cdef floating *yb = ws + lay.y_off
+    cdef floating *swb = ws + lay.sw_off
+    if order == NULL:
+        y[0] = Y + start * n_out if Y != NULL else NULL
+        sw[0] = W + start if W != NULL else NULL
+        if X != NULL:
+            return X + start * n_in
+    else:
+        y[0] = yb if Y != NULL else NULL
+        sw[0] = swb if W != NULL else NULL
+        for r in range(n):
+            i = order[start + r]
+            if X != NULL:
+                memcpy(xb + r * n_in, X + i * n_in, n_in * sizeof(floating))
+            if Y != NULL:
+                memcpy(yb + r * n_out, Y + i * n_out, n_out * sizeof(floating))
+            if W != NULL:
+                swb[r] = W[i]
+        if X != NULL:
+            return xb
+    memset(xb, 0, n * n_in * sizeof(floating))  # CSR: scatter the batch's rows
+    for r in range(n):
+        i = order[start + r] if order != NULL else start + r
+        for j in range(src.indptr[i], src.indptr[i + 1]):
+            xb[r * n_in + src.indices[j]] = data[j]
+    return xb
+
+
+cdef double _forward(const Layout *lay, const floating *x, const floating *y,
+                     const floating *sw, Py_ssize_t n, const floating *params, floating *ws,
+                     floating *out, uint64_t *rng, int n_threads) noexcept nogil:
+    """Forward pass of n rows (paper §4.3.2): a_0 = x, z_l = a_{l-1}.W_l + b_l,
+    a_l = f(z_l) (then inverted dropout when rng is given), and the output layer.
+
+    Activations go to ws; the last layer goes to ``out`` (n, n_out) when given.
+    Returns the summed, sw-weighted data loss when y is given, else 0 (then the last
+    layer holds the raw values z_L).
+    """
+    cdef int l, L = lay.n_layers
+    cdef const floating *a = x
+    cdef floating *z = NULL
+    for l in range(L):
+        z = out if (l == L - 1 and out != NULL) else ws + lay.a_off[l + 1]
+        dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
+                      lay.sizes[l + 1], ws + lay.work_off, n_threads)
+        if l < L - 1:
+            activation_forward(lay.hidden_act, z, n * lay.sizes[l + 1], <floating>lay.slope)
+            if rng != NULL and lay.drop[l + 1] > 0:
+                _dropout(z, ws + lay.m_off[l + 1], n * lay.sizes[l + 1], lay.drop[l + 1], rng)
+        a = z
+    if y == NULL:
+        return 0
+    return output_forward(lay.out_act, z, y, sw, n, lay.sizes[L])
+
+
+cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
+                       const floating *sw, Py_ssize_t n, const floating *params,
+                       floating *grads, floating *ws, floating scale, floating l2,
+                       uint64_t *rng, int n_threads) noexcept nogil:
+    """Summed data loss of n rows; grads = scale * (raw gradient sums + l2 * W) (§4.3.3).
+
+    delta_L = sw * (output - y)  (softmax + cross-entropy, logistic + log-loss, exp +
+    Poisson deviance and identity + squared error all give output - y),
+    delta_{l-1} = (delta_l . W_l^T) * f'(a_{l-1})  (times the dropout mask),
+    grad W_l = scale (a_{l-1}^T . delta_l + l2 W_l),  grad b_l = scale sum_i delta_l.
+    """
+    cdef int l, L = lay.n_layers
+    cdef Py_ssize_t i, k, n_out = lay.sizes[L], size
+    cdef floating *delta = ws + lay.d0_off
+    cdef floating *prev = ws + lay.d1_off
+    cdef floating *tmp
+    cdef floating *a_L
+    cdef floating *mask
+    cdef const floating *a_prev
+    cdef floating slope = <floating>lay.slope
+    cdef double loss
+    loss = _forward(lay, x, y, sw, n, params, ws, <floating *>NULL, rng, n_threads)
+    a_L = ws + lay.a_off[L]
+    for i in range(n):
+        for k in range(n_out):
+            delta[i * n_out + k] = a_L[i * n_out + k] - y[i * n_out + k]
+            if sw != NULL:
+                delta[i * n_out + k] *= sw[i]
+    for l in range(L - 1, -1, -1):
+        a_prev = x if l == 0 else ws + lay.a_off[l]
+        dense_backward(a_prev, params + lay.w_off[l], delta, grads + lay.w_off[l],
+                       grads + lay.b_off[l], prev if l > 0 else <floating *>NULL, n,
+                       lay.sizes[l], lay.sizes[l + 1], scale, l2, ws + lay.work_off,
+                       n_threads)
+        if l > 0:
+            size = n * lay.sizes[l]
+            if rng != NULL and lay.drop[l] > 0:
+                mask = ws + lay.m_off[l]  # a_prev holds f(z) * mask
+                for k in range(size):
+                    if mask[k] == 0:
+                        prev[k] = 0
+                    else:
+                        prev[k] *= mask[k] * activation_derivative(
+                            lay.hidden_act, a_prev[k] / mask[k], slope)
+            else:
+                activation_backward(lay.hidden_act, a_prev, prev, size, slope)
+            tmp = delta
+            delta = prev
+            prev = tmp
+    return loss
+
+
+cdef double _sq_weights(const Layout *lay, const floating *params) noexcept nogil:
+    """sum_l ||W_l||^2 (biases are not penalised)."""
+    cdef int l
+    cdef Py_ssize_t k
+    cdef double sq = 0
+    for l in range(lay.n_layers):
+        for k in range(lay.sizes[l] * lay.sizes[l + 1]):
+            sq += params[lay.w_off[l] + k] * params[lay.w_off[l] + k]
+    return sq
+
+
+cdef int _check_buffers(const Layout *lay, Py_ssize_t n_params, Py_ssize_t n_grads,
+                        Py_ssize_t n_ws, int n_threads) except -1:
+    """params / grads must match the layout and ws must hold the scratch it needs."""
+    if n_params != lay.n_params or (n_grads >= 0 and n_grads != lay.n_params):
+        raise ValueError(f"engine: params/grads need {lay.n_params} elements")
+    if n_ws < lay.work_off + <Py_ssize_t>gemm_work_size(n_threads):
+        raise ValueError("engine: workspace too small for this layout; see workspace_size()")
+    return 0
+
+
+cdef int _rows(Rows *src, const Layout *lay, Py_ssize_t n, dtype, X, data, indices, indptr,
+               Y, sw) except -1:
+    """Fill src with the arrays' data pointers after checking their dtype, layout and
+    shapes (once per call, so that the nogil loops can trust them)."""
+    def check(name, arr, dt, shape):
+        if (not isinstance(arr, np.ndarray) or arr.dtype != dt
+                or not arr.flags.c_contiguous or arr.shape != shape):
+            raise TypeError(f"engine: {name} must be a C-contiguous {np.dtype(dt)} array of "
+                            f"shape {shape}")
+    cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
+    if X is not None:
+        check("X", X, dtype, (n, n_in))
+    else:
+        check("indptr", indptr, np.intp, (n + 1,))
+        nnz = int(indptr[n]) if n else 0
+        check("data", data, dtype, (nnz,))
+        check("indices", indices, np.intp, (nnz,))
+    if Y is not None:
+        check("Y", Y, dtype, (n, n_out))
+    if sw is not None:
+        check("sw", sw, dtype, (n,))
+    src.X = src.data = src.Y = src.sw = NULL
+    src.indices = src.indptr = NULL
+    if X is not None:
+        src.X = <const void *><size_t>X.ctypes.data
+    else:
+        src.data = <const void *><size_t>data.ctypes.data
+        src.indices = <const Py_ssize_t *><size_t>indices.ctypes.data
+        src.indptr = <const Py_ssize_t *><size_t>indptr.ctypes.data
+    if Y is not None:
+        src.Y = <const void *><size_t>Y.ctypes.data
+    if sw is not None:
+        src.sw = <const void *><size_t>sw.ctypes.data
+    return 0
+
+
+def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, data, indices,
+                indptr, Y, sw, floating[::1] params, floating[::1] grads, floating[::1] ws,
+                Py_ssize_t n, Py_ssize_t batch_size, bint shuffle, uint64_t[::1] rng,
+                int solver, double lr, double momentum, bint nesterov, floating[::1] state1,
+                floating[::1] state2, double beta_1, double beta_2, double epsilon,
+                long long step, double alpha, double loss_scale, int n_threads):
+    """One pass over n rows in minibatches: forward, backward, update.
+
+    Rows come from dense ``X`` (n, n_in) or, when X is None, the CSR triplet
+    ``data, indices, indptr`` (intp indices); targets ``Y`` (n, n_out), optional sample
+    weights ``sw`` (n,), all C-contiguous numpy arrays of params' dtype. ``dropout`` is
+    None or one rate per hidden layer. ``solver`` is SGD (0: lr, momentum, nesterov,
+    velocity in state1) or ADAM (1: lr, beta_1, beta_2, epsilon, m in state1, v in
+    state2, ``step`` = updates done so far). With ``shuffle`` the row order is a fresh
+    permutation from ``rng`` (advanced in place, as it is by dropout).
+
+    A batch's loss is scikit-learn's: (loss_scale * sum_i sw_i loss_i
+    + alpha/2 sum ||W||^2) / sum_i sw_i. Returns ``(mean over batches weighted by their
+    size, number of updates made)``.
     """
     cdef Layout lay
-    cdef Py_ssize_t n = X.shape[0], n_in = X.shape[1], n_out = Y.shape[1]
+    cdef Rows src
     cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0
     cdef Py_ssize_t size = params.shape[0]
-    cdef double total = 0
-    cdef floating *xb
-    cdef floating *yb
+    cdef double total = 0, batch_loss, sw_sum
+    cdef const floating *xb
+    cdef const floating *yb
+    cdef const floating *swb
     cdef floating *w = &ws[0]
+    cdef floating *p = &params[0]
     cdef Py_ssize_t *order = NULL
-    _layout(&lay, sizes, batch_size, n_threads, hidden_act, out_act, slope)
+    cdef uint64_t *state = &rng[0]
+    cdef uint64_t *drop_rng
+    _layout(&lay, sizes, batch_size, hidden_act, out_act, slope, dropout)
+    drop_rng = state if lay.dropout else NULL
     try:
+        _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, Y, sw)
+        _check_buffers(&lay, params.shape[0], grads.shape[0], ws.shape[0], n_threads)
+        if state1.shape[0] != size or (solver != SGD and state2.shape[0] != size):
+            raise ValueError("engine: optimizer state must match params")
+        if batch_size < 1:
+            raise ValueError("engine: batch_size must be >= 1")
         if shuffle:
             order = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
             if order == NULL:
@@ -212,28 +391,33 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope,
             if shuffle:
                 for i in range(n):
                     order[i] = i
-                _shuffle(order, n, &rng[0])
+                _shuffle(order, n, state)
             start = 0
             while start < n:
                 stop = start + batch_size if start + batch_size < n else n
                 nb = stop - start
-                if shuffle:
-                    xb = w + lay.x_off
-                    yb = w + lay.y_off
+                xb = _gather(&lay, &src, order, start, nb, w, &yb, &swb)
+                sw_sum = nb
+                if swb != NULL:
+                    sw_sum = 0
                     for r in range(nb):
-                        memcpy(xb + r * n_in, &X[order[start + r], 0], n_in * sizeof(floating))
-                        memcpy(yb + r * n_out, &Y[order[start + r], 0],
-                               n_out * sizeof(floating))
+                        sw_sum += swb[r]
+                    if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
+                        start = stop
+                        continue
+                batch_loss = _loss_grad(&lay, xb, yb, swb, nb, p, &grads[0], w,
+                                        <floating>(1.0 / sw_sum), <floating>alpha, drop_rng,
+                                        n_threads)
+                if alpha != 0:
+                    batch_loss = loss_scale * batch_loss + 0.5 * alpha * _sq_weights(&lay, p)
                 else:
-                    xb = &X[start, 0]
-                    yb = &Y[start, 0]
-                total += nb * _loss_grad(&lay, xb, yb, nb, &params[0], &grads[0], w, alpha,
-                                         n_threads)
+                    batch_loss = loss_scale * batch_loss
+                total += nb * batch_loss / sw_sum
                 n_batches += 1
                 if solver == SGD:
-                    sgd_step(&params[0], &grads[0], &state1[0], size, lr, momentum, nesterov)
+                    sgd_step(p, &grads[0], &state1[0], size, lr, momentum, nesterov)
                 else:
-                    adam_step(&params[0], &grads[0], &state1[0], &state2[0], size, lr, beta_1,
+                    adam_step(p, &grads[0], &state1[0], &state2[0], size, lr, beta_1,
                               beta_2, epsilon, step + n_batches)
                 start = stop
     finally:
@@ -242,47 +426,124 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope,
     return total / n, n_batches
 
 
-def loss_and_grad(sizes, int hidden_act, int out_act, double slope, floating[:, ::1] X,
-                  floating[:, ::1] Y, floating[::1] params, floating[::1] grads,
-                  floating[::1] ws, double alpha, int n_threads):
-    """Mean loss over all rows of X and its gradient w.r.t. params (written to grads).
+def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, indices,
+                  indptr, Y, sw, floating[::1] params, floating[::1] grads, floating[::1] ws,
+                  Py_ssize_t n, Py_ssize_t chunk, double alpha, double loss_scale,
+                  int n_threads):
+    """Loss over all n rows and its gradient w.r.t. params (written to grads), as
+    scikit-learn's full-batch objective (used by L-BFGS and the gradient tests):
+    (loss_scale * sum_i sw_i loss_i + alpha/2 sum ||W||^2) / sum_i sw_i.
 
-    ``ws`` must hold ``workspace_size(sizes, len(X), n_threads)`` elements.
+    Rows are processed ``chunk`` at a time; ``ws`` holds ``workspace_size(sizes, chunk,
+    ...)`` elements. Inputs as for :func:`train_epoch` (no dropout, no shuffling).
     """
     cdef Layout lay
-    cdef double loss
-    _layout(&lay, sizes, X.shape[0], n_threads, hidden_act, out_act, slope)
+    cdef Rows src
+    cdef Py_ssize_t start, nb, k, r, l
+    cdef double loss = 0, sw_sum = 0
+    cdef const floating *xb
+    cdef const floating *yb
+    cdef const floating *swb
+    cdef floating *w = &ws[0]
+    cdef floating *p = &params[0]
+    cdef floating *g = &grads[0]
+    cdef floating *gc
+    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
+    gc = w + lay.g_off
     try:
+        _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, Y, sw)
+        _check_buffers(&lay, params.shape[0], grads.shape[0], ws.shape[0], n_threads)
         with nogil:
-            loss = _loss_grad(&lay, &X[0, 0], &Y[0, 0], X.shape[0], &params[0], &grads[0],
-                              &ws[0], alpha, n_threads)
+            memset(g, 0, lay.n_params * sizeof(floating))
+            start = 0
+            while start < n:
+                nb = chunk if start + chunk < n else n - start
+                xb = _gather(&lay, &src, NULL, start, nb, w, &yb, &swb)
+                loss += _loss_grad(&lay, xb, yb, swb, nb, p, gc, w, 1, 0, NULL, n_threads)
+                for k in range(lay.n_params):
+                    g[k] += gc[k]
+                if swb != NULL:
+                    for r in range(nb):
+                        sw_sum += swb[r]
+                else:
+                    sw_sum += nb
+                start += nb
+            for l in range(lay.n_layers):
+                for k in range(lay.sizes[l] * lay.sizes[l + 1]):
+                    g[lay.w_off[l] + k] += alpha * p[lay.w_off[l] + k]
+            for k in range(lay.n_params):
+                g[k] /= sw_sum
+            loss = (loss_scale * loss + 0.5 * alpha * _sq_weights(&lay, p)) / sw_sum
     finally:
         _free_layout(&lay)
     return loss
 
 
-def forward(sizes, int hidden_act, int out_act, double slope, floating[:, ::1] X,
+def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices, indptr,
+              Y, sw, floating[::1] params, floating[::1] ws, Py_ssize_t n, Py_ssize_t chunk,
+              double loss_scale, int n_threads):
+    """Weighted mean data loss over n rows (no L2 term): a validation loss."""
+    cdef Layout lay
+    cdef Rows src
+    cdef Py_ssize_t start, nb, r
+    cdef double loss = 0, sw_sum = 0
+    cdef const floating *xb
+    cdef const floating *yb
+    cdef const floating *swb
+    cdef floating *w = &ws[0]
+    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
+    try:
+        _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, Y, sw)
+        _check_buffers(&lay, params.shape[0], -1, ws.shape[0], n_threads)
+        with nogil:
+            start = 0
+            while start < n:
+                nb = chunk if start + chunk < n else n - start
+                xb = _gather(&lay, &src, NULL, start, nb, w, &yb, &swb)
+                loss += _forward(&lay, xb, yb, swb, nb, &params[0], w, <floating *>NULL,
+                                 NULL, n_threads)
+                if swb != NULL:
+                    for r in range(nb):
+                        sw_sum += swb[r]
+                else:
+                    sw_sum += nb
+                start += nb
+    finally:
+        _free_layout(&lay)
+    return loss_scale * loss / sw_sum
+
+
+def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, indptr,
             floating[::1] params, floating[:, ::1] out, floating[::1] ws, Py_ssize_t chunk,
             int mode, int n_threads):
-    """Network outputs for X (n, n_in) into out (n, n_out), ``chunk`` rows at a time.
-
-    mode 0: raw last-layer values (logits); 1: outputs (probabilities for softmax /
-    logistic); 2: log-probabilities. ``ws`` holds ``workspace_size(sizes, chunk, ...)``.
+    """Network outputs for the rows of X (or CSR) into out (n, n_out), ``chunk`` rows at a
+    time. mode 0: raw last-layer values (logits); 1: outputs (probabilities for softmax /
+    logistic, e^z for exp); 2: log-probabilities. ``ws`` holds
+    ``workspace_size(sizes, chunk, ...)`` elements.
     """
     cdef Layout lay
-    cdef Py_ssize_t n = X.shape[0], n_out = out.shape[1], start, nb
+    cdef Rows src
+    cdef Py_ssize_t n = out.shape[0], n_out = out.shape[1], start, nb
+    cdef const floating *xb
+    cdef const floating *yb
+    cdef const floating *swb
     cdef floating *o
-    _layout(&lay, sizes, chunk, n_threads, hidden_act, out_act, slope)
+    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
     try:
+        _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, None, None)
+        _check_buffers(&lay, params.shape[0], -1, ws.shape[0], n_threads)
+        if n_out != lay.sizes[lay.n_layers]:
+            raise ValueError("engine: out has the wrong number of columns")
         with nogil:
             start = 0
             while start < n:
                 nb = chunk if start + chunk < n else n - start
                 o = &out[start, 0]
-                _forward(&lay, &X[start, 0], <floating *>NULL, nb, &params[0], &ws[0], o,
+                xb = _gather(&lay, &src, NULL, start, nb, &ws[0], &yb, &swb)
+                _forward(&lay, xb, <floating *>NULL, NULL, nb, &params[0], &ws[0], o, NULL,
                          n_threads)
                 if mode == 1:
-                    output_forward(out_act, o, <floating *>NULL, nb, n_out)
+                    output_forward(out_act, o, <floating *>NULL, NULL, nb, n_out)
                 elif mode == 2:
                     output_log_proba(out_act, o, nb, n_out)
                 start += nb

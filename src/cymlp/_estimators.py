@@ -1,37 +1,74 @@
 """scikit-learn estimators on cymlp's engine.
 
 This is the API boundary: every input is validated here, once, and turned into
-C-contiguous float32/float64 arrays before the engine (which trusts its inputs) runs.
-Names, defaults and semantics follow ``sklearn.neural_network.MLPClassifier``.
+C-contiguous float32/float64 arrays (or a canonical CSR matrix) before the engine,
+which trusts its inputs, runs. Names, defaults and semantics follow
+``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor`` (scikit-learn 1.9), plus
+``init``, ``negative_slope``, ``dropout``, ``class_weight``, ``n_jobs`` and ``history_``.
 """
 
 from __future__ import annotations
 
 import itertools
 import numbers
+import time
 import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+import scipy.optimize
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, compute_sample_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from cymlp import _engine, _kernels
 
 # One table for activations: name -> engine code (see _kernels.pxd). The derivative of
 # each lives beside its forward in _kernels.activation_backward.
 ACTIVATIONS = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
-SOFTMAX = 5
+OUTPUT_ACTIVATIONS = {"identity": 0, "logistic": 1, "softmax": 5, "exp": 6}
 _SOLVERS = {"sgd": 0, "adam": 1}
-_PREDICT_CHUNK = 1024  # rows per forward pass at predict time
+_STOCHASTIC = ("sgd", "adam")
+_CHUNK = 1024  # rows per forward pass at predict time and per chunk in full-batch passes
 
 
 def n_params(sizes) -> int:
     """Length of the flat parameter buffer for layer widths ``sizes`` (weights + biases)."""
     return sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(sizes))
+
+
+def _rows(X):
+    """(X, data, indices, indptr) engine arguments for dense X or a CSR matrix."""
+    if sp.issparse(X):
+        return None, X.data, X.indices, X.indptr
+    return X, None, None, None
+
+
+def _as_engine_input(X, dtype):
+    """C-contiguous dense array, or canonical CSR with intp indices, of ``dtype``."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=dtype)
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()
+        X.indices = X.indices.astype(np.intp, copy=False)
+        X.indptr = X.indptr.astype(np.intp, copy=False)
+        X.data = np.ascontiguousarray(X.data, dtype=dtype)
+        return X
+    return np.ascontiguousarray(X, dtype=dtype)
 
 
 class _BaseMLP(BaseEstimator):
@@ -65,6 +102,7 @@ class _BaseMLP(BaseEstimator):
         max_fun=15000,
         init="glorot",
         negative_slope=0.01,
+        dropout=0.0,
         n_jobs=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -92,6 +130,7 @@ class _BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.init = init
         self.negative_slope = negative_slope
+        self.dropout = dropout
         self.n_jobs = n_jobs
 
     # ---- validation -------------------------------------------------------------------
@@ -108,8 +147,23 @@ class _BaseMLP(BaseEstimator):
             ) from None
         for s in sizes:
             if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 1:
-                raise ValueError(f"hidden_layer_sizes must contain only ints >= 1, got {hls!r}")
+                raise ValueError(f"hidden_layer_sizes must be > 0, got {hls!r}.")
         return [int(s) for s in sizes]
+
+    def _dropout_rates(self) -> list[float] | None:
+        """One dropout rate per hidden layer, or None when dropout is off."""
+        n_hidden = len(self._hidden_sizes())
+        d = self.dropout
+        rates = [d] * n_hidden if isinstance(d, numbers.Real) else list(d)
+        if len(rates) != n_hidden or not all(
+            isinstance(r, numbers.Real) and not isinstance(r, bool) and 0 <= r < 1
+            for r in rates
+        ):
+            raise ValueError(
+                "dropout must be a float in [0, 1) or one such rate per hidden layer "
+                f"({n_hidden}), got {d!r}"
+            )
+        return [float(r) for r in rates] if any(r > 0 for r in rates) else None
 
     def _validate_params(self) -> None:
         def check(name, ok, expected):
@@ -136,6 +190,7 @@ class _BaseMLP(BaseEstimator):
             check(name, getattr(self, name) in options, f"one of {sorted(options)}")
 
         self._hidden_sizes()
+        self._dropout_rates()
         option("activation", set(ACTIVATIONS))
         option("solver", {"sgd", "adam", "lbfgs"})
         real("alpha", 0.0)
@@ -172,19 +227,8 @@ class _BaseMLP(BaseEstimator):
             or (isinstance(nj, numbers.Integral) and not isinstance(nj, bool) and nj != 0),
             "None or a non-zero int",
         )
-        # Features of scikit-learn's MLP that later versions of cymlp will add.
-        for name, value, default in (
-            ("solver", self.solver, "adam' or 'sgd"),
-            ("learning_rate", self.learning_rate, "constant"),
-            ("early_stopping", self.early_stopping, False),
-        ):
-            supported = value in ("adam", "sgd") if name == "solver" else value == default
-            if not supported:
-                raise NotImplementedError(
-                    f"{name}={value!r} is not supported by cymlp yet; use {name}='{default}'"
-                    if name != "early_stopping"
-                    else "early_stopping=True is not supported by cymlp yet"
-                )
+        if self.solver == "lbfgs" and self._dropout_rates() is not None:
+            raise ValueError("dropout needs a stochastic solver ('sgd' or 'adam'), not lbfgs")
 
     def _n_threads(self) -> int:
         max_threads = _kernels.max_threads()
@@ -194,13 +238,28 @@ class _BaseMLP(BaseEstimator):
             return max(1, max_threads + 1 + self.n_jobs)
         return int(self.n_jobs)
 
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC:
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is "
+                "not stochastic."
+            )
+        return True
+
     # ---- parameters ---------------------------------------------------------------------
+
+    @property
+    def _loss_scale(self) -> float:
+        # scikit-learn averages the half squared error over the outputs too
+        if self.out_activation_ == "identity":
+            return 1.0 / self.n_outputs_
+        return 1.0
 
     def _engine_args(self) -> tuple:
         return (
             self._sizes,
             ACTIVATIONS[self.activation],
-            self._out_code,
+            OUTPUT_ACTIVATIONS[self.out_activation_],
             float(self.negative_slope),
         )
 
@@ -208,7 +267,7 @@ class _BaseMLP(BaseEstimator):
         """coefs_ / intercepts_ as views into the flat parameter buffer."""
         p, off = self._params, 0
         self.coefs_, self.intercepts_ = [], []
-        for n_in, n_out in zip(self._sizes[:-1], self._sizes[1:]):
+        for n_in, n_out in itertools.pairwise(self._sizes):
             self.coefs_.append(p[off : off + n_in * n_out].reshape(n_in, n_out))
             off += n_in * n_out
             self.intercepts_.append(p[off : off + n_out])
@@ -220,7 +279,12 @@ class _BaseMLP(BaseEstimator):
         item = self._params.itemsize
         off = 0
         for c, b in zip(self.coefs_, self.intercepts_):
-            if c.ctypes.data != base + off * item or not c.flags.c_contiguous:
+            if (
+                not isinstance(c, np.ndarray)
+                or not isinstance(b, np.ndarray)
+                or c.ctypes.data != base + off * item
+                or not c.flags.c_contiguous
+            ):
                 break
             off += c.size
             if b.ctypes.data != base + off * item:
@@ -229,10 +293,14 @@ class _BaseMLP(BaseEstimator):
         else:
             if len(self.coefs_) == len(self._sizes) - 1:
                 return
-        shapes = list(zip(self._sizes[:-1], self._sizes[1:]))
-        if len(self.coefs_) != len(shapes) or len(self.intercepts_) != len(shapes) or any(
-            np.shape(c) != s or np.shape(b) != (s[1],)
-            for c, b, s in zip(self.coefs_, self.intercepts_, shapes)
+        shapes = list(itertools.pairwise(self._sizes))
+        if (
+            len(self.coefs_) != len(shapes)
+            or len(self.intercepts_) != len(shapes)
+            or any(
+                np.shape(c) != s or np.shape(b) != (s[1],)
+                for c, b, s in zip(self.coefs_, self.intercepts_, shapes)
+            )
         ):
             raise ValueError("coefs_ / intercepts_ do not match the network's layer sizes")
         parts = []
@@ -244,17 +312,12 @@ class _BaseMLP(BaseEstimator):
     def _initialize(self, n_features: int, n_outputs: int, dtype) -> None:
         hidden = self._hidden_sizes()
         self._sizes = [n_features, *hidden, n_outputs]
-        self.n_features_in_ = n_features
         self.n_outputs_ = n_outputs
         self.n_layers_ = len(self._sizes)
         self.n_iter_ = 0
         self.t_ = 0
-        self.loss_curve_ = []
-        self.best_loss_ = np.inf
-        self._no_improvement_count = 0
-        self._random_state = check_random_state(self.random_state)
         parts = []
-        for fan_in, fan_out in zip(self._sizes[:-1], self._sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(self._sizes):
             if self.init == "paper":
                 # paper §4.3.1: weights uniform in [-0.5, 0.5], biases zero
                 parts.append(self._random_state.uniform(-0.5, 0.5, fan_in * fan_out))
@@ -269,108 +332,248 @@ class _BaseMLP(BaseEstimator):
         self._set_views()
         self._rng = np.array([self._random_state.randint(0, 2**31 - 1)], dtype=np.uint64)
         self._optimizer_state = None
+        for attr in ("loss_curve_", "best_loss_", "validation_scores_",
+                     "best_validation_score_", "history_", "_no_improvement_count"):
+            self.__dict__.pop(attr, None)
+        if self.solver in _STOCHASTIC:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            self.history_ = {"loss": [], "seconds": []}
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+                self.history_.update(val_loss=[], val_score=[])
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
 
     def _new_optimizer_state(self):
-        zeros = np.zeros_like(self._params)
-        if self.solver == "adam":
-            return {"m": zeros, "v": np.zeros_like(self._params), "step": 0}
-        return {"m": zeros, "v": zeros, "step": 0}
+        m = np.zeros_like(self._params)
+        v = np.zeros_like(self._params) if self.solver == "adam" else m
+        return {"m": m, "v": v, "step": 0, "lr": float(self.learning_rate_init)}
 
     # ---- training -----------------------------------------------------------------------
 
-    def _fit(self, X, Y, incremental: bool):
-        """Minibatch training on validated X (n, n_features) and float targets Y (n, n_outputs)."""
-        n = X.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(200, n)
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        self._validate_params()
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y, sample_weight = self._validate_input(X, y, sample_weight, incremental,
+                                                   reset=first_pass)
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(X.shape[1], Y.shape[1], X.dtype)
+        elif X.dtype != self._params.dtype:
+            X = _as_engine_input(X, self._params.dtype)
+        Y = np.ascontiguousarray(Y, dtype=self._params.dtype)
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=self._params.dtype)
+        self._sync_params()
+        if self.solver in _STOCHASTIC:
+            self._fit_stochastic(X, Y, sample_weight, incremental)
         else:
-            if self.batch_size < 1 or self.batch_size > n:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. "
-                    "It is going to be clipped",
-                    stacklevel=3,
-                )
-            batch_size = int(np.clip(self.batch_size, 1, n))
+            self._fit_lbfgs(X, Y, sample_weight)
+        if not np.isfinite(self._params).all():
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        return self
+
+    def _fit_lbfgs(self, X, Y, sample_weight):
+        n = X.shape[0]
+        n_threads = self._n_threads()
+        chunk = max(1, min(n, 4 * _CHUNK))
+        ws = np.empty(_engine.workspace_size(self._sizes, chunk, n_threads), self._params.dtype)
+        grads = np.empty_like(self._params)
+        args = (*self._engine_args(), *_rows(X), Y, sample_weight)
+
+        def loss_grad(x):
+            self._params[...] = x
+            loss = _engine.loss_and_grad(*args, self._params, grads, ws, n, chunk,
+                                         float(self.alpha), self._loss_scale, n_threads)
+            return loss, grads.astype(np.float64)
+
+        opt = scipy.optimize.minimize(
+            loss_grad,
+            self._params.astype(np.float64),
+            method="L-BFGS-B",
+            jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+        )
+        self.n_iter_ = _check_optimize_result("lbfgs", opt, self.max_iter)
+        self.loss_ = float(opt.fun)
+        self._params[...] = opt.x
+
+    def _batch_size(self, n):
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size < 1 or self.batch_size > n:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. "
+                "It is going to be clipped",
+                stacklevel=4,
+            )
+        return int(np.clip(self.batch_size, 1, n))
+
+    def _fit_stochastic(self, X, Y, sample_weight, incremental):
         if not incremental or self._optimizer_state is None:
             self._optimizer_state = self._new_optimizer_state()
         state = self._optimizer_state
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        X_val = Y_val = sw_val = None
+        if self.early_stopping:
+            stratify = None  # stratified for binary and multiclass, not multilabel
+            if is_classifier(self) and self.out_activation_ == "softmax":
+                stratify = Y.argmax(1)
+            elif is_classifier(self) and self.n_outputs_ == 1:
+                stratify = Y[:, 0]
+            if stratify is not None and np.unique(stratify, return_counts=True)[1].min() < 2:
+                stratify = None  # a class with one sample cannot be split
+            parts = [X, Y] + ([sample_weight] if sample_weight is not None else [])
+            split = train_test_split(*parts, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, Y, Y_val = (_as_engine_input(a, self._params.dtype) for a in split[:4])
+            if sample_weight is not None:
+                sample_weight, sw_val = (np.ascontiguousarray(a) for a in split[4:])
+            if X_val.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+            y_val = self._decode(Y_val)
+        n = X.shape[0]
+        batch_size = self._batch_size(n)
         n_threads = self._n_threads()
-        ws = np.empty(_engine.workspace_size(self._sizes, batch_size, n_threads), X.dtype)
+        dropout = self._dropout_rates()
+        dtype = self._params.dtype
+        ws = np.empty(_engine.workspace_size(self._sizes, batch_size, n_threads, dropout), dtype)
         grads = np.empty_like(self._params)
-        self._sync_params()
+        rows = _rows(X)
         self.n_iter_ = 0  # as scikit-learn: epochs of this call
-        for _ in range(self.max_iter):
-            loss, n_batches = _engine.train_epoch(
-                *self._engine_args(),
-                X,
-                Y,
-                self._params,
-                grads,
-                ws,
-                batch_size,
-                bool(self.shuffle),
-                self._rng,
-                _SOLVERS[self.solver],
-                float(self.learning_rate_init),
-                float(self.momentum),
-                bool(self.nesterovs_momentum),
-                state["m"],
-                state["v"],
-                float(self.beta_1),
-                float(self.beta_2),
-                float(self.epsilon),
-                state["step"],
-                float(self.alpha),
-                n_threads,
-            )
-            state["step"] += n_batches
-            self.n_iter_ += 1
-            self.loss_ = float(loss)
-            self.t_ += n
-            self.loss_curve_.append(self.loss_)
+        try:
+            for _ in range(self.max_iter):
+                start = time.perf_counter()
+                loss, n_batches = _engine.train_epoch(
+                    *self._engine_args(), dropout, *rows, Y, sample_weight, self._params,
+                    grads, ws, n, batch_size, bool(self.shuffle), self._rng,
+                    _SOLVERS[self.solver], state["lr"], float(self.momentum),
+                    bool(self.nesterovs_momentum), state["m"], state["v"],
+                    float(self.beta_1), float(self.beta_2), float(self.epsilon),
+                    state["step"], float(self.alpha), self._loss_scale, n_threads,
+                )
+                state["step"] += n_batches
+                self.n_iter_ += 1
+                self.loss_ = float(loss)
+                self.t_ += n
+                self.loss_curve_.append(self.loss_)
+                self.history_["loss"].append(self.loss_)
+                self.history_["seconds"].append(time.perf_counter() - start)
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+                self._update_no_improvement_count(X_val, Y_val, y_val if self.early_stopping
+                                                  else None, sw_val)
+                if self.learning_rate == "invscaling" and self.solver == "sgd":
+                    state["lr"] = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                if self._no_improvement_count > self.n_iter_no_change:
+                    what = "Validation score" if self.early_stopping else "Training loss"
+                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                           f"{self.n_iter_no_change} consecutive epochs.")
+                    if self._trigger_stopping(msg, state):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                        "and the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=4,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+        if self.early_stopping:
+            self._params[...] = self._best_params
+
+    def _trigger_stopping(self, msg, state) -> bool:
+        """scikit-learn's rule: 'adaptive' SGD divides the step by 5 before giving up."""
+        if self.solver != "sgd" or self.learning_rate != "adaptive":
             if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-            if self.loss_ > self.best_loss_ - self.tol:
+                print(msg + " Stopping.")
+            return True
+        if state["lr"] <= 1e-6:
+            if self.verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        state["lr"] /= 5.0
+        if self.verbose:
+            print(msg + f" Setting learning rate to {state['lr']:f}")
+        return False
+
+    def _update_no_improvement_count(self, X_val, Y_val, y_val, sw_val):
+        if self.early_stopping:
+            score = self._score_from_output(self._forward(X_val, mode=1), y_val, sw_val)
+            self.validation_scores_.append(score)
+            self.history_["val_score"].append(score)
+            self.history_["val_loss"].append(self._data_loss(X_val, Y_val, sw_val))
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
             else:
                 self._no_improvement_count = 0
-            if self.loss_ < self.best_loss_:
-                self.best_loss_ = self.loss_
-            if self._no_improvement_count > self.n_iter_no_change:
-                if self.verbose:
-                    print(
-                        f"Training loss did not improve more than tol={self.tol:f} for "
-                        f"{self.n_iter_no_change} consecutive epochs. Stopping."
-                    )
-                break
-            if incremental:
-                break
-            if self.n_iter_ == self.max_iter:
-                warnings.warn(
-                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
-                    "the optimization hasn't converged yet.",
-                    ConvergenceWarning,
-                    stacklevel=3,
-                )
-        return self
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self._params.copy()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _data_loss(self, X, Y, sample_weight) -> float:
+        chunk = max(1, min(X.shape[0], _CHUNK))
+        n_threads = self._n_threads()
+        ws = np.empty(_engine.workspace_size(self._sizes, chunk, n_threads), self._params.dtype)
+        return float(_engine.data_loss(*self._engine_args(), *_rows(X), Y, sample_weight,
+                                       self._params, ws, X.shape[0], chunk, self._loss_scale,
+                                       n_threads))
+
+    # ---- prediction ---------------------------------------------------------------------
 
     def _forward(self, X, mode: int) -> np.ndarray:
-        """Last-layer values for validated X: mode 0 logits, 1 outputs, 2 log-outputs."""
+        """Last-layer values for validated X: mode 0 raw, 1 outputs, 2 log-outputs."""
         self._sync_params()
         out = np.empty((X.shape[0], self.n_outputs_), dtype=self._params.dtype)
         if X.shape[0] == 0:
             return out
-        chunk = min(X.shape[0], _PREDICT_CHUNK)
+        chunk = min(X.shape[0], _CHUNK)
         n_threads = self._n_threads()
         ws = np.empty(_engine.workspace_size(self._sizes, chunk, n_threads), self._params.dtype)
-        _engine.forward(*self._engine_args(), X, self._params, out, ws, chunk, mode, n_threads)
+        _engine.forward(*self._engine_args(), *_rows(X), self._params, out, ws, chunk, mode,
+                        n_threads)
         return out
 
     def _validate_X_predict(self, X):
         check_is_fitted(self, "_params")
-        return validate_data(
-            self, X, reset=False, dtype=self._params.dtype, order="C", ensure_2d=True
-        )
+        X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
+                          dtype=self._params.dtype, order="C")
+        return _as_engine_input(X, self._params.dtype)
+
+    def _validate_Xy(self, X, y, reset, y_numeric=False):
+        dtype = (np.float64, np.float32) if reset else self._params.dtype
+        X, y = validate_data(self, X, y, reset=reset, accept_sparse=["csr", "csc"],
+                             dtype=dtype, order="C", multi_output=True, y_numeric=y_numeric)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return _as_engine_input(X, X.dtype), y
+
+    # ---- persistence --------------------------------------------------------------------
 
     def save(self, path) -> None:
         """Write the fitted model to ``path`` (.npz + JSON, never pickle), atomically.
@@ -396,177 +599,358 @@ class _BaseMLP(BaseEstimator):
         if "_params" in state:
             self._set_views()
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
-class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multilayer perceptron classifier trained by cymlp's Cython engine.
 
-    A drop-in for :class:`sklearn.neural_network.MLPClassifier`: the same parameters,
-    defaults and fitted attributes where they overlap. Multiclass problems use a softmax
-    output with cross-entropy, binary problems one logistic output. float32 input trains
-    in float32, float64 in float64 (other dtypes become float64).
-
+_PARAMS_DOC = """
     Parameters
     ----------
     hidden_layer_sizes : int or sequence of int, default=(100,)
         Width of each hidden layer.
     activation : {'identity', 'logistic', 'tanh', 'relu', 'leaky_relu'}, default='relu'
-        Hidden-layer activation; 'logistic' is the paper's sigmoid.
-    solver : {'adam', 'sgd'}, default='adam'
-        'sgd' uses ``momentum`` and ``nesterovs_momentum``; 'adam' uses ``beta_1``,
-        ``beta_2``, ``epsilon``. ('lbfgs' is not supported yet.)
+        Hidden-layer activation; 'logistic' is the paper's sigmoid. 'leaky_relu'
+        (z if z > 0 else negative_slope * z) is cymlp's addition.
+    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+        'sgd' uses ``momentum``, ``nesterovs_momentum`` and ``learning_rate``; 'adam' uses
+        ``beta_1``, ``beta_2``, ``epsilon``; 'lbfgs' is scipy's L-BFGS-B on the full-batch
+        loss and gradient computed by cymlp's engine (``max_iter``, ``max_fun``, ``tol``).
     alpha : float, default=1e-4
-        L2 penalty; the loss gets ``alpha / 2 * sum ||W||^2 / batch_size``.
+        L2 penalty; the loss gets ``alpha / 2 * sum ||W||^2 / sum(sample_weight)``.
     batch_size : int or 'auto', default='auto'
         Minibatch size; 'auto' is ``min(200, n_samples)``.
-    learning_rate : {'constant'}, default='constant'
-        Only a constant step size is supported yet.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        SGD step schedule: constant; ``learning_rate_init / (t + 1) ** power_t`` with t
+        the samples seen; or divided by 5 each time the loss stalls.
     learning_rate_init : float, default=1e-3
-        Step size.
     power_t : float, default=0.5
-        Accepted for compatibility; used by 'invscaling' (not supported yet).
     max_iter : int, default=200
-        Maximum number of epochs.
+        Maximum epochs (stochastic solvers) or iterations (lbfgs).
     shuffle : bool, default=True
         Reshuffle the samples every epoch (cymlp's own seeded generator).
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation and shuffling.
+        Seeds initialisation, the early-stopping split, shuffling and dropout.
     tol : float, default=1e-4
-        Training stops when the loss has not improved by ``tol`` for
-        ``n_iter_no_change`` consecutive epochs.
+        Improvement below which an epoch counts as no improvement.
     verbose : bool, default=False
-        Print the loss after each epoch.
     warm_start : bool, default=False
-        Continue from the current weights on ``fit``.
     momentum : float, default=0.9
-        SGD momentum.
     nesterovs_momentum : bool, default=True
-        Use Nesterov's momentum with SGD.
     early_stopping : bool, default=False
-        Not supported yet (must be False).
+        Hold out ``validation_fraction`` of the data (stratified for classifiers), stop
+        when its score stalls and restore the best weights.
     validation_fraction : float, default=0.1
-        Accepted for compatibility; used with ``early_stopping``.
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's parameters.
     n_iter_no_change : int, default=10
-        See ``tol``.
     max_fun : int, default=15000
-        Accepted for compatibility; used by 'lbfgs'.
+        Maximum loss evaluations for lbfgs.
     init : {'glorot', 'paper'}, default='glorot'
         'glorot' is scikit-learn's initialisation (the same draws for the same
         ``random_state``); 'paper' draws weights uniformly in [-0.5, 0.5] with zero
-        biases, as the paper (§4.3.1).
+        biases, as the paper does (§4.3.1).
     negative_slope : float, default=0.01
         Slope of 'leaky_relu' for negative inputs.
+    dropout : float or sequence of float, default=0.0
+        Inverted dropout on the hidden layers during training only: one rate for all,
+        or one per hidden layer. Needs 'sgd' or 'adam'.
     n_jobs : int or None, default=None
-        Threads for training and prediction; None uses OpenMP's default (all cores,
-        or ``OMP_NUM_THREADS`` / threadpoolctl's limit), -1 all, -2 all but one.
+        Threads for training and prediction; None uses OpenMP's default (all cores, or
+        ``OMP_NUM_THREADS`` / threadpoolctl's limit), -1 all, -2 all but one. Results do
+        not depend on it.
+"""
 
+_ATTRS_DOC = """
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-    coefs_ : list of ndarray, ``coefs_[i]`` of shape (n_units[i], n_units[i + 1])
-    intercepts_ : list of ndarray, ``intercepts_[i]`` of shape (n_units[i + 1],)
-    loss_ : float, loss_curve_ : list of float, best_loss_ : float
-    n_iter_ : int, t_ : int, n_features_in_ : int, feature_names_in_ : ndarray
-    n_layers_ : int, n_outputs_ : int, out_activation_ : str
+    coefs_, intercepts_ : lists of ndarray
+        Weights (n_in, n_out) and biases of each layer: views into one flat buffer.
+    loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_,
+    t_, n_iter_, n_layers_, n_outputs_, out_activation_, n_features_in_,
+    feature_names_in_
+        As in scikit-learn.
+    history_ : dict of lists
+        Per epoch: 'loss' (training loss), 'seconds', and with early stopping
+        'val_loss' (data loss on the validation split) and 'val_score'.
+"""
 
-    Examples
-    --------
-    >>> from cymlp import MLPClassifier
-    >>> clf = MLPClassifier(hidden_layer_sizes=(100,), activation="logistic",
-    ...                     solver="sgd", learning_rate_init=0.1, momentum=0.0,
-    ...                     alpha=0.0, init="paper").fit(X_train, y_train)  # doctest: +SKIP
-    >>> clf.predict(X_test[:3])  # doctest: +SKIP
+
+def _init_signature_doc(cls):
+    cls.__doc__ = cls.__doc__.replace("%(params)s", _PARAMS_DOC).replace("%(attrs)s", _ATTRS_DOC)
+    return cls
+
+
+@_init_signature_doc
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multilayer perceptron classifier trained by cymlp's Cython engine.
+
+    A drop-in for :class:`sklearn.neural_network.MLPClassifier`: the same parameters,
+    defaults and fitted attributes. Multiclass problems use a softmax output with
+    cross-entropy; binary and multilabel problems logistic outputs. float32 input
+    trains in float32, float64 in float64 (other dtypes become float64); sparse CSR/CSC
+    input is densified one batch at a time.
+%(params)s
+    class_weight : dict, 'balanced' or None, default=None
+        Weights multiplied into ``sample_weight``: ``{label: weight}``, or 'balanced'
+        (``n_samples / (n_classes * bincount(y))``; not with ``partial_fit``).
+%(attrs)s
+    classes_ : ndarray of shape (n_classes,)
     """
 
-    def fit(self, X, y):
-        """Train on X (n_samples, n_features) and class labels y (n_samples,)."""
-        self._validate_params()
-        first = not hasattr(self, "_params") or not self.warm_start
-        X, Y = self._prepare(X, y, reset=first, classes=None)
-        if first or X.shape[1] != self.n_features_in_:
-            self._initialize(X.shape[1], Y.shape[1], X.dtype)
-        return self._fit(X, Y, incremental=False)
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        init="glorot",
+        negative_slope=0.01,
+        dropout=0.0,
+        class_weight=None,
+        n_jobs=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
+            n_jobs=n_jobs,
+        )
+        self.class_weight = class_weight
 
-    def partial_fit(self, X, y, classes=None):
+    def fit(self, X, y, sample_weight=None):
+        """Train on X (n_samples, n_features) and labels y (n_samples,) or a label
+        indicator matrix (n_samples, n_labels)."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing from the current state.
 
         ``classes`` (all labels that will ever appear) is required on the first call.
         """
-        self._validate_params()
-        first = not hasattr(self, "_params")
-        if first and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit.")
-        if not first and classes is not None and not np.array_equal(
-            self.classes_, np.unique(classes)
-        ):
-            raise ValueError(
-                f"`classes={np.unique(classes)!r}` is not the same as on the first call to "
-                f"partial_fit, which was: {self.classes_!r}"
-            )
-        X, Y = self._prepare(X, y, reset=first, classes=classes if first else None)
-        if first:
-            self._initialize(X.shape[1], Y.shape[1], X.dtype)
-        return self._fit(X, Y, incremental=True)
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def _prepare(self, X, y, reset: bool, classes):
-        dtype = (np.float64, np.float32) if reset else self._params.dtype
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, order="C", multi_output=True)
-        kind = type_of_target(y)
-        if kind not in ("binary", "multiclass"):
-            raise ValueError(
-                f"MLPClassifier supports binary and multiclass targets (1-d labels); got "
-                f"{kind!r} targets"
-            )
-        y = column_or_1d(y)
-        if reset:
-            self.classes_ = np.unique(y if classes is None else classes)
-            if classes is None and len(self.classes_) < 2:
-                raise ValueError(
-                    f"MLPClassifier needs samples of at least 2 classes; got only class "
-                    f"{self.classes_[0]!r}"
-                )
-            n_classes = len(self.classes_)
-            self.out_activation_ = "softmax" if n_classes > 2 else "logistic"
-            self._out_code = SOFTMAX if n_classes > 2 else ACTIVATIONS["logistic"]
-        unseen = np.setdiff1d(y, self.classes_)
-        if unseen.size:
-            raise ValueError(f"y contains labels not in classes_: {unseen[:10]!r}")
-        idx = np.searchsorted(self.classes_, y)
-        if len(self.classes_) > 2:
-            Y = np.zeros((len(y), len(self.classes_)), dtype=X.dtype)
-            Y[np.arange(len(y)), idx] = 1
+    def _validate_input(self, X, y, sample_weight, incremental, reset):
+        X, y = self._validate_Xy(X, y, reset)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
         else:
-            Y = (idx == 1).astype(X.dtype).reshape(-1, 1)
-        return X, Y
+            classes = unique_labels(y)
+            if self.warm_start and not incremental:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in "
+                        f"the previous call to fit. Previously got {self.classes_}, `y` has "
+                        f"{classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {classes}."
+                )
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
+                                                 ensure_non_negative=True)
+        if self.class_weight is not None:
+            if self._label_binarizer.y_type_.startswith("multilabel"):
+                raise ValueError("class_weight is not supported for multilabel targets")
+            if incremental and isinstance(self.class_weight, str):
+                raise ValueError(
+                    "class_weight='balanced' is not supported with partial_fit: compute "
+                    "the weights on the whole data (sklearn.utils.compute_class_weight) "
+                    "and pass them as a dict"
+                )
+            cw = compute_sample_weight(self.class_weight, y)
+            sample_weight = cw if sample_weight is None else sample_weight * cw
+        Y = self._label_binarizer.transform(y).astype(X.dtype)
+        return X, Y, sample_weight
 
-    def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes); each row sums to 1."""
-        X = self._validate_X_predict(X)
-        p = self._forward(X, mode=1)
-        if self.out_activation_ == "logistic":
-            p = np.hstack([1 - p, p])
-        return p
+    def _initialize(self, n_features, n_outputs, dtype):
+        multiclass = self._label_binarizer.y_type_ == "multiclass"
+        self.out_activation_ = "softmax" if multiclass else "logistic"
+        super()._initialize(n_features, n_outputs, dtype)
 
-    def predict_log_proba(self, X):
-        """Log of the class probabilities, computed from the logits (no log(0))."""
-        X = self._validate_X_predict(X)
-        if self.out_activation_ == "logistic":
-            z = self._forward(X, mode=0)
-            return np.hstack([-np.logaddexp(0, z), -np.logaddexp(0, -z)])
-        return self._forward(X, mode=2)
+    def _decode(self, Y):
+        return self._label_binarizer.inverse_transform(Y)
+
+    def _labels_from_output(self, P):
+        if self.n_outputs_ == 1:
+            P = P.ravel()
+        return self._label_binarizer.inverse_transform(P)
+
+    def _score_from_output(self, P, y, sample_weight):
+        if not np.isfinite(P).all():
+            return np.nan
+        return accuracy_score(y, self._labels_from_output(P), sample_weight=sample_weight)
 
     def predict(self, X):
-        """Most probable class label for each row of X."""
+        """Predicted labels: the most probable class (or each label with p > 0.5)."""
+        return self._labels_from_output(self._forward(self._validate_X_predict(X), mode=1))
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes); rows sum to 1 except in
+        the multilabel case (one independent probability per label)."""
+        P = self._forward(self._validate_X_predict(X), mode=1)
+        if self.n_outputs_ == 1:
+            return np.hstack([1 - P, P])
+        return P
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`, computed from the logits (never log(0))."""
         X = self._validate_X_predict(X)
-        z = self._forward(X, mode=0)
-        if self.out_activation_ == "logistic":
-            idx = (z[:, 0] > 0).astype(np.intp)  # p > 0.5  <=>  logit > 0
-        else:
-            idx = np.argmax(z, axis=1)  # softmax is monotone in the logits
-        return self.classes_[idx]
+        if self.out_activation_ == "softmax":
+            return self._forward(X, mode=2)
+        Z = self._forward(X, mode=0)
+        if self.n_outputs_ == 1:
+            return np.hstack([-np.logaddexp(0, Z), -np.logaddexp(0, -Z)])
+        return -np.logaddexp(0, -Z)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
+        tags.classifier_tags.multi_label = True
         return tags
+
+
+@_init_signature_doc
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multilayer perceptron regressor trained by cymlp's Cython engine.
+
+    A drop-in for :class:`sklearn.neural_network.MLPRegressor`: identity output with
+    half squared error, or exp output with half Poisson deviance; one or several
+    outputs. float32 input trains in float32, float64 in float64.
+
+    Parameters
+    ----------
+    loss : {'squared_error', 'poisson'}, default='squared_error'
+        'poisson' needs y >= 0 and predicts exp(z).
+%(params)s
+%(attrs)s
+    """
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        init="glorot",
+        negative_slope=0.01,
+        dropout=0.0,
+        n_jobs=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
+            n_jobs=n_jobs,
+        )
+        self.loss = loss
+
+    def _validate_params(self):
+        if self.loss not in ("squared_error", "poisson"):
+            raise ValueError(
+                "The 'loss' parameter of MLPRegressor must be a str among "
+                f"{{'poisson', 'squared_error'}}. Got {self.loss!r} instead."
+            )
+        super()._validate_params()
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on X (n_samples, n_features) and targets y (n_samples,) or
+        (n_samples, n_outputs)."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), continuing from the current state."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def _validate_input(self, X, y, sample_weight, incremental, reset):
+        X, y = self._validate_Xy(X, y, reset, y_numeric=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("Some value(s) of y are negative which is not allowed for "
+                             "loss='poisson'.")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
+                                                 ensure_non_negative=True)
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        if not reset and hasattr(self, "n_outputs_") and Y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {Y.shape[1]} outputs, the model was fitted with "
+                             f"{self.n_outputs_}")
+        return X, Y, sample_weight
+
+    def _initialize(self, n_features, n_outputs, dtype):
+        self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+        super()._initialize(n_features, n_outputs, dtype)
+
+    def _decode(self, Y):
+        return Y.ravel() if self.n_outputs_ == 1 else Y
+
+    def _score_from_output(self, P, y, sample_weight):
+        if not np.isfinite(P).all():
+            return np.nan
+        return r2_score(y, self._decode(P), sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs)."""
+        return self._decode(self._forward(self._validate_X_predict(X), mode=1))

@@ -19,6 +19,7 @@ cdef enum:
     RELU = 3
     LEAKY_RELU = 4
     SOFTMAX = 5
+    EXP = 6  # output only: Poisson regression's log link
 
 # Matrix products (implemented in _kernels.pyx over _gemm.h, run-time SIMD dispatch).
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
@@ -163,22 +164,37 @@ cdef inline void activation_backward(int act, const floating *a, floating *delta
                 delta[k] *= slope
 
 
-cdef inline double output_forward(int act, floating *z, const floating *y, Py_ssize_t n,
-                                  Py_ssize_t n_out) noexcept nogil:
-    """Output layer: turns logits z (n, n_out) into outputs in place; returns the summed loss.
+cdef inline floating activation_derivative(int act, floating a, floating slope) noexcept nogil:
+    """f'(z) from a = f(z), one element (the table activation_backward vectorises)."""
+    if act == LOGISTIC:
+        return a * (1 - a)
+    elif act == TANH:
+        return 1 - a * a
+    elif act == RELU:
+        return 1 if a > 0 else 0
+    elif act == LEAKY_RELU:
+        return 1 if a > 0 else slope
+    return 1
+
+
+cdef inline double output_forward(int act, floating *z, const floating *y, const floating *sw,
+                                  Py_ssize_t n, Py_ssize_t n_out) noexcept nogil:
+    """Output layer: turns logits z (n, n_out) into outputs in place; returns the summed loss,
+    each row weighted by sw[i] (sw NULL = all ones).
 
     softmax: p_k = exp(z_k - max z) / sum_i exp(z_i - max z) (paper §2.2.4, max-subtracted),
              loss = -sum_k y_k log p_k with log p_k = z_k - max z - log sum_i exp(z_i - max z),
              so no log(0) and no overflow for any finite logits;
     logistic: p = sigma(z), loss = -[y log p + (1 - y) log(1 - p)]
               = max(z, 0) - y z + log(1 + e^-|z|);
+    exp (Poisson): mu = e^z, loss = y log(y / mu) - y + mu = y log y - y z - y + e^z;
     identity: loss = (z - y)^2 / 2.
     When y is NULL only the outputs are computed (returns 0).
     """
     cdef Py_ssize_t i, k
-    cdef floating m, s, zk, lse
+    cdef floating m, s, zk, lse, yk
     cdef floating *row
-    cdef double loss = 0
+    cdef double loss = 0, row_loss
     if act == SOFTMAX:
         for i in range(n):
             row = z + i * n_out
@@ -191,20 +207,33 @@ cdef inline double output_forward(int act, floating *z, const floating *y, Py_ss
                 s += _exp(row[k] - m)
             lse = m + _log(s)
             if y != NULL:
+                row_loss = 0
                 for k in range(n_out):
                     if y[i * n_out + k] != 0:
-                        loss -= y[i * n_out + k] * (row[k] - lse)
+                        row_loss -= y[i * n_out + k] * (row[k] - lse)
+                loss += row_loss if sw == NULL else sw[i] * row_loss
             for k in range(n_out):
                 row[k] = _exp(row[k] - lse)
-    elif act == LOGISTIC:
-        for k in range(n * n_out):
-            zk = z[k]
-            if y != NULL:
-                loss += (zk if zk > 0 else 0) - y[k] * zk + _log1p(_exp(-_abs(zk)))
-            z[k] = 1 / (1 + _exp(-zk))
-    elif y != NULL:
-        for k in range(n * n_out):
-            loss += 0.5 * (z[k] - y[k]) * (z[k] - y[k])
+        return loss
+    for i in range(n):
+        row = z + i * n_out
+        row_loss = 0
+        for k in range(n_out):
+            zk = row[k]
+            if act == LOGISTIC:
+                if y != NULL:
+                    row_loss += ((zk if zk > 0 else 0) - y[i * n_out + k] * zk
+                                 + _log1p(_exp(-_abs(zk))))
+                row[k] = 1 / (1 + _exp(-zk))
+            elif act == EXP:
+                row[k] = _exp(zk)
+                if y != NULL:
+                    yk = y[i * n_out + k]
+                    row_loss += (yk * _log(yk) if yk > 0 else 0) - yk * zk - yk + row[k]
+            elif y != NULL:
+                row_loss += 0.5 * (zk - y[i * n_out + k]) * (zk - y[i * n_out + k])
+        if y != NULL:
+            loss += row_loss if sw == NULL else sw[i] * row_loss
     return loss
 
 

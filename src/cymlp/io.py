@@ -22,16 +22,20 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
 
-from cymlp._estimators import ACTIVATIONS, SOFTMAX, MLPClassifier, n_params
+from cymlp._estimators import MLPClassifier, MLPRegressor, n_params
 from cymlp._version import __version__
 
 __all__ = ["FORMAT_VERSION", "load", "save"]
 
 FORMAT = "cymlp-model"
-FORMAT_VERSION = 1
-_ESTIMATORS = {"MLPClassifier": MLPClassifier}
-_SCALARS = ("n_iter_", "t_", "loss_", "best_loss_")
+FORMAT_VERSION = 2
+_ESTIMATORS = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
+# fitted attributes stored in the metadata when the estimator has them
+_FITTED = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
+           "best_validation_score_", "history_")
 
 
 def _jsonable_params(est) -> dict:
@@ -43,8 +47,23 @@ def _jsonable_params(est) -> dict:
             value = [int(v) for v in np.atleast_1d(value)]
         elif key == "random_state" and not (value is None or isinstance(value, int)):
             value = None  # a RandomState instance is not part of a model
+        elif key == "class_weight" and isinstance(value, dict):
+            value = [[k.item() if isinstance(k, np.generic) else k, float(v)]
+                     for k, v in value.items()]
+        elif key == "dropout" and not isinstance(value, (int, float)):
+            value = [float(v) for v in value]
         params[key] = value
     return params
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def save(estimator, path: str | os.PathLike) -> None:
@@ -55,7 +74,7 @@ def save(estimator, path: str | os.PathLike) -> None:
     if not hasattr(estimator, "_params"):
         raise ValueError(f"this {name} is not fitted yet; nothing to save")
     estimator._sync_params()
-    classes = np.asarray(estimator.classes_)
+    classes = np.asarray(getattr(estimator, "classes_", np.zeros(0)))
     if classes.dtype == object:
         if not all(isinstance(c, str) for c in classes):
             raise ValueError("class labels must be numbers or strings to be saved")
@@ -72,10 +91,11 @@ def save(estimator, path: str | os.PathLike) -> None:
         "dtype": str(estimator._params.dtype),
         "classes_dtype": classes.dtype.str,
         "n_classes": len(classes),
-        "loss_curve": [float(v) for v in estimator.loss_curve_],
-        **{k: (float(getattr(estimator, k)) if k in ("loss_", "best_loss_")
-               else int(getattr(estimator, k))) for k in _SCALARS},
+        "fitted": {k: _jsonable(getattr(estimator, k)) for k in _FITTED
+                   if hasattr(estimator, k)},
     }
+    if name == "MLPClassifier":
+        meta["y_type"] = estimator._label_binarizer.y_type_
     if hasattr(estimator, "feature_names_in_"):
         meta["feature_names_in"] = [str(f) for f in estimator.feature_names_in_]
     blob = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -140,25 +160,59 @@ def load(path: str | os.PathLike):
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise _bad(path, f"format version {version!r} is not supported by cymlp "
                          f"{__version__} (supports 1 to {FORMAT_VERSION})")
-    return _from_v1(path, meta, params, classes)
+    if version == 1:
+        meta = _upgrade_v1(path, meta)
+    return _from_v2(path, meta, params, classes)
 
 
-def _from_v1(path, meta: dict, params: np.ndarray, classes: np.ndarray):
-    cls = _ESTIMATORS.get(meta.get("estimator"))
+def _upgrade_v1(path, meta: dict) -> dict:
+    """Format 1 (cymlp 0.1.0 before MLPRegressor): classifiers only, the fitted scalars at
+    the top level and no y_type (binary or multiclass by the number of classes)."""
+    try:
+        meta = dict(meta)
+        fitted = {"loss_curve_": meta.pop("loss_curve")}
+        for key in ("n_iter_", "t_", "loss_", "best_loss_"):
+            fitted[key] = meta.pop(key)
+        meta["fitted"] = fitted
+        meta["y_type"] = "binary" if int(meta["n_classes"]) == 2 else "multiclass"
+    except (KeyError, TypeError, ValueError) as e:
+        raise _bad(path, f"bad format-1 metadata ({type(e).__name__}: {e})") from None
+    if meta.get("estimator") != "MLPClassifier":
+        raise _bad(path, "format 1 holds only MLPClassifier models")
+    return meta
+
+
+def _label_binarizer(y_type: str, classes: np.ndarray):
+    lb = LabelBinarizer()
+    if y_type == "multilabel-indicator":
+        lb.fit(np.vstack([np.zeros(len(classes), int), np.ones(len(classes), int)]))
+    else:
+        lb.fit(classes)
+    if lb.y_type_ != y_type:
+        raise ValueError(f"labels do not make a {y_type} problem")
+    return lb
+
+
+def _from_v2(path, meta: dict, params: np.ndarray, classes: np.ndarray):
+    name = meta.get("estimator")
+    cls = _ESTIMATORS.get(name)
     if cls is None:
-        raise _bad(path, f"unknown estimator {meta.get('estimator')!r}")
+        raise _bad(path, f"unknown estimator {name!r}")
     try:
         kwargs = dict(meta["params"])
         kwargs["hidden_layer_sizes"] = tuple(kwargs["hidden_layer_sizes"])
+        if isinstance(kwargs.get("class_weight"), list):
+            kwargs["class_weight"] = {k: v for k, v in kwargs["class_weight"]}
         est = cls(**kwargs)
         est._validate_params()
         sizes = [int(s) for s in meta["layer_sizes"]]
         dtype = np.dtype(meta["dtype"])
         out_act = meta["out_activation"]
         n_classes = int(meta["n_classes"])
-        loss_curve = [float(v) for v in meta["loss_curve"]]
-        scalars = {k: meta[k] for k in _SCALARS}
-    except (KeyError, TypeError, ValueError, NotImplementedError) as e:
+        fitted = dict(meta["fitted"])
+        if not set(fitted) <= set(_FITTED):
+            raise ValueError(f"unknown fitted attributes {sorted(set(fitted) - set(_FITTED))}")
+    except (KeyError, TypeError, ValueError) as e:
         raise _bad(path, f"bad metadata ({type(e).__name__}: {e})") from None
     if dtype not in (np.float32, np.float64):
         raise _bad(path, f"unsupported parameter dtype {dtype}")
@@ -170,32 +224,42 @@ def _from_v1(path, meta: dict, params: np.ndarray, classes: np.ndarray):
                          f"{dtype} ({expected},)")
     if not np.all(np.isfinite(params)):
         raise _bad(path, "params contain NaN or infinity")
-    if est.activation != meta.get("activation") or out_act not in ("softmax", "logistic"):
+    if est.activation != meta.get("activation"):
         raise _bad(path, "activations do not match")
-    if (classes.ndim != 1 or len(classes) != n_classes or n_classes < 2
-            or classes.dtype.str != meta.get("classes_dtype")
-            or (out_act == "softmax") != (n_classes > 2)
-            or sizes[-1] != (n_classes if n_classes > 2 else 1)
-            or len(np.unique(classes)) != n_classes):
-        raise _bad(path, "class labels do not match the output layer")
+    if classes.ndim != 1 or len(classes) != n_classes or classes.dtype.str != meta.get(
+        "classes_dtype"
+    ):
+        raise _bad(path, "class labels do not match the metadata")
+    if name == "MLPClassifier":
+        y_type = meta.get("y_type")
+        try:
+            lb = _label_binarizer(y_type, classes)
+        except (TypeError, ValueError) as e:
+            raise _bad(path, f"class labels: {e}") from None
+        expected_out = "softmax" if y_type == "multiclass" else "logistic"
+        n_out = n_classes if y_type != "binary" else 1
+        if out_act != expected_out or sizes[-1] != n_out or not np.array_equal(
+            lb.classes_, classes
+        ):
+            raise _bad(path, "class labels do not match the output layer")
+        est._label_binarizer = lb
+        est.classes_ = lb.classes_
+    elif out_act != ("exp" if est.loss == "poisson" else "identity") or n_classes:
+        raise _bad(path, "output activation does not match the loss")
     est._sizes = sizes
     est._params = np.ascontiguousarray(params)
     est._set_views()
-    est.classes_ = np.sort(classes)
     est.out_activation_ = out_act
-    est._out_code = SOFTMAX if out_act == "softmax" else ACTIVATIONS["logistic"]
     est.n_features_in_, est.n_outputs_, est.n_layers_ = sizes[0], sizes[-1], len(sizes)
     if "feature_names_in" in meta:
         names = np.asarray(meta["feature_names_in"], dtype=object)
         if names.shape != (sizes[0],):
             raise _bad(path, "feature names do not match the input layer")
         est.feature_names_in_ = names
-    est.loss_curve_ = loss_curve
-    est.n_iter_, est.t_ = int(scalars["n_iter_"]), int(scalars["t_"])
-    est.loss_, est.best_loss_ = float(scalars["loss_"]), float(scalars["best_loss_"])
-    est._no_improvement_count = 0
-    from sklearn.utils import check_random_state
-
+    for key, value in fitted.items():
+        setattr(est, key, value)
+    if est.solver in ("sgd", "adam"):
+        est._no_improvement_count = 0
     est._random_state = check_random_state(est.random_state)
     est._rng = np.array([est._random_state.randint(0, 2**31 - 1)], dtype=np.uint64)
     est._optimizer_state = None
