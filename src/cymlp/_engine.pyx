@@ -427,8 +427,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
 
 
 def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, indices,
-                  indptr, Y, sw, floating[::1] params, floating[::1] grads, floating[::1] ws,
-                  Py_ssize_t n, Py_ssize_t chunk, double alpha, double loss_scale,
+                  indptr, Y, sw, const floating[::1] params, floating[::1] grads,
+                  floating[::1] ws, Py_ssize_t n, Py_ssize_t chunk, double alpha, double loss_scale,
                   int n_threads):
     """Loss over all n rows and its gradient w.r.t. params (written to grads), as
     scikit-learn's full-batch objective (used by L-BFGS and the gradient tests):
@@ -445,7 +445,7 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
     cdef const floating *yb
     cdef const floating *swb
     cdef floating *w = &ws[0]
-    cdef floating *p = &params[0]
+    cdef const floating *p = &params[0]
     cdef floating *g = &grads[0]
     cdef floating *gc
     _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
@@ -480,7 +480,7 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
 
 
 def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices, indptr,
-              Y, sw, floating[::1] params, floating[::1] ws, Py_ssize_t n, Py_ssize_t chunk,
+              Y, sw, const floating[::1] params, floating[::1] ws, Py_ssize_t n, Py_ssize_t chunk,
               double loss_scale, int n_threads):
     """Weighted mean data loss over n rows (no L2 term): a validation loss."""
     cdef Layout lay
@@ -514,7 +514,7 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
 
 
 def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, indptr,
-            floating[::1] params, floating[:, ::1] out, floating[::1] ws, Py_ssize_t chunk,
+            const floating[::1] params, floating[:, ::1] out, floating[::1] ws, Py_ssize_t chunk,
             int mode, int n_threads):
     """Network outputs for the rows of X (or CSR) into out (n, n_out), ``chunk`` rows at a
     time. mode 0: raw last-layer values (logits); 1: outputs (probabilities for softmax /

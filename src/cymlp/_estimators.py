@@ -330,7 +330,7 @@ class _BaseMLP(BaseEstimator):
                 parts.append(self._random_state.uniform(-bound, bound, fan_out))
         self._params = np.ascontiguousarray(np.concatenate(parts), dtype=dtype)
         self._set_views()
-        self._rng = np.array([self._random_state.randint(0, 2**31 - 1)], dtype=np.uint64)
+        self._rng = None  # seeded on first use, after the early-stopping split (as sklearn)
         self._optimizer_state = None
         for attr in ("loss_curve_", "best_loss_", "validation_scores_",
                      "best_validation_score_", "history_", "_no_improvement_count"):
@@ -370,6 +370,9 @@ class _BaseMLP(BaseEstimator):
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=self._params.dtype)
         self._sync_params()
+        if not self._params.flags.writeable:  # e.g. a model loaded from a read-only memmap
+            self._params = self._params.copy()
+            self._set_views()
         if self.solver in _STOCHASTIC:
             self._fit_stochastic(X, Y, sample_weight, incremental)
         else:
@@ -430,8 +433,11 @@ class _BaseMLP(BaseEstimator):
                 stratify = Y.argmax(1)
             elif is_classifier(self) and self.n_outputs_ == 1:
                 stratify = Y[:, 0]
-            if stratify is not None and np.unique(stratify, return_counts=True)[1].min() < 2:
-                stratify = None  # a class with one sample cannot be split
+            if stratify is not None:
+                counts = np.unique(stratify, return_counts=True)[1]
+                n_val = int(np.ceil(self.validation_fraction * len(stratify)))
+                if counts.min() < 2 or min(n_val, len(stratify) - n_val) < len(counts):
+                    stratify = None  # too few samples per class to stratify
             parts = [X, Y] + ([sample_weight] if sample_weight is not None else [])
             split = train_test_split(*parts, random_state=self._random_state,
                                      test_size=self.validation_fraction, stratify=stratify)
@@ -444,6 +450,8 @@ class _BaseMLP(BaseEstimator):
                     "or the size of your dataset."
                 )
             y_val = self._decode(Y_val)
+        if self._rng is None:
+            self._rng = np.array([self._random_state.randint(0, 2**31 - 1)], dtype=np.uint64)
         n = X.shape[0]
         batch_size = self._batch_size(n)
         n_threads = self._n_threads()
@@ -824,11 +832,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes); rows sum to 1 except in
-        the multilabel case (one independent probability per label)."""
+        the multilabel case (one independent probability per label).
+
+        No probability is exactly 0: values that underflow are raised to the smallest
+        normal float, so that ``log(predict_proba(X))`` stays finite and agrees with
+        :meth:`predict_log_proba`.
+        """
         P = self._forward(self._validate_X_predict(X), mode=1)
         if self.n_outputs_ == 1:
-            return np.hstack([1 - P, P])
-        return P
+            P = np.hstack([1 - P, P])
+        return np.maximum(P, np.finfo(P.dtype).tiny, out=P)
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed from the logits (never log(0))."""
@@ -954,3 +967,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def predict(self, X):
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs)."""
         return self._decode(self._forward(self._validate_X_predict(X), mode=1))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = self.loss == "poisson"
+        return tags

@@ -261,6 +261,6 @@ def _from_v2(path, meta: dict, params: np.ndarray, classes: np.ndarray):
     if est.solver in ("sgd", "adam"):
         est._no_improvement_count = 0
     est._random_state = check_random_state(est.random_state)
-    est._rng = np.array([est._random_state.randint(0, 2**31 - 1)], dtype=np.uint64)
+    est._rng = None
     est._optimizer_state = None
     return est
