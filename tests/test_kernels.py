@@ -86,3 +86,18 @@ def test_adam_step_matches_formula():
     np.testing.assert_allclose(m, m2)
     np.testing.assert_allclose(v, v2)
     np.testing.assert_allclose(p, p2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", [5, 300, 784])
+def test_single_rows_get_the_same_bits_as_in_a_batch(variant, dtype, K):
+    """The unpacked path for 1-2 rows sums in the micro-kernel's order."""
+    rng = np.random.RandomState(K)
+    A = rng.uniform(-1, 1, (50, K)).astype(dtype)
+    A[A < 0.3] = 0  # zeros are skipped by the small path
+    B = rng.uniform(-1, 1, (K, 100)).astype(dtype)
+    full = _kernels.matmul(A, B, 2)
+    for rows in (slice(0, 1), slice(7, 9)):
+        np.testing.assert_array_equal(_kernels.matmul(A[rows], B, 1), full[rows])
+    Bt = np.ascontiguousarray(B.T).T  # transposed operand, as in delta . W^T
+    np.testing.assert_array_equal(_kernels.matmul(A[:1], Bt, 1), _kernels.matmul(A, Bt, 1)[:1])

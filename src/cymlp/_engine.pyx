@@ -37,6 +37,7 @@ cdef struct Layout:
     Py_ssize_t *m_off       # (n_layers + 1,) offset of dropout mask l in ws (0 unused)
     double *drop            # (n_layers + 1,) dropout rate of layer l's output (0 = off)
     Py_ssize_t n_params
+    Py_ssize_t widest       # widest layer after the input (the largest N of any product)
     Py_ssize_t rows         # rows the workspace holds
     Py_ssize_t x_off, y_off, sw_off, d0_off, d1_off, g_off, work_off
     int hidden_act, out_act
@@ -59,7 +60,7 @@ def workspace_size(sizes, Py_ssize_t rows, int n_threads, dropout=None):
     cdef Layout lay
     _layout(&lay, sizes, rows, 0, 0, 0.0, dropout)
     try:
-        return int(lay.work_off + gemm_work_size(n_threads))
+        return int(lay.work_off + gemm_work_size(n_threads, lay.widest))
     finally:
         _free_layout(&lay)
 
@@ -94,6 +95,7 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
         if lay.sizes[l + 1] > widest:
             widest = lay.sizes[l + 1]
     lay.n_params = off
+    lay.widest = widest
     # workspace: x | y | sw | activations 1..L | masks | delta ping-pong | grads | gemm
     lay.rows = rows
     off = 0
@@ -300,7 +302,7 @@ cdef int _check_buffers(const Layout *lay, Py_ssize_t n_params, Py_ssize_t n_gra
     """params / grads must match the layout and ws must hold the scratch it needs."""
     if n_params != lay.n_params or (n_grads >= 0 and n_grads != lay.n_params):
         raise ValueError(f"engine: params/grads need {lay.n_params} elements")
-    if n_ws < lay.work_off + <Py_ssize_t>gemm_work_size(n_threads):
+    if n_ws < lay.work_off + gemm_work_size(n_threads, lay.widest):
         raise ValueError("engine: workspace too small for this layout; see workspace_size()")
     return 0
 

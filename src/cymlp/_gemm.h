@@ -33,11 +33,14 @@
 #define CYMLP_GEMM_NC 1024
 #define CYMLP_GEMM_MC 192
 #define CYMLP_GEMM_PARALLEL_MIN 2.0e5 /* M*N*K below this runs on one thread */
+#define CYMLP_GEMM_SMALL_M 2             /* rows of C up to which nothing is packed */
 
-/* Elements of scratch a call needs: one packed B panel plus one packed A block per thread. */
-static inline size_t cymlp_gemm_work_size(int nthreads)
+/* Elements of scratch a call with N <= max_n columns needs: one packed B panel (KC x
+ * N rounded up to the widest micro-tile) plus one packed A block per thread. */
+static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 {
-    return (size_t)CYMLP_GEMM_KC * CYMLP_GEMM_NC
+    size_t nc = max_n < CYMLP_GEMM_NC ? (max_n + 31) / 32 * 32 : CYMLP_GEMM_NC;
+    return (size_t)CYMLP_GEMM_KC * nc
            + (size_t)(nthreads < 1 ? 1 : nthreads) * CYMLP_GEMM_MC * CYMLP_GEMM_KC;
 }
 

@@ -113,6 +113,42 @@ GEMM_ATTR static void GEMM_FN(pack_b)(size_t kc, size_t nc, const GEMM_T *B, ptr
     }
 }
 
+/* small: the same sums for a few rows of C without packing (a single-sample predict or
+ * SGD step). Each element is summed over p in the same order, from zero per KC block,
+ * as the micro-kernel does, so a row gets the same bits whichever path computes it;
+ * zeros of A (most MNIST pixels) are skipped, which adds exactly nothing. */
+GEMM_ATTR static void GEMM_FN(small)(size_t M, size_t N, size_t K, const GEMM_T *A,
+                                     ptrdiff_t rsa, ptrdiff_t csa, const GEMM_T *B,
+                                     ptrdiff_t rsb, ptrdiff_t csb, GEMM_T *C, size_t ldc,
+                                     int accumulate)
+{
+    GEMM_T t[CYMLP_GEMM_NC];
+    for (size_t i = 0; i < M; ++i) {
+        GEMM_T *c = C + i * ldc;
+        for (size_t jc = 0; jc < N; jc += CYMLP_GEMM_NC) {
+            const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
+            for (size_t pc = 0; pc < K; pc += CYMLP_GEMM_KC) {
+                const size_t kc = K - pc < CYMLP_GEMM_KC ? K - pc : CYMLP_GEMM_KC;
+                for (size_t j = 0; j < nc; ++j) t[j] = 0;
+                for (size_t p = pc; p < pc + kc; ++p) {
+                    const GEMM_T a = A[(ptrdiff_t)i * rsa + (ptrdiff_t)p * csa];
+                    if (a == 0) continue;
+                    const GEMM_T *b = B + (ptrdiff_t)p * rsb + (ptrdiff_t)jc * csb;
+                    if (csb == 1)
+                        for (size_t j = 0; j < nc; ++j) t[j] += a * b[j];
+                    else
+                        for (size_t j = 0; j < nc; ++j) t[j] += a * b[(ptrdiff_t)j * csb];
+                }
+                GEMM_T *cj = c + jc;
+                if (accumulate || pc > 0)
+                    for (size_t j = 0; j < nc; ++j) cj[j] += t[j];
+                else
+                    for (size_t j = 0; j < nc; ++j) cj[j] = t[j];
+            }
+        }
+    }
+}
+
 GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A,
                                     ptrdiff_t rsa, ptrdiff_t csa, const GEMM_T *B,
                                     ptrdiff_t rsb, ptrdiff_t csb, GEMM_T *C, size_t ldc,
@@ -122,6 +158,10 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
     if (K == 0) {
         if (!accumulate)
             for (size_t i = 0; i < M; ++i) memset(C + i * ldc, 0, N * sizeof(GEMM_T));
+        return;
+    }
+    if (M <= CYMLP_GEMM_SMALL_M) {
+        GEMM_FN(small)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
         return;
     }
     /* Split M into blocks of whole micro-tiles, a multiple of the thread count. */
@@ -143,7 +183,9 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        GEMM_T *apack = work + CYMLP_GEMM_KC * CYMLP_GEMM_NC + (size_t)tid * CYMLP_GEMM_MC * CYMLP_GEMM_KC;
+        /* work = [B panel: KC x N rounded up to 32 (or NC)] [one A block per thread] */
+        const size_t bsize = CYMLP_GEMM_KC * (N < CYMLP_GEMM_NC ? (N + 31) / 32 * 32 : CYMLP_GEMM_NC);
+        GEMM_T *apack = work + bsize + (size_t)tid * CYMLP_GEMM_MC * CYMLP_GEMM_KC;
         for (size_t jc = 0; jc < N; jc += CYMLP_GEMM_NC) {
             const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
             const size_t nslivers = (nc + GEMM_NR - 1) / GEMM_NR;
@@ -153,8 +195,8 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-                for (size_t s = 0; s < nslivers; ++s) {
-                    const size_t j = s * GEMM_NR;
+                for (ptrdiff_t s = 0; s < (ptrdiff_t)nslivers; ++s) { /* signed for MSVC */
+                    const size_t j = (size_t)s * GEMM_NR;
                     GEMM_FN(pack_b)(kc, nc - j < GEMM_NR ? nc - j : GEMM_NR,
                                     B + (ptrdiff_t)pc * rsb + (ptrdiff_t)(jc + j) * csb, rsb, csb,
                                     bpack + j * kc);
@@ -162,8 +204,8 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-                for (size_t blk = 0; blk < nblocks; ++blk) {
-                    const size_t ic = blk * mc;
+                for (ptrdiff_t blk = 0; blk < (ptrdiff_t)nblocks; ++blk) {
+                    const size_t ic = (size_t)blk * mc;
                     const size_t mcb = M - ic < mc ? M - ic : mc;
                     GEMM_FN(pack_a)(mcb, kc, A + (ptrdiff_t)ic * rsa + (ptrdiff_t)pc * csa, rsa, csa, apack);
                     for (size_t j = 0; j < nc; j += GEMM_NR) {

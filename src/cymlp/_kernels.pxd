@@ -28,7 +28,7 @@ cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssi
 cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t rsa,
                 Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *C,
                 Py_ssize_t ldc, bint accumulate, double *work, int n_threads) noexcept nogil
-cdef Py_ssize_t gemm_work_size(int n_threads) noexcept nogil
+cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil
 
 
 cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,

@@ -17,7 +17,7 @@ cdef extern from "_gemm.h" nogil:
     void cymlp_dgemm_impl(size_t M, size_t N, size_t K, const double *A, Py_ssize_t rsa,
                           Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
                           double *C, size_t ldc, int accumulate, double *work, int nthreads)
-    size_t cymlp_gemm_work_size(int nthreads)
+    size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
     int cymlp_variant_available(int v)
     void cymlp_set_variant(int v)
     int cymlp_best_variant()
@@ -37,8 +37,8 @@ cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ss
     cymlp_dgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, work, n_threads)
 
 
-cdef Py_ssize_t gemm_work_size(int n_threads) noexcept nogil:
-    return cymlp_gemm_work_size(n_threads)
+cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil:
+    return cymlp_gemm_work_size(n_threads, max_n)
 
 
 def simd_variants():
@@ -90,7 +90,7 @@ def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1):
     cdef Py_ssize_t M = A.shape[0], N = B.shape[1], K = A.shape[1]
     C = np.empty((M, N), dtype=dtype)
     cdef floating[:, ::1] c = C
-    cdef floating[::1] work = np.empty(gemm_work_size(n_threads), dtype=dtype)
+    cdef floating[::1] work = np.empty(gemm_work_size(n_threads, N), dtype=dtype)
     cdef Py_ssize_t isz = sizeof(floating)
     if M == 0 or N == 0:
         return C
