@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import os
+import threading
 import time
 import warnings
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -43,6 +46,7 @@ OUTPUT_ACTIVATIONS = {"identity": 0, "logistic": 1, "softmax": 5, "exp": 6}
 _SOLVERS = {"sgd": 0, "adam": 1}
 _STOCHASTIC = ("sgd", "adam")
 _CHUNK = 1024  # rows per forward pass at predict time and per chunk in full-batch passes
+_WORKSPACES = threading.local()  # predict scratch, per thread: see _BaseMLP._workspace
 
 
 def n_params(sizes) -> int:
@@ -272,9 +276,14 @@ class _BaseMLP(BaseEstimator):
             off += n_in * n_out
             self.intercepts_.append(p[off : off + n_out])
             off += n_out
+        self._views = (*self.coefs_, *self.intercepts_)
 
     def _sync_params(self) -> None:
         """Re-pack coefs_ / intercepts_ if the user replaced them (rather than edited them)."""
+        views = getattr(self, "_views", ())
+        arrays = (*self.coefs_, *self.intercepts_)
+        if len(views) == len(arrays) and all(a is b for a, b in zip(views, arrays)):
+            return  # the very views _set_views made: in-place edits are already in _params
         base = self._params.ctypes.data
         item = self._params.itemsize
         off = 0
@@ -562,13 +571,39 @@ class _BaseMLP(BaseEstimator):
             return out
         chunk = min(X.shape[0], _CHUNK)
         n_threads = self._n_threads()
-        ws = np.empty(_engine.workspace_size(self._sizes, chunk, n_threads), self._params.dtype)
-        _engine.forward(*self._engine_args(), *_rows(X), self._params, out, ws, chunk, mode,
-                        n_threads)
+        _engine.forward(*self._engine_args(), *_rows(X), self._params, out,
+                        self._workspace(chunk, n_threads), chunk, mode, n_threads)
         return out
+
+    def _workspace(self, rows: int, n_threads: int) -> np.ndarray:
+        """Scratch for predicting ``rows`` rows, kept per thread and reused across calls
+        (so a small predict allocates nothing proportional to the model)."""
+        tls = _WORKSPACES
+        key = (id(self), self._params.dtype.char, n_threads)
+        cache = getattr(tls, "cache", None)
+        if cache is None:
+            cache = tls.cache = {}
+        size = _engine.workspace_size(self._sizes, rows, n_threads)
+        ws = cache.get(key)
+        if ws is None or ws.size < size or ws.size > 4 * size + 65536:
+            ws = np.empty(size, self._params.dtype)
+            if len(cache) > 8:
+                cache.clear()
+            cache[key] = ws
+        return ws
 
     def _validate_X_predict(self, X):
         check_is_fitted(self, "_params")
+        if (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and X.dtype == self._params.dtype
+            and X.flags.c_contiguous
+            and X.shape[1] == self.n_features_in_
+            and not hasattr(self, "feature_names_in_")
+            and np.isfinite(X).all()
+        ):
+            return X  # already what validate_data would return: skip its overhead
         X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
                           dtype=self._params.dtype, order="C")
         return _as_engine_input(X, self._params.dtype)
@@ -583,7 +618,7 @@ class _BaseMLP(BaseEstimator):
 
     # ---- persistence --------------------------------------------------------------------
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to ``path`` (.npz + JSON, never pickle), atomically.
 
         Read it back with :func:`cymlp.load`.
@@ -598,8 +633,8 @@ class _BaseMLP(BaseEstimator):
         if "_params" in state:
             self._sync_params()
             state["_params"] = self._params
-            state.pop("coefs_", None)
-            state.pop("intercepts_", None)
+            for key in ("coefs_", "intercepts_", "_views"):
+                state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -752,13 +787,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         )
         self.class_weight = class_weight
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+            ) -> MLPClassifier:
         """Train on X (n_samples, n_features) and labels y (n_samples,) or a label
         indicator matrix (n_samples, n_labels)."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> MLPClassifier:
         """One epoch over (X, y), continuing from the current state.
 
         ``classes`` (all labels that will ever appear) is required on the first call.
@@ -826,11 +863,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.nan
         return accuracy_score(y, self._labels_from_output(P), sample_weight=sample_weight)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted labels: the most probable class (or each label with p > 0.5)."""
         return self._labels_from_output(self._forward(self._validate_X_predict(X), mode=1))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes); rows sum to 1 except in
         the multilabel case (one independent probability per label).
 
@@ -843,7 +880,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             P = np.hstack([1 - P, P])
         return np.maximum(P, np.finfo(P.dtype).tiny, out=P)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Log of :meth:`predict_proba`, computed from the logits (never log(0))."""
         X = self._validate_X_predict(X)
         if self.out_activation_ == "softmax":
@@ -928,13 +965,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             )
         super()._validate_params()
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+            ) -> MLPRegressor:
         """Train on X (n_samples, n_features) and targets y (n_samples,) or
         (n_samples, n_outputs)."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+                    ) -> MLPRegressor:
         """One epoch over (X, y), continuing from the current state."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
@@ -964,7 +1003,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return np.nan
         return r2_score(y, self._decode(P), sample_weight=sample_weight)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs)."""
         return self._decode(self._forward(self._validate_X_predict(X), mode=1))
 

@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["MNIST_FILES", "get_data_home", "load_mnist", "read_idx", "write_idx"]
 
@@ -105,7 +106,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="))
 
 
-def write_idx(path: str | os.PathLike, array) -> None:
+def write_idx(path: str | os.PathLike, array: ArrayLike) -> None:
     """Write ``array`` as an IDX file; gzip-compressed when ``path`` ends in ``.gz``.
 
     Supported dtypes: uint8, int8, int16, int32, float32, float64.
@@ -169,7 +170,9 @@ def _download(name: str, folder: Path) -> None:
     raise OSError(f"could not download {name}: " + "; ".join(errors))
 
 
-def load_mnist(data_home: str | os.PathLike | None = None, download: bool = True):
+def load_mnist(
+    data_home: str | os.PathLike | None = None, download: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load MNIST as ``(X_train, y_train, X_test, y_test)``.
 
     ``X_*`` are uint8 arrays of shape (n, 784) (rows of 28x28 images, 0 = background),

@@ -66,7 +66,7 @@ def _jsonable(value):
     return value
 
 
-def save(estimator, path: str | os.PathLike) -> None:
+def save(estimator: MLPClassifier | MLPRegressor, path: str | os.PathLike) -> None:
     """Write a fitted cymlp estimator to ``path`` (conventionally ``*.npz``), atomically."""
     name = type(estimator).__name__
     if name not in _ESTIMATORS:
@@ -127,7 +127,7 @@ def _bad(path, what: str) -> ValueError:
     return ValueError(f"{path}: not a valid cymlp model file: {what}")
 
 
-def load(path: str | os.PathLike):
+def load(path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
     """Read a model written by :func:`save` and return the fitted estimator."""
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
