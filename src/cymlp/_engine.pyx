@@ -19,10 +19,11 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from cython cimport floating
+from cython.parallel cimport prange
 
 from cymlp._kernels cimport (activation_backward, activation_derivative, activation_forward,
-                             dense_backward, dense_forward, gemm_work_size, output_forward,
-                             output_log_proba)
+                             dense_backward, dense_forward, fp_enter, fp_leave, gemm_work_size,
+                             output_forward, output_log_proba)
 from cymlp._optim cimport SGD, adam_step, sgd_step
 
 import numpy as np
@@ -170,7 +171,8 @@ cdef void _dropout(floating *a, floating *mask, Py_ssize_t size, double rate,
 
 cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_t *order,
                              Py_ssize_t start, Py_ssize_t n, floating *ws,
-                             const floating **y, const floating **sw) noexcept nogil:
+                             const floating **y, const floating **sw,
+                             int n_threads) noexcept nogil:
     """Rows start..start+n (through ``order`` when given) as a dense (n, n_in) block, with
     their targets and weights; copies only when the rows are not already contiguous."""
     cdef Py_ssize_t r, i, j, n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
@@ -189,7 +191,7 @@ cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_
     else:
         y[0] = yb if Y != NULL else NULL
         sw[0] = swb if W != NULL else NULL
-        for r in range(n):
+        for r in prange(n, schedule="static", num_threads=n_threads if n >= 64 else 1):
             i = order[start + r]
             if X != NULL:
                 memcpy(xb + r * n_in, X + i * n_in, n_in * sizeof(floating))
@@ -236,14 +238,15 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
 
 cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
                        const floating *sw, Py_ssize_t n, const floating *params,
-                       floating *grads, floating *ws, floating scale, floating l2,
-                       uint64_t *rng, int n_threads) noexcept nogil:
-    """Summed data loss of n rows; grads = scale * (raw gradient sums + l2 * W) (§4.3.3).
+                       floating *grads, floating *ws, uint64_t *rng,
+                       int n_threads) noexcept nogil:
+    """Summed data loss of n rows and the summed gradient in grads (§4.3.3).
 
     delta_L = sw * (output - y)  (softmax + cross-entropy, logistic + log-loss, exp +
     Poisson deviance and identity + squared error all give output - y),
     delta_{l-1} = (delta_l . W_l^T) * f'(a_{l-1})  (times the dropout mask),
-    grad W_l = scale (a_{l-1}^T . delta_l + l2 W_l),  grad b_l = scale sum_i delta_l.
+    grad W_l = a_{l-1}^T . delta_l,  grad b_l = sum_i delta_l. The average over the batch
+    and the L2 term are applied by the caller (fused into the optimizer step).
     """
     cdef int l, L = lay.n_layers
     cdef Py_ssize_t i, k, n_out = lay.sizes[L], size
@@ -266,8 +269,7 @@ cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
         a_prev = x if l == 0 else ws + lay.a_off[l]
         dense_backward(a_prev, params + lay.w_off[l], delta, grads + lay.w_off[l],
                        grads + lay.b_off[l], prev if l > 0 else <floating *>NULL, n,
-                       lay.sizes[l], lay.sizes[l + 1], scale, l2, ws + lay.work_off,
-                       n_threads)
+                       lay.sizes[l], lay.sizes[l + 1], ws + lay.work_off, n_threads)
         if l > 0:
             size = n * lay.sizes[l]
             if rng != NULL and lay.drop[l] > 0:
@@ -287,14 +289,48 @@ cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
 
 
 cdef double _sq_weights(const Layout *lay, const floating *params) noexcept nogil:
-    """sum_l ||W_l||^2 (biases are not penalised)."""
+    """sum_l ||W_l||^2 (biases are not penalised), in a fixed order (4 partial sums)."""
     cdef int l
-    cdef Py_ssize_t k
-    cdef double sq = 0
+    cdef Py_ssize_t k, size
+    cdef const floating *w
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
     for l in range(lay.n_layers):
-        for k in range(lay.sizes[l] * lay.sizes[l + 1]):
-            sq += params[lay.w_off[l] + k] * params[lay.w_off[l] + k]
-    return sq
+        w = params + lay.w_off[l]
+        size = lay.sizes[l] * lay.sizes[l + 1]
+        k = 0
+        while k + 4 <= size:
+            s0 += w[k] * w[k]
+            s1 += w[k + 1] * w[k + 1]
+            s2 += w[k + 2] * w[k + 2]
+            s3 += w[k + 3] * w[k + 3]
+            k += 4
+        while k < size:
+            s0 += w[k] * w[k]
+            k += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef void _update(const Layout *lay, floating *params, const floating *grads,
+                  floating *state1, floating *state2, int solver, double lr, double momentum,
+                  bint nesterov, double beta_1, double beta_2, double epsilon, long long step,
+                  floating scale, floating alpha, int n_threads) noexcept nogil:
+    """One optimizer step on g = scale * (grads + alpha W) for weights, scale * grads for
+    biases: each layer's W and b are contiguous segments of the flat buffers."""
+    cdef int l, part, nt
+    cdef Py_ssize_t off, size
+    cdef floating l2
+    for l in range(lay.n_layers):
+        for part in range(2):  # W_l (penalised), then b_l
+            off = lay.w_off[l] if part == 0 else lay.b_off[l]
+            size = lay.sizes[l + 1] * (lay.sizes[l] if part == 0 else 1)
+            l2 = alpha if part == 0 else 0
+            nt = n_threads if size >= 16384 else 1  # threads only pay off on big layers
+            if solver == SGD:
+                sgd_step(params + off, grads + off, state1 + off, size, lr, momentum,
+                         nesterov, scale, l2, nt)
+            else:
+                adam_step(params + off, grads + off, state1 + off, state2 + off, size, lr,
+                          beta_1, beta_2, epsilon, step, scale, l2, nt)
 
 
 cdef int _check_buffers(const Layout *lay, Py_ssize_t n_params, Py_ssize_t n_grads,
@@ -376,6 +412,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     cdef Py_ssize_t *order = NULL
     cdef uint64_t *state = &rng[0]
     cdef uint64_t *drop_rng
+    cdef unsigned long fp_mode
     _layout(&lay, sizes, batch_size, hidden_act, out_act, slope, dropout)
     drop_rng = state if lay.dropout else NULL
     try:
@@ -390,6 +427,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
             if order == NULL:
                 raise MemoryError()
         with nogil:
+            fp_mode = fp_enter()
             if shuffle:
                 for i in range(n):
                     order[i] = i
@@ -398,7 +436,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
             while start < n:
                 stop = start + batch_size if start + batch_size < n else n
                 nb = stop - start
-                xb = _gather(&lay, &src, order, start, nb, w, &yb, &swb)
+                xb = _gather(&lay, &src, order, start, nb, w, &yb, &swb, n_threads)
                 sw_sum = nb
                 if swb != NULL:
                     sw_sum = 0
@@ -407,8 +445,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                     if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
                         start = stop
                         continue
-                batch_loss = _loss_grad(&lay, xb, yb, swb, nb, p, &grads[0], w,
-                                        <floating>(1.0 / sw_sum), <floating>alpha, drop_rng,
+                batch_loss = _loss_grad(&lay, xb, yb, swb, nb, p, &grads[0], w, drop_rng,
                                         n_threads)
                 if alpha != 0:
                     batch_loss = loss_scale * batch_loss + 0.5 * alpha * _sq_weights(&lay, p)
@@ -416,12 +453,11 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                     batch_loss = loss_scale * batch_loss
                 total += nb * batch_loss / sw_sum
                 n_batches += 1
-                if solver == SGD:
-                    sgd_step(p, &grads[0], &state1[0], size, lr, momentum, nesterov)
-                else:
-                    adam_step(p, &grads[0], &state1[0], &state2[0], size, lr, beta_1,
-                              beta_2, epsilon, step + n_batches)
+                _update(&lay, p, &grads[0], &state1[0], &state2[0], solver, lr, momentum,
+                        nesterov, beta_1, beta_2, epsilon, step + n_batches,
+                        <floating>(1.0 / sw_sum), <floating>alpha, n_threads)
                 start = stop
+            fp_leave(fp_mode)
     finally:
         free(order)
         _free_layout(&lay)
@@ -460,8 +496,8 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
             start = 0
             while start < n:
                 nb = chunk if start + chunk < n else n - start
-                xb = _gather(&lay, &src, NULL, start, nb, w, &yb, &swb)
-                loss += _loss_grad(&lay, xb, yb, swb, nb, p, gc, w, 1, 0, NULL, n_threads)
+                xb = _gather(&lay, &src, NULL, start, nb, w, &yb, &swb, n_threads)
+                loss += _loss_grad(&lay, xb, yb, swb, nb, p, gc, w, NULL, n_threads)
                 for k in range(lay.n_params):
                     g[k] += gc[k]
                 if swb != NULL:
@@ -501,7 +537,7 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
             start = 0
             while start < n:
                 nb = chunk if start + chunk < n else n - start
-                xb = _gather(&lay, &src, NULL, start, nb, w, &yb, &swb)
+                xb = _gather(&lay, &src, NULL, start, nb, w, &yb, &swb, n_threads)
                 loss += _forward(&lay, xb, yb, swb, nb, &params[0], w, <floating *>NULL,
                                  NULL, n_threads)
                 if swb != NULL:
@@ -541,7 +577,7 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
             while start < n:
                 nb = chunk if start + chunk < n else n - start
                 o = &out[start, 0]
-                xb = _gather(&lay, &src, NULL, start, nb, &ws[0], &yb, &swb)
+                xb = _gather(&lay, &src, NULL, start, nb, &ws[0], &yb, &swb, n_threads)
                 _forward(&lay, xb, <floating *>NULL, NULL, nb, &params[0], &ws[0], o, NULL,
                          n_threads)
                 if mode == 1:

@@ -28,6 +28,36 @@
 #define CYMLP_UNROLL
 #endif
 
+/* Denormal floats make arithmetic ~100x slower on x86 (Adam's moments of weights whose
+ * inputs are always 0, e.g. MNIST's border pixels, decay into them). cymlp's loops run
+ * with flush-to-zero and denormals-are-zero on, restoring the caller's mode after:
+ * cymlp_fp_enter() returns the previous mode for cymlp_fp_leave(). Per thread. */
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <xmmintrin.h>
+static inline unsigned long cymlp_fp_enter(void)
+{
+    unsigned int old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
+    return old;
+}
+static inline void cymlp_fp_leave(unsigned long old) { _mm_setcsr((unsigned int)old); }
+#elif defined(__aarch64__) && defined(__GNUC__)
+static inline unsigned long cymlp_fp_enter(void)
+{
+    unsigned long old;
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(old));
+    __asm__ __volatile__("msr fpcr, %0" : : "r"(old | (1ul << 24))); /* FZ */
+    return old;
+}
+static inline void cymlp_fp_leave(unsigned long old)
+{
+    __asm__ __volatile__("msr fpcr, %0" : : "r"(old));
+}
+#else
+static inline unsigned long cymlp_fp_enter(void) { return 0; }
+static inline void cymlp_fp_leave(unsigned long old) { (void)old; }
+#endif
+
 /* Blocking shared by every variant; MC is a multiple of every MR below. */
 #define CYMLP_GEMM_KC 256
 #define CYMLP_GEMM_NC 1024

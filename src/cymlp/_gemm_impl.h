@@ -180,6 +180,7 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #endif
     {
         int tid = 0;
+        const unsigned long fp_mode = cymlp_fp_enter(); /* per thread, see _gemm.h */
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
@@ -219,6 +220,7 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
                 }
             }
         }
+        cymlp_fp_leave(fp_mode);
     }
 }
 

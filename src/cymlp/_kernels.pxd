@@ -29,6 +29,9 @@ cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ss
                 Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *C,
                 Py_ssize_t ldc, bint accumulate, double *work, int n_threads) noexcept nogil
 cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil
+# flush-to-zero / denormals-are-zero for this thread; returns the mode to restore
+cdef unsigned long fp_enter() noexcept nogil
+cdef void fp_leave(unsigned long old) noexcept nogil
 
 
 cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
@@ -94,25 +97,21 @@ cdef inline void dense_forward(const floating *a, const floating *W, const float
 cdef inline void dense_backward(const floating *a, const floating *W, const floating *delta,
                                 floating *grad_W, floating *grad_b, floating *delta_prev,
                                 Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
-                                floating scale, floating l2, floating *work,
-                                int n_threads) noexcept nogil:
-    """Gradients of a dense layer given delta = dLoss/dz (paper §4.3.3–4.3.4).
+                                floating *work, int n_threads) noexcept nogil:
+    """Gradient sums of a dense layer given delta = dLoss/dz (paper §4.3.3).
 
     a (n, n_in), W (n_in, n_out), delta (n, n_out) -> grad_W (n_in, n_out), grad_b (n_out,)
-    grad_W = scale * (a^T . delta + l2 * W),   grad_b = scale * sum_i delta[i]
+    grad_W = a^T . delta,   grad_b = sum_i delta[i]   (not yet averaged: the optimizer
+    step applies 1 / sum(sample_weight) and the L2 term, see _optim)
     delta_prev (n, n_in) = delta . W^T   (skipped when delta_prev is NULL)
     """
-    cdef Py_ssize_t i, j, k
+    cdef Py_ssize_t i, j
     gemm(n_in, n_out, n, a, 1, n_in, delta, n_out, 1, grad_W, n_out, False, work, n_threads)
-    for k in range(n_in * n_out):
-        grad_W[k] = scale * (grad_W[k] + l2 * W[k])
     for j in range(n_out):
         grad_b[j] = 0
     for i in range(n):
         for j in range(n_out):
             grad_b[j] += delta[i * n_out + j]
-    for j in range(n_out):
-        grad_b[j] *= scale
     if delta_prev != NULL:
         gemm(n, n_in, n_out, delta, n_out, 1, W, 1, n_out, delta_prev, n_in, False, work,
              n_threads)

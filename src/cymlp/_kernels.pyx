@@ -23,6 +23,8 @@ cdef extern from "_gemm.h" nogil:
     int cymlp_best_variant()
     int cymlp_have_openmp()
     int cymlp_max_threads()
+    unsigned long cymlp_fp_enter()
+    void cymlp_fp_leave(unsigned long old)
 
 
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
@@ -39,6 +41,14 @@ cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ss
 
 cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil:
     return cymlp_gemm_work_size(n_threads, max_n)
+
+
+cdef unsigned long fp_enter() noexcept nogil:
+    return cymlp_fp_enter()
+
+
+cdef void fp_leave(unsigned long old) noexcept nogil:
+    cymlp_fp_leave(old)
 
 
 def simd_variants():
