@@ -91,8 +91,9 @@ def max_threads():
     return cymlp_max_threads()
 
 
-def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1):
-    """A @ B through cymlp's kernels (any strides, e.g. transposed views); for tests."""
+def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1):
+    """A @ B through cymlp's kernels (any strides, e.g. transposed views); for tests and
+    benchmarks (``repeat`` runs the product that many times, to time the kernel alone)."""
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"shapes ({A.shape[0]}, {A.shape[1]}) and "
                          f"({B.shape[0]}, {B.shape[1]}) do not align")
@@ -107,10 +108,12 @@ def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1):
     if K == 0:
         C[...] = 0
         return C
+    cdef int r
     with nogil:
-        gemm(M, N, K, &A[0, 0], A.strides[0] // isz, A.strides[1] // isz,
-             &B[0, 0], B.strides[0] // isz, B.strides[1] // isz, &c[0, 0], N, False,
-             &work[0], n_threads)
+        for r in range(repeat):
+            gemm(M, N, K, &A[0, 0], A.strides[0] // isz, A.strides[1] // isz,
+                 &B[0, 0], B.strides[0] // isz, B.strides[1] // isz, &c[0, 0], N, False,
+                 &work[0], n_threads)
     return C
 
 
