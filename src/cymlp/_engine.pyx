@@ -209,6 +209,17 @@ cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_
     return xb
 
 
+cdef inline double _weight_sum(const floating *sw, Py_ssize_t n) noexcept nogil:
+    """sum of the rows' sample weights (n when there are none)."""
+    cdef Py_ssize_t r
+    cdef double total = 0
+    if sw == NULL:
+        return n
+    for r in range(n):
+        total += sw[r]
+    return total
+
+
 cdef double _forward(const Layout *lay, const floating *x, const floating *y,
                      const floating *sw, Py_ssize_t n, const floating *params, floating *ws,
                      floating *out, uint64_t *rng, int n_threads) noexcept nogil:
@@ -401,7 +412,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     """
     cdef Layout lay
     cdef Rows src
-    cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0
+    cdef Py_ssize_t start, stop, nb, i, n_batches = 0
     cdef Py_ssize_t size = params.shape[0]
     cdef double total = 0, batch_loss, sw_sum
     cdef const floating *xb
@@ -437,14 +448,10 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 stop = start + batch_size if start + batch_size < n else n
                 nb = stop - start
                 xb = _gather(&lay, &src, order, start, nb, w, &yb, &swb, n_threads)
-                sw_sum = nb
-                if swb != NULL:
-                    sw_sum = 0
-                    for r in range(nb):
-                        sw_sum += swb[r]
-                    if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
-                        start = stop
-                        continue
+                sw_sum = _weight_sum(swb, nb)
+                if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
+                    start = stop
+                    continue
                 batch_loss = _loss_grad(&lay, xb, yb, swb, nb, p, &grads[0], w, drop_rng,
                                         n_threads)
                 if alpha != 0:
@@ -477,7 +484,7 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
     """
     cdef Layout lay
     cdef Rows src
-    cdef Py_ssize_t start, nb, k, r, l
+    cdef Py_ssize_t start, nb, k, l
     cdef double loss = 0, sw_sum = 0
     cdef const floating *xb
     cdef const floating *yb
@@ -500,11 +507,7 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
                 loss += _loss_grad(&lay, xb, yb, swb, nb, p, gc, w, NULL, n_threads)
                 for k in range(lay.n_params):
                     g[k] += gc[k]
-                if swb != NULL:
-                    for r in range(nb):
-                        sw_sum += swb[r]
-                else:
-                    sw_sum += nb
+                sw_sum += _weight_sum(swb, nb)
                 start += nb
             for l in range(lay.n_layers):
                 for k in range(lay.sizes[l] * lay.sizes[l + 1]):
@@ -523,7 +526,7 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
     """Weighted mean data loss over n rows (no L2 term): a validation loss."""
     cdef Layout lay
     cdef Rows src
-    cdef Py_ssize_t start, nb, r
+    cdef Py_ssize_t start, nb
     cdef double loss = 0, sw_sum = 0
     cdef const floating *xb
     cdef const floating *yb
@@ -540,11 +543,7 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
                 xb = _gather(&lay, &src, NULL, start, nb, w, &yb, &swb, n_threads)
                 loss += _forward(&lay, xb, yb, swb, nb, &params[0], w, <floating *>NULL,
                                  NULL, n_threads)
-                if swb != NULL:
-                    for r in range(nb):
-                        sw_sum += swb[r]
-                else:
-                    sw_sum += nb
+                sw_sum += _weight_sum(swb, nb)
                 start += nb
     finally:
         _free_layout(&lay)

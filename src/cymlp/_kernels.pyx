@@ -108,9 +108,9 @@ def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1):
     if K == 0:
         C[...] = 0
         return C
-    cdef int r
+    cdef int _r
     with nogil:
-        for r in range(repeat):
+        for _r in range(repeat):
             gemm(M, N, K, &A[0, 0], A.strides[0] // isz, A.strides[1] // isz,
                  &B[0, 0], B.strides[0] // isz, B.strides[1] // isz, &c[0, 0], N, False,
                  &work[0], n_threads)
