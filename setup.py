@@ -54,7 +54,8 @@ class BuildExt(build_ext):
         if self.compiler.compiler_type == "msvc":
             cflags = ["/O2", *omp_c]
         else:
-            cflags = ["-O3", "-fno-math-errno", *omp_c]
+            # -g0: no debug info (Python's default CFLAGS have -g; it doubles the wheel)
+            cflags = ["-O3", "-g0", "-fno-math-errno", *omp_c]
             if _flag("CYMLP_NATIVE"):
                 cflags.append("-march=native")
         for ext in self.extensions:
