@@ -22,8 +22,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from cymlp._kernels cimport (activation_backward, activation_derivative, activation_forward,
-                             dense_backward, dense_forward, fp_enter, fp_leave, gemm_work_size,
-                             output_forward, output_log_proba)
+                             dense_backward, dense_forward, fp_enter, fp_leave, gemm,
+                             gemm_work_size, output_forward, output_log_proba)
 from cymlp._optim cimport SGD, adam_step, sgd_step
 
 import numpy as np
@@ -36,6 +36,7 @@ cdef struct Layout:
     Py_ssize_t *b_off       # (n_layers,) offset of b_l in params
     Py_ssize_t *a_off       # (n_layers + 1,) offset of activation l in ws (0 unused)
     Py_ssize_t *m_off       # (n_layers + 1,) offset of dropout mask l in ws (0 unused)
+    Py_ssize_t *d_off       # (n_layers + 1,) offset of delta l (dLoss/dz_l) in ws (0 unused)
     double *drop            # (n_layers + 1,) dropout rate of layer l's output (0 = off)
     Py_ssize_t n_params
     Py_ssize_t widest       # widest layer after the input (the largest N of any product)
@@ -61,7 +62,7 @@ def workspace_size(sizes, Py_ssize_t rows, int n_threads, dropout=None):
     cdef Layout lay
     _layout(&lay, sizes, rows, 0, 0, 0.0, dropout)
     try:
-        return int(lay.work_off + gemm_work_size(n_threads, lay.widest))
+        return int(lay.work_off + _work_size(&lay, n_threads))
     finally:
         _free_layout(&lay)
 
@@ -77,8 +78,10 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     lay.b_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.a_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.m_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
+    lay.d_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.drop = <double *>malloc((L + 1) * sizeof(double))
-    if not (lay.sizes and lay.w_off and lay.b_off and lay.a_off and lay.m_off and lay.drop):
+    if not (lay.sizes and lay.w_off and lay.b_off and lay.a_off and lay.m_off and lay.d_off
+            and lay.drop):
         _free_layout(lay)
         raise MemoryError()
     lay.dropout = False
@@ -114,6 +117,10 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
         lay.m_off[l] = off
         if lay.drop[l] > 0:
             off += rows * lay.sizes[l]
+    lay.d_off[0] = 0
+    for l in range(1, L + 1):
+        lay.d_off[l] = off
+        off += rows * lay.sizes[l]
     lay.d0_off = off
     off += rows * widest
     lay.d1_off = off
@@ -128,14 +135,21 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     return 0
 
 
+cdef inline Py_ssize_t _work_size(const Layout *lay, int n_threads) noexcept nogil:
+    """gemm scratch: one single-threaded product's worth per thread, which also covers
+    one product split over n_threads."""
+    return (n_threads if n_threads > 1 else 1) * gemm_work_size(1, lay.widest)
+
+
 cdef void _free_layout(Layout *lay) noexcept:
     free(lay.sizes)
     free(lay.w_off)
     free(lay.b_off)
     free(lay.a_off)
     free(lay.m_off)
+    free(lay.d_off)
     free(lay.drop)
-    lay.sizes = lay.w_off = lay.b_off = lay.a_off = lay.m_off = NULL
+    lay.sizes = lay.w_off = lay.b_off = lay.a_off = lay.m_off = lay.d_off = NULL
     lay.drop = NULL
 
 
@@ -170,19 +184,20 @@ cdef void _dropout(floating *a, floating *mask, Py_ssize_t size, double rate,
 
 
 cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_t *order,
-                             Py_ssize_t start, Py_ssize_t n, floating *ws,
+                             Py_ssize_t start, Py_ssize_t n, Py_ssize_t dst, floating *ws,
                              const floating **y, const floating **sw,
                              int n_threads) noexcept nogil:
-    """Rows start..start+n (through ``order`` when given) as a dense (n, n_in) block, with
-    their targets and weights; copies only when the rows are not already contiguous."""
+    """Rows start..start+n of the epoch (through ``order`` when given) as a dense (n, n_in)
+    block at rows dst..dst+n of the batch buffers, with their targets and weights; copies
+    only when the rows are not already contiguous. Returns the block's first row."""
     cdef Py_ssize_t r, i, j, n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
     cdef const floating *X = <const floating *>src.X
     cdef const floating *Y = <const floating *>src.Y
     cdef const floating *W = <const floating *>src.sw
     cdef const floating *data = <const floating *>src.data
-    cdef floating *xb = ws + lay.x_off
-    cdef floating *yb = ws + lay.y_off
-    cdef floating *swb = ws + lay.sw_off
+    cdef floating *xb = ws + lay.x_off + dst * n_in
+    cdef floating *yb = ws + lay.y_off + dst * n_out
+    cdef floating *swb = ws + lay.sw_off + dst
     if order == NULL:
         y[0] = Y + start * n_out if Y != NULL else NULL
         sw[0] = W + start if W != NULL else NULL
@@ -299,26 +314,31 @@ cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
     return loss
 
 
+cdef inline double _sum_squares(const floating *w, Py_ssize_t size) noexcept nogil:
+    """sum_k w[k]^2 in a fixed order: 8 interleaved partial sums (so the additions do
+    not wait on each other), combined pairwise."""
+    cdef Py_ssize_t k = 0
+    cdef double s[8]
+    cdef int j
+    for j in range(8):
+        s[j] = 0
+    while k + 8 <= size:
+        for j in range(8):
+            s[j] += <double>w[k + j] * w[k + j]
+        k += 8
+    while k < size:
+        s[0] += <double>w[k] * w[k]
+        k += 1
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
 cdef double _sq_weights(const Layout *lay, const floating *params) noexcept nogil:
-    """sum_l ||W_l||^2 (biases are not penalised), in a fixed order (4 partial sums)."""
+    """sum_l ||W_l||^2 (biases are not penalised)."""
     cdef int l
-    cdef Py_ssize_t k, size
-    cdef const floating *w
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef double sq = 0
     for l in range(lay.n_layers):
-        w = params + lay.w_off[l]
-        size = lay.sizes[l] * lay.sizes[l + 1]
-        k = 0
-        while k + 4 <= size:
-            s0 += w[k] * w[k]
-            s1 += w[k + 1] * w[k + 1]
-            s2 += w[k + 2] * w[k + 2]
-            s3 += w[k + 3] * w[k + 3]
-            k += 4
-        while k < size:
-            s0 += w[k] * w[k]
-            k += 1
-    return (s0 + s1) + (s2 + s3)
+        sq += _sum_squares(params + lay.w_off[l], lay.sizes[l] * lay.sizes[l + 1])
+    return sq
 
 
 cdef void _update(const Layout *lay, floating *params, const floating *grads,
@@ -344,12 +364,150 @@ cdef void _update(const Layout *lay, floating *params, const floating *grads,
                           beta_1, beta_2, epsilon, step, scale, l2, nt)
 
 
+cdef enum:
+    ROW_BLOCK = 16  # rows of a weight matrix per unit of work in the feature phase
+
+
+cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *order,
+                      Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1, const floating *params,
+                      floating *ws, floating *work, double *row_loss, uint64_t drop_seed,
+                      bint dropout) noexcept nogil:
+    """Phase 1 of a training step, for batch rows r0..r1 (one thread): gather, forward
+    (§4.3.2), each row's loss, and every layer's delta (§4.3.3):
+    delta_L = sw (output - y),  delta_l = (delta_{l+1} . W_l^T) * f'(a_l) (* dropout mask).
+    Rows are independent, so any split of the batch gives the same numbers."""
+    cdef int l, L = lay.n_layers
+    cdef Py_ssize_t n = r1 - r0, r, k, width, n_out = lay.sizes[L]
+    cdef const floating *x
+    cdef const floating *y
+    cdef const floating *sw
+    cdef const floating *a
+    cdef floating *z = NULL
+    cdef floating *d
+    cdef floating *mask
+    cdef floating slope = <floating>lay.slope
+    cdef uint64_t state
+    if n <= 0:
+        return
+    cdef unsigned long mode = fp_enter()
+    x = _gather(lay, src, order, start + r0, n, r0, ws, &y, &sw, 1)
+    a = x
+    for l in range(L):
+        width = lay.sizes[l + 1]
+        z = ws + lay.a_off[l + 1] + r0 * width
+        dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
+                      width, work, 1)
+        if l < L - 1:
+            activation_forward(lay.hidden_act, z, n * width, slope)
+            if dropout and lay.drop[l + 1] > 0:
+                for r in range(n):  # each row's mask from its own stream: split-independent
+                    state = drop_seed ^ (<uint64_t>(start + r0 + r + 1) * 0x9E3779B97F4A7C15ULL)
+                    state ^= <uint64_t>(l + 1) * 0xD1B54A32D192ED03ULL
+                    _dropout(z + r * width, ws + lay.m_off[l + 1] + (r0 + r) * width, width,
+                             lay.drop[l + 1], &state)
+        a = z
+    d = ws + lay.d_off[L] + r0 * n_out
+    for r in range(n):
+        row_loss[r0 + r] = output_forward(lay.out_act, z + r * n_out, y + r * n_out,
+                                          sw + r if sw != NULL else NULL, 1, n_out)
+        for k in range(n_out):
+            d[r * n_out + k] = z[r * n_out + k] - y[r * n_out + k]
+            if sw != NULL:
+                d[r * n_out + k] *= sw[r]
+    for l in range(L - 1, 0, -1):
+        width = lay.sizes[l]
+        d = ws + lay.d_off[l] + r0 * width
+        gemm(n, width, lay.sizes[l + 1], ws + lay.d_off[l + 1] + r0 * lay.sizes[l + 1],
+             lay.sizes[l + 1], 1, params + lay.w_off[l], 1, lay.sizes[l + 1], d, width,
+             False, work, 1)
+        a = ws + lay.a_off[l] + r0 * width
+        if dropout and lay.drop[l] > 0:
+            mask = ws + lay.m_off[l] + r0 * width  # a holds f(z) * mask
+            for k in range(n * width):
+                if mask[k] == 0:
+                    d[k] = 0
+                else:
+                    d[k] *= mask[k] * activation_derivative(lay.hidden_act, a[k] / mask[k],
+                                                            slope)
+        else:
+            activation_backward(lay.hidden_act, a, d, n * width, slope)
+    fp_leave(mode)
+
+
+cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py_ssize_t n,
+                          floating *params, floating *grads, floating *ws, floating *work,
+                          floating *state1, floating *state2, int solver, double lr,
+                          double momentum, bint nesterov, double beta_1, double beta_2,
+                          double epsilon, long long step, floating scale, floating alpha,
+                          double *sq_blocks) noexcept nogil:
+    """Phase 2 of a training step, for thread t of T: the weight-gradient rows
+    grad W_l[i0:i1] = a_l[:, i0:i1]^T . delta_{l+1} and bias columns grad b_l[j0:j1] =
+    sum_i delta_{l+1}[i, j0:j1] of every layer, each summed over the batch in row order,
+    then the optimizer step on exactly those parameters (§4.3.4). The rows are split in
+    blocks of ROW_BLOCK whatever T is, and ||W||^2 (for the loss) is summed per block
+    before the update, so no number depends on the thread count."""
+    cdef int l, L = lay.n_layers
+    cdef Py_ssize_t n_in, n_out, nblk, b0, b1, i0, i1, j0, j1, j, r, k, rows, blk = 0, off
+    cdef const floating *a
+    cdef const floating *d
+    cdef floating *w
+    cdef double s
+    cdef unsigned long mode = fp_enter()
+    for l in range(L):
+        n_in = lay.sizes[l]
+        n_out = lay.sizes[l + 1]
+        a = x if l == 0 else ws + lay.a_off[l]
+        d = ws + lay.d_off[l + 1]
+        nblk = (n_in + ROW_BLOCK - 1) // ROW_BLOCK
+        b0 = nblk * t // T
+        b1 = nblk * (t + 1) // T
+        i0 = b0 * ROW_BLOCK
+        i1 = b1 * ROW_BLOCK if b1 * ROW_BLOCK < n_in else n_in
+        if i1 > i0:
+            off = lay.w_off[l] + i0 * n_out
+            gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, grads + off, n_out, False,
+                 work, 1)
+            if alpha != 0:
+                for k in range(b0, b1):  # ||W||^2 of each block of rows, before the update
+                    w = params + lay.w_off[l] + k * ROW_BLOCK * n_out
+                    rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
+                    sq_blocks[blk + k] = _sum_squares(w, rows * n_out)
+            _step(params + off, grads + off, state1 + off, state2 + off, (i1 - i0) * n_out,
+                  solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, step, scale, alpha)
+        blk += nblk
+        j0 = n_out * t // T
+        j1 = n_out * (t + 1) // T
+        if j1 > j0:
+            off = lay.b_off[l]
+            for j in range(j0, j1):
+                s = 0
+                for r in range(n):
+                    s += d[r * n_out + j]
+                grads[off + j] = <floating>s
+            _step(params + off + j0, grads + off + j0, state1 + off + j0, state2 + off + j0,
+                  j1 - j0, solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, step,
+                  scale, 0)
+    fp_leave(mode)
+
+
+cdef inline void _step(floating *params, const floating *grads, floating *state1,
+                       floating *state2, Py_ssize_t size, int solver, double lr,
+                       double momentum, bint nesterov, double beta_1, double beta_2,
+                       double epsilon, long long step, floating scale,
+                       floating l2) noexcept nogil:
+    if solver == SGD:
+        sgd_step(params, grads, state1, size, lr, momentum, nesterov, scale, l2, 1)
+    else:
+        adam_step(params, grads, state1, state2, size, lr, beta_1, beta_2, epsilon, step,
+                  scale, l2, 1)
+
+
 cdef int _check_buffers(const Layout *lay, Py_ssize_t n_params, Py_ssize_t n_grads,
                         Py_ssize_t n_ws, int n_threads) except -1:
     """params / grads must match the layout and ws must hold the scratch it needs."""
     if n_params != lay.n_params or (n_grads >= 0 and n_grads != lay.n_params):
         raise ValueError(f"engine: params/grads need {lay.n_params} elements")
-    if n_ws < lay.work_off + gemm_work_size(n_threads, lay.widest):
+    if n_ws < lay.work_off + _work_size(lay, n_threads):
         raise ValueError("engine: workspace too small for this layout; see workspace_size()")
     return 0
 
@@ -412,20 +570,25 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     """
     cdef Layout lay
     cdef Rows src
-    cdef Py_ssize_t start, stop, nb, i, n_batches = 0
+    cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, n_blocks = 0
     cdef Py_ssize_t size = params.shape[0]
-    cdef double total = 0, batch_loss, sw_sum
-    cdef const floating *xb
+    cdef int t, T_rows, T = n_threads if n_threads > 1 else 1
+    cdef double total = 0, batch_loss, sw_sum, sq
+    cdef const floating *x
     cdef const floating *yb
     cdef const floating *swb
     cdef floating *w = &ws[0]
     cdef floating *p = &params[0]
+    cdef floating *g = &grads[0]
+    cdef floating *s1 = &state1[0]
+    cdef floating *s2 = &state2[0]
     cdef Py_ssize_t *order = NULL
+    cdef double *row_loss = NULL
+    cdef double *sq_blocks = NULL
     cdef uint64_t *state = &rng[0]
-    cdef uint64_t *drop_rng
+    cdef uint64_t drop_seed = 0
     cdef unsigned long fp_mode
     _layout(&lay, sizes, batch_size, hidden_act, out_act, slope, dropout)
-    drop_rng = state if lay.dropout else NULL
     try:
         _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, Y, sw)
         _check_buffers(&lay, params.shape[0], grads.shape[0], ws.shape[0], n_threads)
@@ -433,10 +596,13 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
             raise ValueError("engine: optimizer state must match params")
         if batch_size < 1:
             raise ValueError("engine: batch_size must be >= 1")
-        if shuffle:
-            order = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
-            if order == NULL:
-                raise MemoryError()
+        for i in range(lay.n_layers):
+            n_blocks += (lay.sizes[i] + ROW_BLOCK - 1) // ROW_BLOCK
+        order = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t)) if shuffle else NULL
+        row_loss = <double *>malloc(batch_size * sizeof(double))
+        sq_blocks = <double *>malloc(n_blocks * sizeof(double))
+        if (shuffle and order == NULL) or row_loss == NULL or sq_blocks == NULL:
+            raise MemoryError()
         with nogil:
             fp_mode = fp_enter()
             if shuffle:
@@ -447,26 +613,45 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
             while start < n:
                 stop = start + batch_size if start + batch_size < n else n
                 nb = stop - start
-                xb = _gather(&lay, &src, order, start, nb, w, &yb, &swb, n_threads)
+                if lay.dropout:
+                    drop_seed = _splitmix64(state)
+                # phase 1: rows split over threads (forward, losses, deltas); a few rows
+                # are not worth waking a thread for
+                T_rows = T if nb >= 16 * T else 1
+                for t in prange(T_rows, schedule="static", num_threads=T_rows):
+                    _rows_phase(&lay, &src, order, start, nb * t // T_rows,
+                                nb * (t + 1) // T_rows, p, w,
+                                w + lay.work_off + t * gemm_work_size(1, lay.widest),
+                                row_loss, drop_seed, lay.dropout)
+                x = _gather(&lay, &src, order, start, 0, 0, w, &yb, &swb, 1)  # pointers only
                 sw_sum = _weight_sum(swb, nb)
                 if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
                     start = stop
                     continue
-                batch_loss = _loss_grad(&lay, xb, yb, swb, nb, p, &grads[0], w, drop_rng,
-                                        n_threads)
+                batch_loss = 0
+                for r in range(nb):  # in row order: the same sum for any thread count
+                    batch_loss += row_loss[r]
+                # phase 2: weight rows split over threads (gradients, then the update)
+                for t in prange(T, schedule="static", num_threads=T):
+                    _features_phase(&lay, t, T, x, nb, p, g, w,
+                                    w + lay.work_off + t * gemm_work_size(1, lay.widest),
+                                    s1, s2, solver, lr, momentum, nesterov, beta_1, beta_2,
+                                    epsilon, step + n_batches + 1, <floating>(1.0 / sw_sum),
+                                    <floating>alpha, sq_blocks)
+                batch_loss *= loss_scale
                 if alpha != 0:
-                    batch_loss = loss_scale * batch_loss + 0.5 * alpha * _sq_weights(&lay, p)
-                else:
-                    batch_loss = loss_scale * batch_loss
+                    sq = 0
+                    for i in range(n_blocks):
+                        sq += sq_blocks[i]
+                    batch_loss += 0.5 * alpha * sq
                 total += nb * batch_loss / sw_sum
                 n_batches += 1
-                _update(&lay, p, &grads[0], &state1[0], &state2[0], solver, lr, momentum,
-                        nesterov, beta_1, beta_2, epsilon, step + n_batches,
-                        <floating>(1.0 / sw_sum), <floating>alpha, n_threads)
                 start = stop
             fp_leave(fp_mode)
     finally:
         free(order)
+        free(row_loss)
+        free(sq_blocks)
         _free_layout(&lay)
     return total / n, n_batches
 
@@ -503,7 +688,7 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
             start = 0
             while start < n:
                 nb = chunk if start + chunk < n else n - start
-                xb = _gather(&lay, &src, NULL, start, nb, w, &yb, &swb, n_threads)
+                xb = _gather(&lay, &src, NULL, start, nb, 0, w, &yb, &swb, n_threads)
                 loss += _loss_grad(&lay, xb, yb, swb, nb, p, gc, w, NULL, n_threads)
                 for k in range(lay.n_params):
                     g[k] += gc[k]
@@ -540,7 +725,7 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
             start = 0
             while start < n:
                 nb = chunk if start + chunk < n else n - start
-                xb = _gather(&lay, &src, NULL, start, nb, w, &yb, &swb, n_threads)
+                xb = _gather(&lay, &src, NULL, start, nb, 0, w, &yb, &swb, n_threads)
                 loss += _forward(&lay, xb, yb, swb, nb, &params[0], w, <floating *>NULL,
                                  NULL, n_threads)
                 sw_sum += _weight_sum(swb, nb)
@@ -576,7 +761,7 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
             while start < n:
                 nb = chunk if start + chunk < n else n - start
                 o = &out[start, 0]
-                xb = _gather(&lay, &src, NULL, start, nb, &ws[0], &yb, &swb, n_threads)
+                xb = _gather(&lay, &src, NULL, start, nb, 0, &ws[0], &yb, &swb, n_threads)
                 _forward(&lay, xb, <floating *>NULL, NULL, nb, &params[0], &ws[0], o, NULL,
                          n_threads)
                 if mode == 1:

@@ -7,6 +7,7 @@ double share one source through the ``floating`` fused type. The equations refer
 the paper in ``shared/reference`` and are derived in ``docs/math.md``.
 """
 from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf, logf, tanh, tanhf
+cimport cython
 from cython cimport floating
 
 # Activation codes (hidden layers and output layer), one table: see ACTIVATIONS in
@@ -117,6 +118,7 @@ cdef inline void dense_backward(const floating *a, const floating *W, const floa
              n_threads)
 
 
+@cython.cdivision(True)
 cdef inline void activation_forward(int act, floating *z, Py_ssize_t size,
                                     floating slope) noexcept nogil:
     """a = f(z) in place, for the hidden activations.
@@ -176,6 +178,7 @@ cdef inline floating activation_derivative(int act, floating a, floating slope) 
     return 1
 
 
+@cython.cdivision(True)
 cdef inline double output_forward(int act, floating *z, const floating *y, const floating *sw,
                                   Py_ssize_t n, Py_ssize_t n_out) noexcept nogil:
     """Output layer: turns logits z (n, n_out) into outputs in place; returns the summed loss,

@@ -5,6 +5,7 @@
 layout (cymlp keeps every weight and bias in one contiguous buffer).
 """
 from libc.math cimport sqrt, sqrtf
+cimport cython
 from cython cimport floating
 from cython.parallel cimport prange
 
@@ -68,6 +69,7 @@ cdef inline void sgd_step(floating *params, const floating *grads, floating *vel
         fp_leave(mode)
 
 
+@cython.cdivision(True)
 cdef inline void _adam_block(floating *params, const floating *grads, floating *m,
                              floating *v, Py_ssize_t n, floating step, floating b1,
                              floating b2, floating eps, floating scale,
@@ -86,6 +88,7 @@ cdef inline void _adam_block(floating *params, const floating *grads, floating *
             params[k] -= step * mk / (sqrt(vk) + eps)
 
 
+@cython.cdivision(True)
 cdef inline void adam_step(floating *params, const floating *grads, floating *m, floating *v,
                            Py_ssize_t size, double lr, double beta_1, double beta_2,
                            double epsilon, long long t, floating scale, floating l2,
