@@ -4,6 +4,8 @@ Environment variables:
   CYMLP_NATIVE=1    add -march=native (local builds only; never for distributed wheels)
   CYMLP_PORTABLE=1  compile only the plain-C matrix kernel (what MSVC gets anyway)
   CYMLP_NO_OPENMP=1 build without OpenMP
+  CYMLP_SANITIZE=1  debug build for tests: Cython boundscheck/wraparound/initializedcheck
+                    on, -fsanitize=address,undefined (run Python with LD_PRELOAD=libasan)
 """
 
 import os
@@ -51,8 +53,14 @@ class BuildExt(build_ext):
 
     def build_extensions(self):
         omp_c, omp_l = self._openmp_flags()
+        lflags = [*omp_l]
         if self.compiler.compiler_type == "msvc":
             cflags = ["/O2", *omp_c]
+        elif SANITIZE:
+            sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                          "-fno-omit-frame-pointer"]
+            cflags = ["-O1", "-g", "-fno-math-errno", *sanitizers, *omp_c]
+            lflags += sanitizers
         else:
             # -g0: no debug info (Python's default CFLAGS have -g; it doubles the wheel)
             cflags = ["-O3", "-g0", "-fno-math-errno", *omp_c]
@@ -60,10 +68,11 @@ class BuildExt(build_ext):
                 cflags.append("-march=native")
         for ext in self.extensions:
             ext.extra_compile_args = [*ext.extra_compile_args, *cflags]
-            ext.extra_link_args = [*ext.extra_link_args, *omp_l]
+            ext.extra_link_args = [*ext.extra_link_args, *lflags]
         super().build_extensions()
 
 
+SANITIZE = _flag("CYMLP_SANITIZE")
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if _flag("CYMLP_PORTABLE"):
     macros.append(("CYMLP_PORTABLE", "1"))
@@ -81,7 +90,11 @@ extensions = [
 setup(
     ext_modules=cythonize(
         extensions,
-        compiler_directives={"language_level": 3},
+        # checks off in the hot loops (inputs are validated at the API boundary), on in
+        # the sanitizer build
+        compiler_directives={"language_level": 3, "boundscheck": SANITIZE,
+                             "wraparound": SANITIZE, "initializedcheck": SANITIZE},
+        force=SANITIZE,
         include_path=["src"],
     ),
     cmdclass={"build_ext": BuildExt},

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, cdivision=True
 """The training loop: forward, backward and update for a whole epoch under ``nogil``.
 
 A network is a list of layer widths ``sizes = (n_in, h_1, ..., n_out)``, one hidden
@@ -222,6 +222,26 @@ cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_
         for j in range(src.indptr[i], src.indptr[i + 1]):
             xb[r * n_in + src.indices[j]] = data[j]
     return xb
+
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+
+
+cdef extern from *:
+    """
+    #include <time.h>
+    static double cymlp_now(void) {
+    #if defined(_WIN32)
+        return (double)clock() / CLOCKS_PER_SEC;
+    #else
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return t.tv_sec + 1e-9 * t.tv_nsec;
+    #endif
+    }
+    """
+    double cymlp_now() nogil
 
 
 cdef inline double _weight_sum(const floating *sw, Py_ssize_t n) noexcept nogil:
@@ -587,7 +607,9 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     cdef double *sq_blocks = NULL
     cdef uint64_t *state = &rng[0]
     cdef uint64_t drop_seed = 0
-    cdef unsigned long fp_mode
+    cdef unsigned long fp_mode = fp_enter()
+    cdef double checked
+    fp_leave(fp_mode)  # (so that the finally clause restores a valid mode on early errors)
     _layout(&lay, sizes, batch_size, hidden_act, out_act, slope, dropout)
     try:
         _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, Y, sw)
@@ -603,14 +625,19 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
         sq_blocks = <double *>malloc(n_blocks * sizeof(double))
         if (shuffle and order == NULL) or row_loss == NULL or sq_blocks == NULL:
             raise MemoryError()
+        fp_mode = fp_enter()
+        checked = cymlp_now()
         with nogil:
-            fp_mode = fp_enter()
             if shuffle:
                 for i in range(n):
                     order[i] = i
                 _shuffle(order, n, state)
             start = 0
             while start < n:
+                if cymlp_now() - checked > 0.05:  # Ctrl-C: at most every 50 ms, take
+                    checked = cymlp_now()         # the GIL and let Python's handlers run
+                    with gil:
+                        PyErr_CheckSignals()      # raises KeyboardInterrupt out of here
                 stop = start + batch_size if start + batch_size < n else n
                 nb = stop - start
                 if lay.dropout:
@@ -647,8 +674,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 total += nb * batch_loss / sw_sum
                 n_batches += 1
                 start = stop
-            fp_leave(fp_mode)
     finally:
+        fp_leave(fp_mode)
         free(order)
         free(row_loss)
         free(sq_blocks)

@@ -54,6 +54,64 @@ def n_params(sizes) -> int:
     return sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(sizes))
 
 
+def _memory_limit() -> int:
+    """Bytes of physical memory (a generous 1 TiB when the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 40
+
+
+def _check_memory(sizes, itemsize: int, batch_size: int) -> None:
+    """Fail fast, before allocating, when a network cannot fit in memory: parameters,
+    gradients and two optimizer states, plus one batch of activations and deltas."""
+    need = itemsize * (4 * n_params(sizes) + 3 * max(1, batch_size) * sum(sizes))
+    have = _memory_limit()
+    if need > have:
+        raise MemoryError(
+            f"a network with layer sizes {list(sizes)} needs about {need / 2**30:.1f} GiB "
+            f"to train, more than this machine's {have / 2**30:.1f} GiB of memory; use "
+            "smaller hidden_layer_sizes"
+        )
+
+
+# (complex numbers are refused by scikit-learn's own check: "Complex data not supported")
+_REJECTED_KINDS = {"U": "strings", "S": "bytes", "V": "records", "M": "datetimes",
+                   "m": "timedeltas"}
+
+
+def _object_kinds(values) -> set:
+    """'U' when an object array holds text (numeric-looking or not), else nothing: object
+    arrays of numbers are converted, other objects fail numpy's float conversion."""
+    return {"U"} if any(isinstance(v, (str, bytes)) for v in values) else set()
+
+
+def _check_numeric(X, name: str = "X") -> None:
+    """Refuse inputs that scikit-learn would silently coerce: strings (also numeric-looking
+    ones, also inside object arrays), datetimes, records. bool, integers, floats and object
+    arrays of numbers are converted to float."""
+    if hasattr(X, "dtypes") and not hasattr(X, "dtype"):  # a DataFrame
+        kinds = {getattr(d, "kind", "O") for d in X.dtypes}
+        if "O" in kinds:
+            kinds |= _object_kinds(v for col in X.columns for v in X[col])
+    elif sp.issparse(X):
+        kinds = {X.dtype.kind}
+    else:
+        try:
+            arr = X if isinstance(X, np.ndarray) else np.asarray(X)
+        except (ValueError, TypeError):
+            return  # ragged nested lists and the like: validate_data explains
+        kinds = {arr.dtype.kind}
+        if arr.dtype.kind == "O":
+            kinds |= _object_kinds(arr.flat)
+    bad = sorted(_REJECTED_KINDS[k] for k in kinds if k in _REJECTED_KINDS)
+    if bad:
+        raise ValueError(
+            f"{name} contains {', '.join(bad)}; cymlp needs real numbers (bool, integers "
+            "or floats): encode or convert such columns first"
+        )
+
+
 def _rows(X):
     """(X, data, indices, indptr) engine arguments for dense X or a CSR matrix."""
     if sp.issparse(X):
@@ -320,6 +378,8 @@ class _BaseMLP(BaseEstimator):
 
     def _initialize(self, n_features: int, n_outputs: int, dtype) -> None:
         hidden = self._hidden_sizes()
+        _check_memory([n_features, *hidden, n_outputs], np.dtype(dtype).itemsize,
+                      self.batch_size if self.batch_size != "auto" else 200)
         self._sizes = [n_features, *hidden, n_outputs]
         self.n_outputs_ = n_outputs
         self.n_layers_ = len(self._sizes)
@@ -407,13 +467,24 @@ class _BaseMLP(BaseEstimator):
                                          float(self.alpha), self._loss_scale, n_threads)
             return loss, grads.astype(np.float64)
 
-        opt = scipy.optimize.minimize(
-            loss_grad,
-            self._params.astype(np.float64),
-            method="L-BFGS-B",
-            jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
-        )
+        start = self._params.copy()
+        try:
+            opt = scipy.optimize.minimize(
+                loss_grad,
+                self._params.astype(np.float64),
+                method="L-BFGS-B",
+                jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+            )
+        except KeyboardInterrupt:
+            self._params[...] = start  # L-BFGS has no epochs: keep the weights it started from
+            raise
+        if not np.isfinite(opt.x).all():
+            self._params[...] = start
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
         self.n_iter_ = _check_optimize_result("lbfgs", opt, self.max_iter)
         self.loss_ = float(opt.fun)
         self._params[...] = opt.x
@@ -470,9 +541,15 @@ class _BaseMLP(BaseEstimator):
         grads = np.empty_like(self._params)
         rows = _rows(X)
         self.n_iter_ = 0  # as scikit-learn: epochs of this call
+        # the state at the start of the epoch under way: restored when it is interrupted
+        # or diverges, so the model always holds the last completed, finite epoch
+        saved = [self._params.copy(), state["m"].copy(), state["v"].copy(), self._rng.copy()]
         try:
             for _ in range(self.max_iter):
                 start = time.perf_counter()
+                for keep, current in zip(saved, (self._params, state["m"], state["v"],
+                                                 self._rng)):
+                    np.copyto(keep, current)
                 loss, n_batches = _engine.train_epoch(
                     *self._engine_args(), dropout, *rows, Y, sample_weight, self._params,
                     grads, ws, n, batch_size, bool(self.shuffle), self._rng,
@@ -481,6 +558,14 @@ class _BaseMLP(BaseEstimator):
                     float(self.beta_1), float(self.beta_2), float(self.epsilon),
                     state["step"], float(self.alpha), self._loss_scale, n_threads,
                 )
+                if not (np.isfinite(loss) and np.isfinite(self._params).all()):
+                    self._restore(saved, state)
+                    raise ValueError(
+                        "Solver produced non-finite parameter weights. The input data may"
+                        " contain large values and need to be preprocessed. (cymlp kept "
+                        "the weights of the last finite epoch; a smaller learning_rate_init "
+                        "may help.)"
+                    )
                 state["step"] += n_batches
                 self.n_iter_ += 1
                 self.loss_ = float(loss)
@@ -511,9 +596,19 @@ class _BaseMLP(BaseEstimator):
                         stacklevel=4,
                     )
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=4)
+            # stop after the current batch, keep the last completed epoch, re-raise
+            self._restore(saved, state)
+            if self.early_stopping and hasattr(self, "_best_params"):
+                self._params[...] = self._best_params
+            warnings.warn("Training interrupted by user; the model keeps the weights of "
+                          "the last completed epoch.", stacklevel=4)
+            raise
         if self.early_stopping:
             self._params[...] = self._best_params
+
+    def _restore(self, saved, state) -> None:
+        for keep, current in zip(saved, (self._params, state["m"], state["v"], self._rng)):
+            np.copyto(current, keep)
 
     def _trigger_stopping(self, msg, state) -> bool:
         """scikit-learn's rule: 'adaptive' SGD divides the step by 5 before giving up."""
@@ -573,6 +668,11 @@ class _BaseMLP(BaseEstimator):
         n_threads = self._n_threads()
         _engine.forward(*self._engine_args(), *_rows(X), self._params, out,
                         self._workspace(chunk, n_threads), chunk, mode, n_threads)
+        if not np.isfinite(out).all():
+            raise ValueError(
+                "The network's outputs overflowed (non-finite values) for some rows of X; "
+                "the inputs may contain values far larger than those it was trained on."
+            )
         return out
 
     def _workspace(self, rows: int, n_threads: int) -> np.ndarray:
@@ -594,6 +694,8 @@ class _BaseMLP(BaseEstimator):
 
     def _validate_X_predict(self, X):
         check_is_fitted(self, "_params")
+        if type(X) is not np.ndarray or X.dtype.kind not in "biuf":
+            _check_numeric(X)
         if (
             type(X) is np.ndarray
             and X.ndim == 2
@@ -609,6 +711,7 @@ class _BaseMLP(BaseEstimator):
         return _as_engine_input(X, self._params.dtype)
 
     def _validate_Xy(self, X, y, reset, y_numeric=False):
+        _check_numeric(X)
         dtype = (np.float64, np.float32) if reset else self._params.dtype
         X, y = validate_data(self, X, y, reset=reset, accept_sparse=["csr", "csc"],
                              dtype=dtype, order="C", multi_output=True, y_numeric=y_numeric)

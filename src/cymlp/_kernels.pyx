@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, cdivision=True
 """Matrix-product dispatch and Python entry points to the kernels, for tests and tools."""
 import os
 

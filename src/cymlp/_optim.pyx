@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, cdivision=True
 """Python entry points to the optimizer steps in _optim.pxd (the engine calls them inline)."""
 from cython cimport floating
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sanitizer step of CI: a debug build of cymlp (CYMLP_SANITIZE=1: Cython's boundscheck,
+# wraparound and initializedcheck on, -fsanitize=address,undefined, errors fatal) in a
+# fresh venv, then the fast tests under it with libasan preloaded into Python.
+# Any AddressSanitizer or UndefinedBehaviorSanitizer report fails the run. (The one
+# timing test, two fits in two threads, is left out: instrumentation skews timings.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+data_home=$(cd "${CYMLP_DATA_HOME:-../shared/data}" && pwd)
+work=$(mktemp -d /tmp/cymlp-asan.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# build from a copy, so the sanitized generated C never lands in the source tree
+mkdir -p "$work/src"
+cp -r src/cymlp "$work/src/"
+cp setup.py pyproject.toml README.md LICENSE MANIFEST.in "$work/"
+find "$work/src" \( -name '*.c' -o -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
+python3 -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install --quiet --upgrade pip
+echo "== sanitize: building with CYMLP_SANITIZE=1"
+CYMLP_SANITIZE=1 "$work/venv/bin/python" -m pip install --quiet "$work[test]"
+
+libasan=$(gcc -print-file-name=libasan.so)
+[ -f "$libasan" ] || { echo "libasan not found (gcc -print-file-name=libasan.so)" >&2; exit 1; }
+cp -r tests "$work/tests"
+cd "$work"
+echo "== sanitize: fast tests under ASan + UBSan"
+set +e
+LD_PRELOAD="$libasan" \
+ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+CYMLP_DATA_HOME="$data_home" OMP_NUM_THREADS=2 \
+    "$work/venv/bin/python" -m pytest -p no:cacheprovider -q -k "not release_the_gil" \
+    tests/test_kernels.py tests/test_gradients.py tests/test_estimator.py tests/test_parity.py \
+    tests/test_io.py tests/test_datasets.py tests/test_robustness.py tests/test_sklearn_checks.py \
+    tests/test_fuzz_files.py
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+    echo "sanitize: pytest collected no tests" >&2
+    exit 1
+fi
+exit "$rc"

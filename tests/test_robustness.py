@@ -1,0 +1,317 @@
+"""Hardening: hostile input, divergence, interruption, threads, leaks, determinism."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from cymlp import MLPClassifier, MLPRegressor
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture
+def data():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 6))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    return X, y
+
+
+# ---- 1. boundary validation -------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, error, match", [
+    (lambda X: X.astype(str), ValueError, "contains strings"),
+    (lambda X: X.astype(str).astype(object), ValueError, "contains strings"),
+    (lambda X: np.where(X > 0, X, {"a": 1}), TypeError, "must be a string"),
+    (lambda X: X.astype(complex), ValueError, "Complex data not supported"),
+    (lambda X: X.astype("datetime64[s]"), ValueError, "contains datetimes"),
+    (lambda X: [[1, 2], [3]], ValueError, "inhomogeneous|sequence"),
+    (lambda X: X[:, :, None], ValueError, "dim 3"),
+    (lambda X: X[0], ValueError, "Expected 2D array"),
+    (lambda X: X[:0], ValueError, "0 sample"),
+    (lambda X: X[:, :0], ValueError, "0 feature"),
+    (lambda X: np.where(X > 2, np.nan, X), ValueError, "NaN"),
+    (lambda X: np.where(X > 2, np.inf, X), ValueError, "infinity"),
+])
+def test_bad_X_rejected_before_native_code(data, bad, error, match):
+    X, y = data
+    Xb = bad(X)
+    yb = y[: len(Xb)] if len(Xb) != len(y) else y
+    with pytest.raises(error, match=match):
+        MLPClassifier(max_iter=1).fit(Xb, yb)
+    if isinstance(Xb, np.ndarray) and Xb.ndim == 2 and Xb.shape[0] and Xb.shape[1] == 6:
+        fitted = MLPClassifier((3,), max_iter=1).fit(X, y)
+        with pytest.raises(error, match=match):
+            fitted.predict(Xb)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.int8, np.int64, np.uint16, np.float16, object])
+def test_convertible_dtypes_become_float64(data, dtype):
+    X, y = data
+    clf = MLPClassifier((4,), max_iter=2, random_state=0).fit((X > 0).astype(dtype), y)
+    assert clf.coefs_[0].dtype == np.float64
+    assert clf.predict((X > 0).astype(dtype)).shape == y.shape
+
+
+def test_bad_targets_and_weights(data):
+    X, y = data
+    with pytest.raises(ValueError, match="NaN"):
+        MLPRegressor(max_iter=1).fit(X, np.where(y > 0, np.nan, 1.0))
+    with pytest.raises(ValueError, match="NaN"):
+        MLPClassifier(max_iter=1).fit(X, np.where(y > 0, np.nan, 1.0))
+    with pytest.raises(ValueError, match=r"NaN|infinity"):
+        MLPClassifier(max_iter=1).fit(X, y, sample_weight=np.full(len(y), np.inf))
+    with pytest.raises(ValueError, match="Negative"):
+        MLPClassifier(max_iter=1).fit(X, y, sample_weight=-np.ones(len(y)))
+    with pytest.raises(ValueError, match=r"sample_weight\.shape"):
+        MLPClassifier(max_iter=1).fit(X, y, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        MLPClassifier(max_iter=1).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson", max_iter=1).fit(X, y - 1.0)
+    with pytest.raises(ValueError, match="at least one non-zero"):
+        MLPClassifier(max_iter=1).fit(X, y, sample_weight=np.zeros(len(y)))
+    # a minibatch whose weights are all zero is skipped, not divided by zero
+    sw = np.r_[np.zeros(60), np.ones(60)]
+    clf = MLPClassifier((4,), batch_size=30, shuffle=False, max_iter=2, random_state=0)
+    clf.fit(X, y, sample_weight=sw)
+    assert all(np.isfinite(c).all() for c in clf.coefs_) and np.isfinite(clf.loss_curve_).all()
+
+
+def test_huge_layer_fails_fast_before_allocating(data):
+    X, y = data
+    start = time.perf_counter()
+    with pytest.raises(MemoryError, match="GiB"):
+        MLPClassifier(hidden_layer_sizes=(10**9,)).fit(X, y)
+    with pytest.raises(MemoryError, match="smaller hidden_layer_sizes"):
+        MLPRegressor(hidden_layer_sizes=(100_000, 100_000)).fit(X, y)
+    assert time.perf_counter() - start < 5
+
+
+def test_engine_refuses_arrays_it_was_not_promised(data):
+    """The engine re-checks dtype, layout and sizes once per call (never per batch)."""
+    from cymlp import _engine
+
+    X, y = data
+    clf = MLPClassifier((4,), max_iter=1, random_state=0).fit(X, y)
+    out = np.empty((len(X), clf.n_outputs_))
+    ws = np.empty(_engine.workspace_size(clf._sizes, 8, 1))
+    args = (*clf._engine_args(),)
+    with pytest.raises(TypeError, match="C-contiguous"):
+        _engine.forward(*args, np.asfortranarray(X), None, None, None, clf._params, out,
+                        ws, 8, 1, 1)
+    with pytest.raises(ValueError, match="workspace too small"):
+        _engine.forward(*args, X, None, None, None, clf._params, out, ws[:10], 8, 1, 1)
+    with pytest.raises(ValueError, match="params"):
+        _engine.forward(*args, X, None, None, None, clf._params[:-1].copy(), out, ws, 8, 1, 1)
+
+
+# ---- 2. divergence ------------------------------------------------------------------------
+
+def _finite_or_clear_error(predict, X):
+    """Predictions are finite, or a ValueError says why: never NaN handed back."""
+    try:
+        out = predict(X)
+    except ValueError as e:
+        assert "overflowed" in str(e)
+    else:
+        assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_divergence_keeps_last_finite_weights(data, solver):
+    X, y = data
+    # (Adam's steps are bounded by the learning rate: it needs an absurd one to overflow)
+    reg = MLPRegressor(hidden_layer_sizes=(10,), solver=solver,
+                       learning_rate_init=10.0 if solver == "sgd" else 1e20, momentum=0.0,
+                       max_iter=200, random_state=0)
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        reg.fit(X.astype(np.float32), X[:, 0] * 100)
+    assert all(np.isfinite(c).all() for c in reg.coefs_ + reg.intercepts_)
+    assert len(reg.loss_curve_) == reg.n_iter_ and np.isfinite(reg.loss_curve_).all()
+    _finite_or_clear_error(reg.predict, X.astype(np.float32))
+    clf = MLPClassifier((10,), solver=solver, momentum=0.0, max_iter=200, random_state=0,
+                        learning_rate_init=1e6 if solver == "sgd" else 1e20)
+    X32 = (X * 1e18).astype(np.float32)
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        clf.fit(X32, y)
+    assert all(np.isfinite(c).all() for c in clf.coefs_ + clf.intercepts_)
+    _finite_or_clear_error(clf.predict_proba, X32)
+
+
+def test_overflowing_outputs_are_an_error_not_nan(data):
+    X, _ = data
+    reg = MLPRegressor(hidden_layer_sizes=(4,), loss="poisson", max_iter=5,
+                       random_state=0).fit(X, np.abs(X[:, 0]))
+    with pytest.raises(ValueError, match="overflowed"):
+        reg.predict(X * 1e30)
+
+
+# ---- 3. interruption ----------------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import sys, warnings
+    import numpy as np
+    from cymlp import MLPClassifier
+    rng = np.random.RandomState(0)
+    X = rng.rand(20000, 300).astype(np.float32)
+    y = rng.randint(0, 10, 20000)
+    kw = dict(hidden_layer_sizes=(256,), max_iter=10000, random_state=0, n_jobs=1,
+              n_iter_no_change=10**9)
+    clf = MLPClassifier(verbose=True, **kw)
+    try:
+        clf.fit(X, y)
+    except KeyboardInterrupt:
+        done = clf.n_iter_
+        assert len(clf.loss_curve_) == done
+        # the weights are exactly those after `done` epochs
+        ref = MLPClassifier(**dict(kw, max_iter=done))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref.fit(X, y)
+        same = all(np.array_equal(a, b) for a, b in zip(clf.coefs_, ref.coefs_))
+        print("INTERRUPTED", done, same, np.isfinite(clf.predict_proba(X[:5])).all(),
+              flush=True)
+        sys.exit(0)
+    print("NOT INTERRUPTED", flush=True)
+""")
+
+
+def test_sigint_during_fit_keeps_last_completed_epoch(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("Iteration 2,"):
+            break
+    time.sleep(0.05)  # land in the middle of an epoch
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    words = out.strip().splitlines()[-1].split()
+    assert words[0] == "INTERRUPTED", out
+    assert int(words[1]) >= 2 and words[2] == "True" and words[3] == "True", out
+
+
+# ---- 4. threads -------------------------------------------------------------------------
+
+def test_predict_from_8_threads_equals_serial(data):
+    X, y = data
+    clf = MLPClassifier((32, 16), max_iter=20, random_state=0).fit(X, y)
+    Xs = [np.random.RandomState(i).normal(size=(1 + 37 * i, 6)) for i in range(8)]
+    expected = [clf.predict_proba(x) for x in Xs]
+    results = [None] * 8
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(30):
+                results[i] = clf.predict_proba(Xs[i])
+                assert np.array_equal(results[i], expected[i])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r, e in zip(results, expected):
+        np.testing.assert_array_equal(r, e)
+
+
+def test_two_fits_in_two_threads_release_the_gil():
+    rng = np.random.RandomState(0)
+    X = rng.rand(20000, 300).astype(np.float32)
+    y = rng.randint(0, 5, 20000)
+    kw = dict(hidden_layer_sizes=(256,), max_iter=6, n_iter_no_change=10**9, n_jobs=1)
+
+    def fit(seed, out):
+        out[seed] = MLPClassifier(random_state=seed, **kw).fit(X, y)
+
+    serial = {}
+    start = time.perf_counter()
+    fit(0, serial)
+    fit(1, serial)
+    t_serial = time.perf_counter() - start
+    parallel = {}
+    threads = [threading.Thread(target=fit, args=(s, parallel)) for s in (0, 1)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    t_parallel = time.perf_counter() - start
+    for s in (0, 1):
+        np.testing.assert_array_equal(parallel[s].coefs_[0], serial[s].coefs_[0])
+    if (os.cpu_count() or 1) >= 2:
+        assert t_parallel < 0.85 * t_serial, (t_parallel, t_serial)
+
+
+# ---- 7. leaks ---------------------------------------------------------------------------
+
+def _rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
+def test_fit_predict_200_times_keeps_rss_flat(data):
+    X, y = data
+    Xf = X.astype(np.float32)
+
+    def once():
+        clf = MLPClassifier((64,), max_iter=3, random_state=0).fit(Xf, y)
+        clf.predict_proba(Xf)
+        reg = MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=5).fit(X, X[:, 0])
+        reg.predict(X)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(20):
+            once()
+        before = _rss_mb()
+        for _ in range(200):
+            once()
+        after = _rss_mb()
+    assert after - before < 5, (before, after)
+
+
+# ---- 8. determinism ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_bit_identical_across_runs(data, n_jobs):
+    X, y = data
+    kw = dict(hidden_layer_sizes=(30, 20), dropout=0.2, alpha=1e-3, random_state=5,
+              max_iter=15, n_jobs=n_jobs)
+    a = MLPClassifier(**kw).fit(X, y)
+    b = MLPClassifier(**kw).fit(X, y)
+    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(u, v)
+    assert a.loss_curve_ == b.loss_curve_
+
+
+def test_thread_count_changes_nothing(data):
+    """Documented guarantee: n_jobs changes speed only, not a single bit of the result."""
+    X, y = data
+    kw = dict(hidden_layer_sizes=(30, 20), dropout=0.2, alpha=1e-3, random_state=5,
+              max_iter=15)
+    a = MLPClassifier(n_jobs=1, **kw).fit(X, y)
+    b = MLPClassifier(n_jobs=2, **kw).fit(X, y)
+    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(u, v)
+    assert a.loss_curve_ == b.loss_curve_
