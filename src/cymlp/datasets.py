@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["MNIST_FILES", "get_data_home", "load_mnist", "read_idx", "write_idx"]
+__all__ = ["MNIST_FILES", "get_data_home", "load_mnist", "open_idx", "read_idx", "write_idx"]
 
 # IDX type codes -> big-endian numpy dtypes
 _IDX_DTYPES = {
@@ -74,6 +74,34 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def _parse_header(head: bytes, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(big-endian dtype, shape, header length) from the first bytes of an IDX file."""
+    if len(head) < 4:
+        raise ValueError(f"{path}: not an IDX file (only {len(head)} bytes)")
+    if head[0] != 0 or head[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic bytes {head[:2].hex()})")
+    code, ndim = head[2], head[3]
+    if code not in _IDX_DTYPES:
+        raise ValueError(f"{path}: unknown IDX type code 0x{code:02x}")
+    if ndim == 0:
+        raise ValueError(f"{path}: IDX file declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(head) < header:
+        raise ValueError(f"{path}: truncated IDX header ({len(head)} of {header} bytes)")
+    shape = tuple(int(d) for d in np.frombuffer(head, ">u4", count=ndim, offset=4))
+    return _IDX_DTYPES[code], shape, header
+
+
+def _check_length(path: Path, dtype, shape, header: int, length: int) -> None:
+    expected = header + math.prod(shape) * dtype.itemsize  # exact: hostile dims cannot wrap
+    if length != expected:
+        what = "truncated" if length < expected else "has trailing bytes"
+        raise ValueError(
+            f"{path}: IDX data {what}: header says shape {shape} ({expected} bytes), "
+            f"file has {length} bytes"
+        )
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (raw or .gz) into a native-endian numpy array.
 
@@ -82,29 +110,34 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     data = _read_bytes(path)
-    if len(data) < 4:
-        raise ValueError(f"{path}: not an IDX file (only {len(data)} bytes)")
-    if data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic bytes {data[:2].hex()})")
-    code, ndim = data[2], data[3]
-    if code not in _IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX type code 0x{code:02x}")
-    if ndim == 0:
-        raise ValueError(f"{path}: IDX file declares 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(f"{path}: truncated IDX header ({len(data)} of {header} bytes)")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[code]
-    expected = header + math.prod(shape) * dtype.itemsize  # exact: hostile dims cannot wrap
-    if len(data) != expected:
-        what = "truncated" if len(data) < expected else "has trailing bytes"
-        raise ValueError(
-            f"{path}: IDX data {what}: header says shape {shape} ({expected} bytes), "
-            f"file has {len(data)} bytes"
-        )
+    dtype, shape, header = _parse_header(data[:4 + 4 * 255], path)
+    _check_length(path, dtype, shape, header, len(data))
     arr = np.frombuffer(data, dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="))
+
+
+def open_idx(path: str | os.PathLike) -> np.memmap:
+    """Map an uncompressed IDX file as a read-only ``numpy.memmap``, without reading it.
+
+    For data sets larger than memory: slices are read from disk when they are used, e.g.
+    ``clf.partial_fit(X[i:i + 10_000], y[i:i + 10_000])`` over the rows. The array has
+    the file's big-endian dtype for multi-byte types (numpy converts on use). Validated
+    like :func:`read_idx`; a gzip-compressed file raises ``ValueError`` (decompress it
+    first, or use :func:`read_idx`).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4 + 4 * 255)
+            length = os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise OSError(f"{path}: cannot read: {e.strerror or e}") from e
+    if head[:2] == b"\x1f\x8b":
+        raise ValueError(f"{path}: gzip-compressed; open_idx maps uncompressed IDX files "
+                         "(gunzip it first, or use read_idx to load it into memory)")
+    dtype, shape, header = _parse_header(head, path)
+    _check_length(path, dtype, shape, header, length)
+    return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=shape)
 
 
 def write_idx(path: str | os.PathLike, array: ArrayLike) -> None:
