@@ -22,7 +22,7 @@ import scipy.optimize
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
@@ -32,7 +32,6 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import (
     _check_sample_weight,
-    check_is_fitted,
     column_or_1d,
     validate_data,
 )
@@ -693,7 +692,11 @@ class _BaseMLP(BaseEstimator):
         return ws
 
     def _validate_X_predict(self, X):
-        check_is_fitted(self, "_params")
+        if "_params" not in self.__dict__:  # check_is_fitted's test, without its scan
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
         if type(X) is not np.ndarray or X.dtype.kind not in "biuf":
             _check_numeric(X)
         if (
