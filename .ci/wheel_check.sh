@@ -146,11 +146,15 @@ if not any("libgomp" in n for n in vendored):
     sys.exit("libgomp is not vendored in the repaired wheel (built without OpenMP?)")
 EOF
 
+fresh_venv() {  # fresh_venv DIR SPEC: a new virtual environment with SPEC installed
+    "$py" -m venv "$1"
+    "$1/bin/python" -m pip install --quiet --upgrade pip
+    "$1/bin/python" -m pip install --quiet "$2"
+}
+
 step "fresh venv, the repaired wheel with [test]"
-"$py" -m venv "$work/venv-wheel"
+fresh_venv "$work/venv-wheel" "$repaired[test]"
 wpy=$work/venv-wheel/bin/python
-"$wpy" -m pip install --quiet --upgrade pip
-"$wpy" -m pip install --quiet "$repaired[test]"
 
 step "tests from a temporary directory against site-packages"
 mkdir "$work/test_cwd"
@@ -186,10 +190,8 @@ fi
 cd "$repo"
 
 step "fresh venv, the sdist (built from source), import"
-"$py" -m venv "$work/venv-sdist"
+fresh_venv "$work/venv-sdist" "$sdist"
 spy=$work/venv-sdist/bin/python
-"$spy" -m pip install --quiet --upgrade pip
-"$spy" -m pip install --quiet "$sdist"
 mkdir "$work/import_cwd"
 (cd "$work/import_cwd" && "$spy" -c "import cymlp; cymlp.show_config()")
 
