@@ -257,9 +257,9 @@ cdef inline double _weight_sum(const floating *sw, Py_ssize_t n) noexcept nogil:
 
 cdef double _forward(const Layout *lay, const floating *x, const floating *y,
                      const floating *sw, Py_ssize_t n, const floating *params, floating *ws,
-                     floating *out, uint64_t *rng, int n_threads) noexcept nogil:
+                     floating *out, int n_threads) noexcept nogil:
     """Forward pass of n rows (paper §4.3.2): a_0 = x, z_l = a_{l-1}.W_l + b_l,
-    a_l = f(z_l) (then inverted dropout when rng is given), and the output layer.
+    a_l = f(z_l), and the output layer (no dropout: that is training's _rows_phase).
 
     Activations go to ws; the last layer goes to ``out`` (n, n_out) when given.
     Returns the summed, sw-weighted data loss when y is given, else 0 (then the last
@@ -274,8 +274,6 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
                       lay.sizes[l + 1], ws + lay.work_off, n_threads)
         if l < L - 1:
             activation_forward(lay.hidden_act, z, n * lay.sizes[l + 1], <floating>lay.slope)
-            if rng != NULL and lay.drop[l + 1] > 0:
-                _dropout(z, ws + lay.m_off[l + 1], n * lay.sizes[l + 1], lay.drop[l + 1], rng)
         a = z
     if y == NULL:
         return 0
@@ -284,27 +282,25 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
 
 cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
                        const floating *sw, Py_ssize_t n, const floating *params,
-                       floating *grads, floating *ws, uint64_t *rng,
-                       int n_threads) noexcept nogil:
-    """Summed data loss of n rows and the summed gradient in grads (§4.3.3).
+                       floating *grads, floating *ws, int n_threads) noexcept nogil:
+    """Summed data loss of n rows and the summed gradient in grads (§4.3.3), for the
+    full-batch objective (L-BFGS, gradient tests).
 
     delta_L = sw * (output - y)  (softmax + cross-entropy, logistic + log-loss, exp +
     Poisson deviance and identity + squared error all give output - y),
-    delta_{l-1} = (delta_l . W_l^T) * f'(a_{l-1})  (times the dropout mask),
-    grad W_l = a_{l-1}^T . delta_l,  grad b_l = sum_i delta_l. The average over the batch
-    and the L2 term are applied by the caller (fused into the optimizer step).
+    delta_{l-1} = (delta_l . W_l^T) * f'(a_{l-1}),
+    grad W_l = a_{l-1}^T . delta_l,  grad b_l = sum_i delta_l. The average over the rows
+    and the L2 term are applied by the caller.
     """
     cdef int l, L = lay.n_layers
-    cdef Py_ssize_t i, k, n_out = lay.sizes[L], size
+    cdef Py_ssize_t i, k, n_out = lay.sizes[L]
     cdef floating *delta = ws + lay.d0_off
     cdef floating *prev = ws + lay.d1_off
     cdef floating *tmp
     cdef floating *a_L
-    cdef floating *mask
     cdef const floating *a_prev
-    cdef floating slope = <floating>lay.slope
     cdef double loss
-    loss = _forward(lay, x, y, sw, n, params, ws, <floating *>NULL, rng, n_threads)
+    loss = _forward(lay, x, y, sw, n, params, ws, <floating *>NULL, n_threads)
     a_L = ws + lay.a_off[L]
     for i in range(n):
         for k in range(n_out):
@@ -317,17 +313,8 @@ cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
                        grads + lay.b_off[l], prev if l > 0 else <floating *>NULL, n,
                        lay.sizes[l], lay.sizes[l + 1], ws + lay.work_off, n_threads)
         if l > 0:
-            size = n * lay.sizes[l]
-            if rng != NULL and lay.drop[l] > 0:
-                mask = ws + lay.m_off[l]  # a_prev holds f(z) * mask
-                for k in range(size):
-                    if mask[k] == 0:
-                        prev[k] = 0
-                    else:
-                        prev[k] *= mask[k] * activation_derivative(
-                            lay.hidden_act, a_prev[k] / mask[k], slope)
-            else:
-                activation_backward(lay.hidden_act, a_prev, prev, size, slope)
+            activation_backward(lay.hidden_act, a_prev, prev, n * lay.sizes[l],
+                                <floating>lay.slope)
             tmp = delta
             delta = prev
             prev = tmp
@@ -359,29 +346,6 @@ cdef double _sq_weights(const Layout *lay, const floating *params) noexcept nogi
     for l in range(lay.n_layers):
         sq += _sum_squares(params + lay.w_off[l], lay.sizes[l] * lay.sizes[l + 1])
     return sq
-
-
-cdef void _update(const Layout *lay, floating *params, const floating *grads,
-                  floating *state1, floating *state2, int solver, double lr, double momentum,
-                  bint nesterov, double beta_1, double beta_2, double epsilon, long long step,
-                  floating scale, floating alpha, int n_threads) noexcept nogil:
-    """One optimizer step on g = scale * (grads + alpha W) for weights, scale * grads for
-    biases: each layer's W and b are contiguous segments of the flat buffers."""
-    cdef int l, part, nt
-    cdef Py_ssize_t off, size
-    cdef floating l2
-    for l in range(lay.n_layers):
-        for part in range(2):  # W_l (penalised), then b_l
-            off = lay.w_off[l] if part == 0 else lay.b_off[l]
-            size = lay.sizes[l + 1] * (lay.sizes[l] if part == 0 else 1)
-            l2 = alpha if part == 0 else 0
-            nt = n_threads if size >= 16384 else 1  # threads only pay off on big layers
-            if solver == SGD:
-                sgd_step(params + off, grads + off, state1 + off, size, lr, momentum,
-                         nesterov, scale, l2, nt)
-            else:
-                adam_step(params + off, grads + off, state1 + off, state2 + off, size, lr,
-                          beta_1, beta_2, epsilon, step, scale, l2, nt)
 
 
 cdef enum:
@@ -716,7 +680,7 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
             while start < n:
                 nb = chunk if start + chunk < n else n - start
                 xb = _gather(&lay, &src, NULL, start, nb, 0, w, &yb, &swb, n_threads)
-                loss += _loss_grad(&lay, xb, yb, swb, nb, p, gc, w, NULL, n_threads)
+                loss += _loss_grad(&lay, xb, yb, swb, nb, p, gc, w, n_threads)
                 for k in range(lay.n_params):
                     g[k] += gc[k]
                 sw_sum += _weight_sum(swb, nb)
@@ -754,7 +718,7 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
                 nb = chunk if start + chunk < n else n - start
                 xb = _gather(&lay, &src, NULL, start, nb, 0, w, &yb, &swb, n_threads)
                 loss += _forward(&lay, xb, yb, swb, nb, &params[0], w, <floating *>NULL,
-                                 NULL, n_threads)
+                                 n_threads)
                 sw_sum += _weight_sum(swb, nb)
                 start += nb
     finally:
@@ -789,7 +753,7 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
                 nb = chunk if start + chunk < n else n - start
                 o = &out[start, 0]
                 xb = _gather(&lay, &src, NULL, start, nb, 0, &ws[0], &yb, &swb, n_threads)
-                _forward(&lay, xb, <floating *>NULL, NULL, nb, &params[0], &ws[0], o, NULL,
+                _forward(&lay, xb, <floating *>NULL, NULL, nb, &params[0], &ws[0], o,
                          n_threads)
                 if mode == 1:
                     output_forward(out_act, o, <floating *>NULL, NULL, nb, n_out)
