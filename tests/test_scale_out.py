@@ -26,14 +26,17 @@ def client():
     """Two worker processes, one thread each, on loopback; stopped after the tests."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # one OpenMP thread per worker, whatever the caller's OMP_NUM_THREADS (dask's
+        # nanny only sets it when it is unset)
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+                               host="127.0.0.1", dashboard_address=None,
+                               env={"OMP_NUM_THREADS": "1"})
     with cluster, Client(cluster) as c:
         yield c
 
 
 def test_workers_use_one_thread_each(client):
-    """Workers x threads stays within the cores: dask's nanny sets OMP_NUM_THREADS=1."""
+    """Workers x threads stays within the cores (two workers, one thread each)."""
     from cymlp import _kernels
 
     threads = client.run(_kernels.max_threads)
