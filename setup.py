@@ -83,6 +83,8 @@ extensions = [
         [f"src/cymlp/{name}.pyx"],
         include_dirs=["src/cymlp"],
         define_macros=macros,
+        # rebuild when the C headers change (Cython does not track them)
+        depends=["src/cymlp/_gemm.h", "src/cymlp/_gemm_impl.h", "src/cymlp/_gemm_micro.h"],
     )
     for name in MODULES
 ]

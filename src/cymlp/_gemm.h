@@ -66,16 +66,20 @@ static inline void cymlp_fp_leave(unsigned long old) { (void)old; }
 #define CYMLP_GEMM_SMALL_M 2             /* rows of C up to which nothing is packed */
 
 /* Elements of scratch a call with N <= max_n columns needs: one packed B panel (KC x
- * N rounded up to the widest micro-tile) plus one packed A block per thread. */
+ * N rounded up to the widest micro-tile), shared by the threads of the call. */
 static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 {
     size_t nc = max_n < CYMLP_GEMM_NC ? (max_n + 31) / 32 * 32 : CYMLP_GEMM_NC;
-    return (size_t)CYMLP_GEMM_KC * nc
-           + (size_t)(nthreads < 1 ? 1 : nthreads) * CYMLP_GEMM_MC * CYMLP_GEMM_KC;
+    (void)nthreads;
+    return (size_t)CYMLP_GEMM_KC * nc;
 }
+
+/* expands its argument before GEMM_FN pastes it (for _gemm_micro.h's MICRO_NAME) */
+#define GEMM_FN_EXPAND(x) GEMM_FN(x)
 
 /* ---- instantiations ------------------------------------------------------------- */
 #define GEMM_T float
+#define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_portable
 #define GEMM_ATTR
 #define GEMM_VB 0
@@ -83,6 +87,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define GEMM_NR 8
 #include "_gemm_impl.h"
 #define GEMM_T double
+#define GEMM_T_SIZE 8
 #define GEMM_FN(x) cymlp_##x##_f64_portable
 #define GEMM_ATTR
 #define GEMM_VB 0
@@ -93,6 +98,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #ifndef CYMLP_PORTABLE
 /* baseline: SSE2 on x86-64, NEON on aarch64 (16-byte vectors are always there) */
 #define GEMM_T float
+#define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_baseline
 #define GEMM_ATTR
 #define GEMM_VB 16
@@ -100,6 +106,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define GEMM_NR 8
 #include "_gemm_impl.h"
 #define GEMM_T double
+#define GEMM_T_SIZE 8
 #define GEMM_FN(x) cymlp_##x##_f64_baseline
 #define GEMM_ATTR
 #define GEMM_VB 16
@@ -113,6 +120,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define CYMLP_AVX2_ATTR __attribute__((target("avx2,fma")))
 #define CYMLP_AVX512_ATTR __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 #define GEMM_T float
+#define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx2
 #define GEMM_ATTR CYMLP_AVX2_ATTR
 #define GEMM_VB 32
@@ -120,6 +128,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define GEMM_NR 16
 #include "_gemm_impl.h"
 #define GEMM_T double
+#define GEMM_T_SIZE 8
 #define GEMM_FN(x) cymlp_##x##_f64_avx2
 #define GEMM_ATTR CYMLP_AVX2_ATTR
 #define GEMM_VB 32
@@ -127,6 +136,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define GEMM_NR 8
 #include "_gemm_impl.h"
 #define GEMM_T float
+#define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx512
 #define GEMM_ATTR CYMLP_AVX512_ATTR
 #define GEMM_VB 64
@@ -134,6 +144,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define GEMM_NR 32
 #include "_gemm_impl.h"
 #define GEMM_T double
+#define GEMM_T_SIZE 8
 #define GEMM_FN(x) cymlp_##x##_f64_avx512
 #define GEMM_ATTR CYMLP_AVX512_ATTR
 #define GEMM_VB 64

@@ -12,87 +12,25 @@
  * A[i*rsa + p*csa] and element (p,j) of op(B) is B[p*rsb + j*csb]; strides make the
  * three products of training (A.W, delta.W^T, A^T.delta) one routine.
  *
- * Blocking (BLIS style): B is packed into KC x NR slivers shared by all threads, each
- * thread packs its own MC x KC block of A into MR x KC slivers, and the micro-kernel
- * keeps an MR x NR tile of C in registers for the whole KC loop. Every element of C
+ * Blocking (BLIS style): B is packed into KC x NR slivers shared by all threads, A is
+ * read in place (one unit stride in every product of training, so a tile's MR rows are
+ * a few cache lines that stay in L1 across the slivers), and the micro-kernel keeps an
+ * MR x NR tile of C in registers for the whole KC loop. Every element of C
  * is summed over p in the same order whatever the thread count, so results do not
  * depend on the number of threads.
  */
 
-/* micro: t (MR,NR) = a (MR,kc packed) . b (kc,NR packed); then C[:mr,:nr] (+)= t */
-GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *restrict a,
-                                     const GEMM_T *restrict b, GEMM_T *restrict c,
-                                     size_t ldc, int accumulate, size_t mr, size_t nr)
-{
-#if GEMM_VB
-    typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
-    enum { V = GEMM_VB / sizeof(GEMM_T), NV = GEMM_NR / V };
-    vec t[GEMM_MR][NV];
-    CYMLP_UNROLL
-    for (int r = 0; r < GEMM_MR; ++r)
-        CYMLP_UNROLL
-        for (int v = 0; v < NV; ++v) t[r][v] = (vec){0};
-    for (size_t p = 0; p < kc; ++p) {
-        vec bv[NV];
-        CYMLP_UNROLL
-        for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + p * GEMM_NR + v * V, sizeof(vec));
-        CYMLP_UNROLL
-        for (int r = 0; r < GEMM_MR; ++r) {
-            const GEMM_T ar = a[p * GEMM_MR + r];
-            CYMLP_UNROLL
-            for (int v = 0; v < NV; ++v) t[r][v] += ar * bv[v];
-        }
-    }
-    if (mr == GEMM_MR && nr == GEMM_NR) {
-        CYMLP_UNROLL
-        for (int r = 0; r < GEMM_MR; ++r)
-            CYMLP_UNROLL
-            for (int v = 0; v < NV; ++v) {
-                GEMM_T *cp = c + r * ldc + v * V;
-                if (accumulate) {
-                    vec old;
-                    memcpy(&old, cp, sizeof(vec));
-                    t[r][v] += old;
-                }
-                memcpy(cp, &t[r][v], sizeof(vec));
-            }
-        return;
-    }
-    GEMM_T buf[GEMM_MR][GEMM_NR];
-    CYMLP_UNROLL
-    for (int r = 0; r < GEMM_MR; ++r)
-        CYMLP_UNROLL
-        for (int v = 0; v < NV; ++v) memcpy(&buf[r][v * V], &t[r][v], sizeof(vec));
+#define MICRO_NAME micro
+#define MICRO_NR GEMM_NR
+#include "_gemm_micro.h"
+#if GEMM_VB && GEMM_NR * GEMM_T_SIZE >= 2 * GEMM_VB
+#define GEMM_HALF 1
+#define MICRO_NAME micro_half
+#define MICRO_NR (GEMM_NR / 2)
+#include "_gemm_micro.h"
 #else
-    GEMM_T buf[GEMM_MR][GEMM_NR];
-    for (int r = 0; r < GEMM_MR; ++r)
-        for (int j = 0; j < GEMM_NR; ++j) buf[r][j] = 0;
-    for (size_t p = 0; p < kc; ++p)
-        for (int r = 0; r < GEMM_MR; ++r) {
-            const GEMM_T ar = a[p * GEMM_MR + r];
-            for (int j = 0; j < GEMM_NR; ++j) buf[r][j] += ar * b[p * GEMM_NR + j];
-        }
+#define GEMM_HALF 0
 #endif
-    for (size_t r = 0; r < mr; ++r)
-        for (size_t j = 0; j < nr; ++j)
-            c[r * ldc + j] = accumulate ? c[r * ldc + j] + buf[r][j] : buf[r][j];
-}
-
-/* pack_a: rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row slivers, zero-padded */
-GEMM_ATTR static void GEMM_FN(pack_a)(size_t mc, size_t kc, const GEMM_T *A, ptrdiff_t rsa,
-                                      ptrdiff_t csa, GEMM_T *restrict ap)
-{
-    for (size_t i = 0; i < mc; i += GEMM_MR) {
-        const size_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
-        for (size_t p = 0; p < kc; ++p) {
-            const GEMM_T *src = A + (ptrdiff_t)i * rsa + (ptrdiff_t)p * csa;
-            size_t r = 0;
-            for (; r < mr; ++r) ap[r] = src[(ptrdiff_t)r * rsa];
-            for (; r < GEMM_MR; ++r) ap[r] = 0;
-            ap += GEMM_MR;
-        }
-    }
-}
 
 /* pack_b: rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into NR-column slivers, zero-padded */
 GEMM_ATTR static void GEMM_FN(pack_b)(size_t kc, size_t nc, const GEMM_T *B, ptrdiff_t rsb,
@@ -103,6 +41,20 @@ GEMM_ATTR static void GEMM_FN(pack_b)(size_t kc, size_t nc, const GEMM_T *B, ptr
         for (size_t p = 0; p < kc; ++p) {
             const GEMM_T *src = B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb;
             size_t c = 0;
+#if GEMM_VB
+            if (csb == 1 && nr == GEMM_NR) { /* whole sliver: vector copies, no memcpy call */
+                typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
+                enum { V = GEMM_VB / sizeof(GEMM_T) };
+                CYMLP_UNROLL
+                for (int v = 0; v < GEMM_NR / V; ++v) {
+                    vec t;
+                    memcpy(&t, src + v * V, sizeof(vec));
+                    memcpy(bp + v * V, &t, sizeof(vec));
+                }
+                bp += GEMM_NR;
+                continue;
+            }
+#endif
             if (csb == 1)
                 for (; c < nr; ++c) bp[c] = src[c];
             else
@@ -179,14 +131,7 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
-        int tid = 0;
         const unsigned long fp_mode = cymlp_fp_enter(); /* per thread, see _gemm.h */
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        /* work = [B panel: KC x N rounded up to 32 (or NC)] [one A block per thread] */
-        const size_t bsize = CYMLP_GEMM_KC * (N < CYMLP_GEMM_NC ? (N + 31) / 32 * 32 : CYMLP_GEMM_NC);
-        GEMM_T *apack = work + bsize + (size_t)tid * CYMLP_GEMM_MC * CYMLP_GEMM_KC;
         for (size_t jc = 0; jc < N; jc += CYMLP_GEMM_NC) {
             const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
             const size_t nslivers = (nc + GEMM_NR - 1) / GEMM_NR;
@@ -208,12 +153,20 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
                 for (ptrdiff_t blk = 0; blk < (ptrdiff_t)nblocks; ++blk) {
                     const size_t ic = (size_t)blk * mc;
                     const size_t mcb = M - ic < mc ? M - ic : mc;
-                    GEMM_FN(pack_a)(mcb, kc, A + (ptrdiff_t)ic * rsa + (ptrdiff_t)pc * csa, rsa, csa, apack);
-                    for (size_t j = 0; j < nc; j += GEMM_NR) {
-                        const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
-                        for (size_t i = 0; i < mcb; i += GEMM_MR) {
-                            const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
-                            GEMM_FN(micro)(kc, apack + i * kc, bpack + j * kc,
+                    /* a row tile of A stays in L1 while it meets every sliver of B */
+                    for (size_t i = 0; i < mcb; i += GEMM_MR) {
+                        const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
+                        const GEMM_T *a = A + (ptrdiff_t)(ic + i) * rsa + (ptrdiff_t)pc * csa;
+                        for (size_t j = 0; j < nc; j += GEMM_NR) {
+                            const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
+#if GEMM_HALF
+                            if (nr <= GEMM_NR / 2) { /* ragged edge: half the FMAs */
+                                GEMM_FN(micro_half)(kc, a, rsa, csa, bpack + j * kc,
+                                                    C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
+                                continue;
+                            }
+#endif
+                            GEMM_FN(micro)(kc, a, rsa, csa, bpack + j * kc,
                                            C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
                         }
                     }
@@ -230,3 +183,5 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #undef GEMM_VB
 #undef GEMM_MR
 #undef GEMM_NR
+#undef GEMM_T_SIZE
+#undef GEMM_HALF

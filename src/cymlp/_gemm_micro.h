@@ -1,0 +1,74 @@
+/* One micro-kernel of a _gemm_impl.h instantiation, included with MICRO_NAME (symbol)
+ * and MICRO_NR (columns it computes: GEMM_NR, or half of it for the ragged last sliver
+ * of B, e.g. the 4 columns left of N = 100 in 32-wide slivers) defined.
+ *
+ * micro: t (MR,MICRO_NR) = op(A)[:mr, :kc] . b (kc, first MICRO_NR of each packed row of
+ * GEMM_NR); then C[:mr,:nr] (+)= t.
+ * A is read in place: element (r,p) is a[r*rsa + p*csa] (no packing: every use in
+ * training has one unit stride, and the rows of a tile stay in L1 across the slivers of
+ * B). Rows r >= mr alias row 0, so nothing past the matrix is read; they are not stored. */
+GEMM_ATTR static void GEMM_FN_EXPAND(MICRO_NAME)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
+                                     const GEMM_T *restrict b, GEMM_T *restrict c,
+                                     size_t ldc, int accumulate, size_t mr, size_t nr)
+{
+    const GEMM_T *ar[GEMM_MR];
+    CYMLP_UNROLL
+    for (int r = 0; r < GEMM_MR; ++r) ar[r] = a + ((size_t)r < mr ? r : 0) * rsa;
+#if GEMM_VB
+    typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
+    enum { V = GEMM_VB / sizeof(GEMM_T), NV = MICRO_NR / V };
+    vec t[GEMM_MR][NV];
+    CYMLP_UNROLL
+    for (int r = 0; r < GEMM_MR; ++r)
+        CYMLP_UNROLL
+        for (int v = 0; v < NV; ++v) t[r][v] = (vec){0};
+    ptrdiff_t off = 0;
+    for (size_t p = 0; p < kc; ++p, off += csa) {
+        vec bv[NV];
+        CYMLP_UNROLL
+        for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + p * GEMM_NR + v * V, sizeof(vec));
+        CYMLP_UNROLL
+        for (int r = 0; r < GEMM_MR; ++r) {
+            const GEMM_T av = ar[r][off];
+            CYMLP_UNROLL
+            for (int v = 0; v < NV; ++v) t[r][v] += av * bv[v];
+        }
+    }
+    if (mr == GEMM_MR && nr == MICRO_NR) {
+        CYMLP_UNROLL
+        for (int r = 0; r < GEMM_MR; ++r)
+            CYMLP_UNROLL
+            for (int v = 0; v < NV; ++v) {
+                GEMM_T *cp = c + r * ldc + v * V;
+                if (accumulate) {
+                    vec old;
+                    memcpy(&old, cp, sizeof(vec));
+                    t[r][v] += old;
+                }
+                memcpy(cp, &t[r][v], sizeof(vec));
+            }
+        return;
+    }
+    GEMM_T buf[GEMM_MR][MICRO_NR];
+    CYMLP_UNROLL
+    for (int r = 0; r < GEMM_MR; ++r)
+        CYMLP_UNROLL
+        for (int v = 0; v < NV; ++v) memcpy(&buf[r][v * V], &t[r][v], sizeof(vec));
+#else
+    GEMM_T buf[GEMM_MR][MICRO_NR];
+    for (int r = 0; r < GEMM_MR; ++r)
+        for (int j = 0; j < MICRO_NR; ++j) buf[r][j] = 0;
+    ptrdiff_t off = 0;
+    for (size_t p = 0; p < kc; ++p, off += csa)
+        for (int r = 0; r < GEMM_MR; ++r) {
+            const GEMM_T av = ar[r][off];
+            for (int j = 0; j < MICRO_NR; ++j) buf[r][j] += av * b[p * GEMM_NR + j];
+        }
+#endif
+    for (size_t r = 0; r < mr; ++r)
+        for (size_t j = 0; j < nr; ++j)
+            c[r * ldc + j] = accumulate ? c[r * ldc + j] + buf[r][j] : buf[r][j];
+}
+
+#undef MICRO_NAME
+#undef MICRO_NR
