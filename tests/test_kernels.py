@@ -45,6 +45,22 @@ def test_matmul_matches_numpy(variant, dtype, shape, layout, n_threads):
     np.testing.assert_allclose(C, expected, rtol=tol, atol=tol * np.sqrt(K))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("layout", ["nn", "nt"])
+def test_prepacked_b_gives_the_same_bits(variant, dtype, shape, layout):
+    """B packed row by row once (as training packs its weights after each update) and
+    B packed inside the product give identical results, including K over several KC
+    blocks (600, 784), ragged last slivers (N = 5, 13, 100, 1030) and transposed B."""
+    M, N, K = shape
+    rng = np.random.RandomState(M + N + K)
+    A = rng.uniform(-1, 1, (M, K)).astype(dtype)
+    B = rng.uniform(-1, 1, (K, N)).astype(dtype)
+    b = np.ascontiguousarray(B.T).T if layout == "nt" else B
+    np.testing.assert_array_equal(_kernels.matmul(A, b, 2, prepack=True),
+                                  _kernels.matmul(A, b, 2))
+
+
 def test_matmul_thread_count_does_not_change_results():
     rng = np.random.RandomState(1)
     A = rng.normal(size=(333, 517)).astype(np.float32)

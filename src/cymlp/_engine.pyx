@@ -23,7 +23,8 @@ from cython.parallel cimport prange
 
 from cymlp._kernels cimport (activation_backward, activation_derivative, activation_forward,
                              dense_backward, dense_forward, fp_enter, fp_leave, gemm,
-                             gemm_work_size, output_forward, output_log_proba)
+                             gemm_small_m, gemm_work_size, output_forward,
+                             output_log_proba, pack_rows, packed_size)
 from cymlp._optim cimport SGD, adam_step, sgd_step
 
 import numpy as np
@@ -37,6 +38,7 @@ cdef struct Layout:
     Py_ssize_t *a_off       # (n_layers + 1,) offset of activation l in ws (0 unused)
     Py_ssize_t *m_off       # (n_layers + 1,) offset of dropout mask l in ws (0 unused)
     Py_ssize_t *d_off       # (n_layers + 1,) offset of delta l (dLoss/dz_l) in ws (0 unused)
+    Py_ssize_t *wp_off      # (n_layers,) offset of W_l packed for the forward product in ws
     double *drop            # (n_layers + 1,) dropout rate of layer l's output (0 = off)
     Py_ssize_t n_params
     Py_ssize_t widest       # widest layer after the input (the largest N of any product)
@@ -79,9 +81,10 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     lay.a_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.m_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.d_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
+    lay.wp_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.drop = <double *>malloc((L + 1) * sizeof(double))
     if not (lay.sizes and lay.w_off and lay.b_off and lay.a_off and lay.m_off and lay.d_off
-            and lay.drop):
+            and lay.wp_off and lay.drop):
         _free_layout(lay)
         raise MemoryError()
     lay.dropout = False
@@ -127,7 +130,10 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     off += rows * widest
     lay.g_off = off
     off += lay.n_params
-    off = (off + 15) // 16 * 16  # keep the gemm scratch 64-byte aligned relative to ws
+    off = (off + 15) // 16 * 16  # keep packed matrices 64-byte aligned relative to ws
+    for l in range(L):
+        lay.wp_off[l] = off
+        off += packed_size(lay.sizes[l], lay.sizes[l + 1])
     lay.work_off = off
     lay.hidden_act = hidden_act
     lay.out_act = out_act
@@ -135,10 +141,16 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     return 0
 
 
+cdef inline Py_ssize_t _thread_work(const Layout *lay) noexcept nogil:
+    """Scratch of one training thread: a product's packed B panel, then a packed delta
+    (rows x widest) for the weight-gradient products."""
+    return gemm_work_size(1, lay.widest) + packed_size(lay.rows, lay.widest)
+
+
 cdef inline Py_ssize_t _work_size(const Layout *lay, int n_threads) noexcept nogil:
-    """gemm scratch: one single-threaded product's worth per thread, which also covers
+    """Scratch after work_off: one training thread's worth per thread, which also covers
     one product split over n_threads."""
-    return (n_threads if n_threads > 1 else 1) * gemm_work_size(1, lay.widest)
+    return (n_threads if n_threads > 1 else 1) * _thread_work(lay)
 
 
 cdef void _free_layout(Layout *lay) noexcept:
@@ -148,8 +160,9 @@ cdef void _free_layout(Layout *lay) noexcept:
     free(lay.a_off)
     free(lay.m_off)
     free(lay.d_off)
+    free(lay.wp_off)
     free(lay.drop)
-    lay.sizes = lay.w_off = lay.b_off = lay.a_off = lay.m_off = lay.d_off = NULL
+    lay.sizes = lay.w_off = lay.b_off = lay.a_off = lay.m_off = lay.d_off = lay.wp_off = NULL
     lay.drop = NULL
 
 
@@ -271,7 +284,7 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
     for l in range(L):
         z = out if (l == L - 1 and out != NULL) else ws + lay.a_off[l + 1]
         dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
-                      lay.sizes[l + 1], ws + lay.work_off, n_threads)
+                      lay.sizes[l + 1], NULL, ws + lay.work_off, n_threads)
         if l < L - 1:
             activation_forward(lay.hidden_act, z, n * lay.sizes[l + 1], <floating>lay.slope)
         a = z
@@ -349,17 +362,20 @@ cdef double _sq_weights(const Layout *lay, const floating *params) noexcept nogi
 
 
 cdef enum:
-    ROW_BLOCK = 16  # rows of a weight matrix per unit of work in the feature phase
+    # rows of a weight matrix per unit of work in the feature phase (a multiple of
+    # every micro-tile's rows: 4 and 6)
+    ROW_BLOCK = 12
 
 
 cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *order,
                       Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1, const floating *params,
                       floating *ws, floating *work, double *row_loss, uint64_t drop_seed,
-                      bint dropout) noexcept nogil:
+                      bint dropout, bint packed) noexcept nogil:
     """Phase 1 of a training step, for batch rows r0..r1 (one thread): gather, forward
     (§4.3.2), each row's loss, and every layer's delta (§4.3.3):
     delta_L = sw (output - y),  delta_l = (delta_{l+1} . W_l^T) * f'(a_l) (* dropout mask).
-    Rows are independent, so any split of the batch gives the same numbers."""
+    Rows are independent, so any split of the batch gives the same numbers. With
+    ``packed`` the forward products read the weights packed by the previous phase 2."""
     cdef int l, L = lay.n_layers
     cdef Py_ssize_t n = r1 - r0, r, k, width, n_out = lay.sizes[L]
     cdef const floating *x
@@ -380,7 +396,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
         width = lay.sizes[l + 1]
         z = ws + lay.a_off[l + 1] + r0 * width
         dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
-                      width, work, 1)
+                      width, ws + lay.wp_off[l] if packed else NULL, work, 1)
         if l < L - 1:
             activation_forward(lay.hidden_act, z, n * width, slope)
             if dropout and lay.drop[l + 1] > 0:
@@ -402,7 +418,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
         width = lay.sizes[l]
         d = ws + lay.d_off[l] + r0 * width
         gemm(n, width, lay.sizes[l + 1], ws + lay.d_off[l + 1] + r0 * lay.sizes[l + 1],
-             lay.sizes[l + 1], 1, params + lay.w_off[l], 1, lay.sizes[l + 1], d, width,
+             lay.sizes[l + 1], 1, params + lay.w_off[l], 1, lay.sizes[l + 1], NULL, d, width,
              False, work, 1)
         a = ws + lay.a_off[l] + r0 * width
         if dropout and lay.drop[l] > 0:
@@ -423,18 +439,19 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
                           floating *state1, floating *state2, int solver, double lr,
                           double momentum, bint nesterov, double beta_1, double beta_2,
                           double epsilon, long long step, floating scale, floating alpha,
-                          double *sq_blocks) noexcept nogil:
+                          double *sq_blocks, bint packed) noexcept nogil:
     """Phase 2 of a training step, for thread t of T: the weight-gradient rows
     grad W_l[i0:i1] = a_l[:, i0:i1]^T . delta_{l+1} and bias columns grad b_l[j0:j1] =
     sum_i delta_{l+1}[i, j0:j1] of every layer, each summed over the batch in row order,
-    then the optimizer step on exactly those parameters (§4.3.4). The rows are split in
-    blocks of ROW_BLOCK whatever T is, and ||W||^2 (for the loss) is summed per block
-    before the update, so no number depends on the thread count."""
+    and the optimizer step on exactly those parameters (§4.3.4). The rows go in blocks of
+    ROW_BLOCK whatever T is; each block's gradient, ||W||^2 (for the loss, before the
+    update), step and, with ``packed``, repacking for the next forward follow one another
+    while the block is in L1. No number depends on the thread count."""
     cdef int l, L = lay.n_layers
-    cdef Py_ssize_t n_in, n_out, nblk, b0, b1, i0, i1, j0, j1, j, r, k, rows, blk = 0, off
+    cdef Py_ssize_t n_in, n_out, nblk, b0, b1, i0, i1, j0, j1, j, r, k, blk = 0, off
     cdef const floating *a
     cdef const floating *d
-    cdef floating *w
+    cdef floating *dpack = work + gemm_work_size(1, lay.widest)
     cdef double s
     cdef unsigned long mode = fp_enter()
     for l in range(L):
@@ -445,19 +462,21 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
         nblk = (n_in + ROW_BLOCK - 1) // ROW_BLOCK
         b0 = nblk * t // T
         b1 = nblk * (t + 1) // T
-        i0 = b0 * ROW_BLOCK
-        i1 = b1 * ROW_BLOCK if b1 * ROW_BLOCK < n_in else n_in
-        if i1 > i0:
+        if b1 > b0:
+            pack_rows(n, n_out, 0, n, d, n_out, 1, dpack)  # delta: B of every block
+        for k in range(b0, b1):
+            i0 = k * ROW_BLOCK
+            i1 = i0 + ROW_BLOCK if i0 + ROW_BLOCK < n_in else n_in
             off = lay.w_off[l] + i0 * n_out
-            gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, grads + off, n_out, False,
-                 work, 1)
+            gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, dpack, grads + off, n_out,
+                 False, work, 1)
             if alpha != 0:
-                for k in range(b0, b1):  # ||W||^2 of each block of rows, before the update
-                    w = params + lay.w_off[l] + k * ROW_BLOCK * n_out
-                    rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
-                    sq_blocks[blk + k] = _sum_squares(w, rows * n_out)
+                sq_blocks[blk + k] = _sum_squares(params + off, (i1 - i0) * n_out)
             _step(params + off, grads + off, state1 + off, state2 + off, (i1 - i0) * n_out,
                   solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, step, scale, alpha)
+            if packed:
+                pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1,
+                          ws + lay.wp_off[l])
         blk += nblk
         j0 = n_out * t // T
         j1 = n_out * (t + 1) // T
@@ -573,6 +592,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     cdef uint64_t drop_seed = 0
     cdef unsigned long fp_mode = fp_enter()
     cdef double checked
+    cdef bint packed = batch_size > gemm_small_m()  # (single rows read the weights as they are)
+    cdef int l
     fp_leave(fp_mode)  # (so that the finally clause restores a valid mode on early errors)
     _layout(&lay, sizes, batch_size, hidden_act, out_act, slope, dropout)
     try:
@@ -592,6 +613,10 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
         fp_mode = fp_enter()
         checked = cymlp_now()
         with nogil:
+            if packed:  # phase 2 keeps these up to date as it updates the weights
+                for l in range(lay.n_layers):
+                    pack_rows(lay.sizes[l], lay.sizes[l + 1], 0, lay.sizes[l],
+                              p + lay.w_off[l], lay.sizes[l + 1], 1, w + lay.wp_off[l])
             if shuffle:
                 for i in range(n):
                     order[i] = i
@@ -612,8 +637,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 for t in prange(T_rows, schedule="static", num_threads=T_rows):
                     _rows_phase(&lay, &src, order, start, nb * t // T_rows,
                                 nb * (t + 1) // T_rows, p, w,
-                                w + lay.work_off + t * gemm_work_size(1, lay.widest),
-                                row_loss, drop_seed, lay.dropout)
+                                w + lay.work_off + t * _thread_work(&lay),
+                                row_loss, drop_seed, lay.dropout, packed)
                 x = _gather(&lay, &src, order, start, 0, 0, w, &yb, &swb, 1)  # pointers only
                 sw_sum = _weight_sum(swb, nb)
                 if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
@@ -625,10 +650,10 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 # phase 2: weight rows split over threads (gradients, then the update)
                 for t in prange(T, schedule="static", num_threads=T):
                     _features_phase(&lay, t, T, x, nb, p, g, w,
-                                    w + lay.work_off + t * gemm_work_size(1, lay.widest),
+                                    w + lay.work_off + t * _thread_work(&lay),
                                     s1, s2, solver, lr, momentum, nesterov, beta_1, beta_2,
                                     epsilon, step + n_batches + 1, <floating>(1.0 / sw_sum),
-                                    <floating>alpha, sq_blocks)
+                                    <floating>alpha, sq_blocks, packed)
                 batch_loss *= loss_scale
                 if alpha != 0:
                     sq = 0

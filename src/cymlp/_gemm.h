@@ -65,6 +65,10 @@ static inline void cymlp_fp_leave(unsigned long old) { (void)old; }
 #define CYMLP_GEMM_PARALLEL_MIN 2.0e5 /* M*N*K below this runs on one thread */
 #define CYMLP_GEMM_SMALL_M 2             /* rows of C up to which nothing is packed */
 
+/* Elements of a packed K x N matrix (gemm's bpacked, filled by the pack_rows functions):
+ * N rounded up to the widest micro-tile of any variant, so one size fits them all. */
+static inline size_t cymlp_packed_size(size_t K, size_t N) { return K * ((N + 31) / 32 * 32); }
+
 /* Elements of scratch a call with N <= max_n columns needs: one packed B panel (KC x
  * N rounded up to the widest micro-tile), shared by the threads of the call. */
 static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
@@ -155,11 +159,15 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 
 /* ---- run-time dispatch ---------------------------------------------------------- */
 typedef void (*cymlp_sgemm_fn)(size_t, size_t, size_t, const float *, ptrdiff_t, ptrdiff_t,
-                               const float *, ptrdiff_t, ptrdiff_t, float *, size_t, int,
-                               float *, int);
+                               const float *, ptrdiff_t, ptrdiff_t, const float *, float *,
+                               size_t, int, float *, int);
 typedef void (*cymlp_dgemm_fn)(size_t, size_t, size_t, const double *, ptrdiff_t, ptrdiff_t,
-                               const double *, ptrdiff_t, ptrdiff_t, double *, size_t, int,
-                               double *, int);
+                               const double *, ptrdiff_t, ptrdiff_t, const double *, double *,
+                               size_t, int, double *, int);
+typedef void (*cymlp_spack_fn)(size_t, size_t, size_t, size_t, const float *, ptrdiff_t,
+                               ptrdiff_t, float *);
+typedef void (*cymlp_dpack_fn)(size_t, size_t, size_t, size_t, const double *, ptrdiff_t,
+                               ptrdiff_t, double *);
 
 enum { CYMLP_PORTABLE_V, CYMLP_BASELINE_V, CYMLP_AVX2_V, CYMLP_AVX512_V, CYMLP_N_VARIANTS };
 static const char *const cymlp_variant_names[CYMLP_N_VARIANTS] = {"portable", "baseline", "avx2",
@@ -167,6 +175,8 @@ static const char *const cymlp_variant_names[CYMLP_N_VARIANTS] = {"portable", "b
 static int cymlp_variant = CYMLP_PORTABLE_V;
 static cymlp_sgemm_fn cymlp_sgemm_impl = cymlp_gemm_f32_portable;
 static cymlp_dgemm_fn cymlp_dgemm_impl = cymlp_gemm_f64_portable;
+static cymlp_spack_fn cymlp_spack_rows_impl = cymlp_pack_rows_f32_portable;
+static cymlp_dpack_fn cymlp_dpack_rows_impl = cymlp_pack_rows_f64_portable;
 
 /* 1 when variant v is compiled in and this CPU can run it */
 static inline int cymlp_variant_available(int v)
@@ -198,22 +208,30 @@ static inline void cymlp_set_variant(int v)
     case CYMLP_BASELINE_V:
         cymlp_sgemm_impl = cymlp_gemm_f32_baseline;
         cymlp_dgemm_impl = cymlp_gemm_f64_baseline;
+        cymlp_spack_rows_impl = cymlp_pack_rows_f32_baseline;
+        cymlp_dpack_rows_impl = cymlp_pack_rows_f64_baseline;
         break;
 #endif
 #ifdef CYMLP_X86
     case CYMLP_AVX2_V:
         cymlp_sgemm_impl = cymlp_gemm_f32_avx2;
         cymlp_dgemm_impl = cymlp_gemm_f64_avx2;
+        cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx2;
+        cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx2;
         break;
     case CYMLP_AVX512_V:
         cymlp_sgemm_impl = cymlp_gemm_f32_avx512;
         cymlp_dgemm_impl = cymlp_gemm_f64_avx512;
+        cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx512;
+        cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx512;
         break;
 #endif
     default:
         cymlp_variant = CYMLP_PORTABLE_V;
         cymlp_sgemm_impl = cymlp_gemm_f32_portable;
         cymlp_dgemm_impl = cymlp_gemm_f64_portable;
+        cymlp_spack_rows_impl = cymlp_pack_rows_f32_portable;
+        cymlp_dpack_rows_impl = cymlp_pack_rows_f64_portable;
     }
 }
 

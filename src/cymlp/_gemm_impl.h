@@ -12,7 +12,9 @@
  * A[i*rsa + p*csa] and element (p,j) of op(B) is B[p*rsb + j*csb]; strides make the
  * three products of training (A.W, delta.W^T, A^T.delta) one routine.
  *
- * Blocking (BLIS style): B is packed into KC x NR slivers shared by all threads, A is
+ * Blocking (BLIS style): B is packed into KC x NR slivers shared by all threads (or
+ * comes packed already: bpacked, laid out by pack_rows, e.g. weights packed once after
+ * their update instead of by every thread in every product that reads them), A is
  * read in place (one unit stride in every product of training, so a tile's MR rows are
  * a few cache lines that stay in L1 across the slivers), and the micro-kernel keeps an
  * MR x NR tile of C in registers for the whole KC loop. Every element of C
@@ -32,36 +34,57 @@
 #define GEMM_HALF 0
 #endif
 
+/* sliver_row: nr (<= NR) elements of a row of op(B), stride csb, to dst, zero-padded to NR */
+GEMM_ATTR static inline void GEMM_FN(sliver_row)(const GEMM_T *src, ptrdiff_t csb, size_t nr,
+                                                 GEMM_T *restrict dst)
+{
+    size_t c = 0;
+#if GEMM_VB
+    if (csb == 1 && nr == GEMM_NR) { /* whole sliver: vector copies, no memcpy call */
+        typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
+        enum { V = GEMM_VB / sizeof(GEMM_T) };
+        CYMLP_UNROLL
+        for (int v = 0; v < GEMM_NR / V; ++v) {
+            vec t;
+            memcpy(&t, src + v * V, sizeof(vec));
+            memcpy(dst + v * V, &t, sizeof(vec));
+        }
+        return;
+    }
+#endif
+    for (; c < nr; ++c) dst[c] = src[(ptrdiff_t)c * csb];
+    for (; c < GEMM_NR; ++c) dst[c] = 0;
+}
+
 /* pack_b: rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into NR-column slivers, zero-padded */
 GEMM_ATTR static void GEMM_FN(pack_b)(size_t kc, size_t nc, const GEMM_T *B, ptrdiff_t rsb,
                                       ptrdiff_t csb, GEMM_T *restrict bp)
 {
     for (size_t j = 0; j < nc; j += GEMM_NR) {
         const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
-        for (size_t p = 0; p < kc; ++p) {
-            const GEMM_T *src = B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb;
-            size_t c = 0;
-#if GEMM_VB
-            if (csb == 1 && nr == GEMM_NR) { /* whole sliver: vector copies, no memcpy call */
-                typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
-                enum { V = GEMM_VB / sizeof(GEMM_T) };
-                CYMLP_UNROLL
-                for (int v = 0; v < GEMM_NR / V; ++v) {
-                    vec t;
-                    memcpy(&t, src + v * V, sizeof(vec));
-                    memcpy(bp + v * V, &t, sizeof(vec));
-                }
-                bp += GEMM_NR;
-                continue;
-            }
-#endif
-            if (csb == 1)
-                for (; c < nr; ++c) bp[c] = src[c];
-            else
-                for (; c < nr; ++c) bp[c] = src[(ptrdiff_t)c * csb];
-            for (; c < GEMM_NR; ++c) bp[c] = 0;
-            bp += GEMM_NR;
-        }
+        for (size_t p = 0; p < kc; ++p, bp += GEMM_NR)
+            GEMM_FN(sliver_row)(B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb, csb, nr, bp);
+    }
+}
+
+/* pack_rows: rows [p0, p1) of op(B) (K,N) into their places in the packed layout of the
+ * whole matrix that gemm's bpacked argument takes: KC blocks of rows one after the other,
+ * the block of rows pc.. starting at bp + pc * (N rounded up to NR) and holding its
+ * NR-column slivers in turn (each kc x NR, zero-padded), as pack_b lays out one block.
+ * Rows are independent, so threads may pack disjoint row ranges of one matrix (e.g. the
+ * weight rows each has just updated). */
+GEMM_ATTR static void GEMM_FN(pack_rows)(size_t K, size_t N, size_t p0, size_t p1,
+                                         const GEMM_T *B, ptrdiff_t rsb, ptrdiff_t csb,
+                                         GEMM_T *restrict bp)
+{
+    const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    for (size_t p = p0; p < p1; ++p) {
+        const size_t pc = p / CYMLP_GEMM_KC * CYMLP_GEMM_KC;
+        const size_t kc = K - pc < CYMLP_GEMM_KC ? K - pc : CYMLP_GEMM_KC;
+        GEMM_T *dst = bp + pc * npad + (p - pc) * GEMM_NR;
+        for (size_t j = 0; j < N; j += GEMM_NR, dst += kc * GEMM_NR)
+            GEMM_FN(sliver_row)(B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb, csb,
+                                N - j < GEMM_NR ? N - j : GEMM_NR, dst);
     }
 }
 
@@ -103,8 +126,9 @@ GEMM_ATTR static void GEMM_FN(small)(size_t M, size_t N, size_t K, const GEMM_T 
 
 GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A,
                                     ptrdiff_t rsa, ptrdiff_t csa, const GEMM_T *B,
-                                    ptrdiff_t rsb, ptrdiff_t csb, GEMM_T *C, size_t ldc,
-                                    int accumulate, GEMM_T *work, int nthreads)
+                                    ptrdiff_t rsb, ptrdiff_t csb, const GEMM_T *bpacked,
+                                    GEMM_T *C, size_t ldc, int accumulate, GEMM_T *work,
+                                    int nthreads)
 {
     if (M == 0 || N == 0) return;
     if (K == 0) {
@@ -124,8 +148,7 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
     size_t mc = (M + nblocks - 1) / nblocks;
     mc = (mc + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
     nblocks = (M + mc - 1) / mc;
-    GEMM_T *bpack = work;
-    (void)nthreads;
+    const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -138,14 +161,17 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
             for (size_t pc = 0; pc < K; pc += CYMLP_GEMM_KC) {
                 const size_t kc = K - pc < CYMLP_GEMM_KC ? K - pc : CYMLP_GEMM_KC;
                 const int acc = accumulate || pc > 0;
+                const GEMM_T *bpack = bpacked ? bpacked + pc * npad + jc * kc : work;
+                if (!bpacked) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-                for (ptrdiff_t s = 0; s < (ptrdiff_t)nslivers; ++s) { /* signed for MSVC */
-                    const size_t j = (size_t)s * GEMM_NR;
-                    GEMM_FN(pack_b)(kc, nc - j < GEMM_NR ? nc - j : GEMM_NR,
-                                    B + (ptrdiff_t)pc * rsb + (ptrdiff_t)(jc + j) * csb, rsb, csb,
-                                    bpack + j * kc);
+                    for (ptrdiff_t s = 0; s < (ptrdiff_t)nslivers; ++s) { /* signed for MSVC */
+                        const size_t j = (size_t)s * GEMM_NR;
+                        GEMM_FN(pack_b)(kc, nc - j < GEMM_NR ? nc - j : GEMM_NR,
+                                        B + (ptrdiff_t)pc * rsb + (ptrdiff_t)(jc + j) * csb,
+                                        rsb, csb, work + j * kc);
+                    }
                 }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -153,12 +179,14 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
                 for (ptrdiff_t blk = 0; blk < (ptrdiff_t)nblocks; ++blk) {
                     const size_t ic = (size_t)blk * mc;
                     const size_t mcb = M - ic < mc ? M - ic : mc;
-                    /* a row tile of A stays in L1 while it meets every sliver of B */
-                    for (size_t i = 0; i < mcb; i += GEMM_MR) {
-                        const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
-                        const GEMM_T *a = A + (ptrdiff_t)(ic + i) * rsa + (ptrdiff_t)pc * csa;
-                        for (size_t j = 0; j < nc; j += GEMM_NR) {
-                            const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
+                    /* a sliver of B (kc x NR, packed) stays in L1 while every row tile
+                     * of the block meets it: B streams from L2 once per block, A once
+                     * per sliver (N / NR times), instead of B once per row tile */
+                    for (size_t j = 0; j < nc; j += GEMM_NR) {
+                        const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
+                        for (size_t i = 0; i < mcb; i += GEMM_MR) {
+                            const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
+                            const GEMM_T *a = A + (ptrdiff_t)(ic + i) * rsa + (ptrdiff_t)pc * csa;
 #if GEMM_HALF
                             if (nr <= GEMM_NR / 2) { /* ragged edge: half the FMAs */
                                 GEMM_FN(micro_half)(kc, a, rsa, csa, bpack + j * kc,

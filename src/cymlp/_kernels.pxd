@@ -24,11 +24,21 @@ cdef enum:
 
 # Matrix products (implemented in _kernels.pyx over _gemm.h, run-time SIMD dispatch).
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
-                Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb, float *C,
-                Py_ssize_t ldc, bint accumulate, float *work, int n_threads) noexcept nogil
+                Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
+                const float *bpacked, float *C, Py_ssize_t ldc, bint accumulate, float *work,
+                int n_threads) noexcept nogil
 cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t rsa,
-                Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *C,
-                Py_ssize_t ldc, bint accumulate, double *work, int n_threads) noexcept nogil
+                Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
+                const double *bpacked, double *C, Py_ssize_t ldc, bint accumulate,
+                double *work, int n_threads) noexcept nogil
+cdef void spack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1, const float *B,
+                     Py_ssize_t rsb, Py_ssize_t csb, float *bp) noexcept nogil
+cdef void dpack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1,
+                     const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *bp) noexcept nogil
+# elements of a packed K x N matrix for gemm's bpacked (any variant)
+cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil
+# rows of C up to which gemm reads B directly and ignores bpacked
+cdef Py_ssize_t gemm_small_m() noexcept nogil
 cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil
 # flush-to-zero / denormals-are-zero for this thread; returns the mode to restore
 cdef unsigned long fp_enter() noexcept nogil
@@ -37,13 +47,27 @@ cdef void fp_leave(unsigned long old) noexcept nogil
 
 cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
                       Py_ssize_t rsa, Py_ssize_t csa, const floating *B, Py_ssize_t rsb,
-                      Py_ssize_t csb, floating *C, Py_ssize_t ldc, bint accumulate,
-                      floating *work, int n_threads) noexcept nogil:
-    """C (M,N) [+]= op(A) (M,K) . op(B) (K,N); op(A)[i,p] = A[i*rsa + p*csa], same for B."""
+                      Py_ssize_t csb, const floating *bpacked, floating *C, Py_ssize_t ldc,
+                      bint accumulate, floating *work, int n_threads) noexcept nogil:
+    """C (M,N) [+]= op(A) (M,K) . op(B) (K,N); op(A)[i,p] = A[i*rsa + p*csa], same for B.
+
+    bpacked: NULL, or op(B) already packed by pack_rows (then work is not used; B is still
+    read directly by the path for one or two rows)."""
     if floating is float:
-        sgemm(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, work, n_threads)
+        sgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, n_threads)
     else:
-        dgemm(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, work, n_threads)
+        dgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, n_threads)
+
+
+cdef inline void pack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1,
+                           const floating *B, Py_ssize_t rsb, Py_ssize_t csb,
+                           floating *bp) noexcept nogil:
+    """Rows p0..p1 of op(B) (K,N) into bp (packed_size(K, N) elements), for gemm's bpacked.
+    Disjoint row ranges may be packed by different threads."""
+    if floating is float:
+        spack_rows(K, N, p0, p1, B, rsb, csb, bp)
+    else:
+        dpack_rows(K, N, p0, p1, B, rsb, csb, bp)
 
 
 cdef inline floating _exp(floating x) noexcept nogil:
@@ -83,16 +107,18 @@ cdef inline floating _tanh(floating x) noexcept nogil:
 
 cdef inline void dense_forward(const floating *a, const floating *W, const floating *b,
                                floating *z, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
-                               floating *work, int n_threads) noexcept nogil:
+                               const floating *W_packed, floating *work,
+                               int n_threads) noexcept nogil:
     """Dense layer, z = a.W + b.
 
-    a (n, n_in), W (n_in, n_out), b (n_out,), z (n, n_out); row-major.
+    a (n, n_in), W (n_in, n_out), b (n_out,), z (n, n_out); row-major. W_packed: NULL or
+    W packed by pack_rows.
     """
     cdef Py_ssize_t i, j
     for i in range(n):
         for j in range(n_out):
             z[i * n_out + j] = b[j]
-    gemm(n, n_out, n_in, a, n_in, 1, W, n_out, 1, z, n_out, True, work, n_threads)
+    gemm(n, n_out, n_in, a, n_in, 1, W, n_out, 1, W_packed, z, n_out, True, work, n_threads)
 
 
 cdef inline void dense_backward(const floating *a, const floating *W, const floating *delta,
@@ -107,15 +133,16 @@ cdef inline void dense_backward(const floating *a, const floating *W, const floa
     delta_prev (n, n_in) = delta . W^T   (skipped when delta_prev is NULL)
     """
     cdef Py_ssize_t i, j
-    gemm(n_in, n_out, n, a, 1, n_in, delta, n_out, 1, grad_W, n_out, False, work, n_threads)
+    gemm(n_in, n_out, n, a, 1, n_in, delta, n_out, 1, NULL, grad_W, n_out, False, work,
+         n_threads)
     for j in range(n_out):
         grad_b[j] = 0
     for i in range(n):
         for j in range(n_out):
             grad_b[j] += delta[i * n_out + j]
     if delta_prev != NULL:
-        gemm(n, n_in, n_out, delta, n_out, 1, W, 1, n_out, delta_prev, n_in, False, work,
-             n_threads)
+        gemm(n, n_in, n_out, delta, n_out, 1, W, 1, n_out, NULL, delta_prev, n_in, False,
+             work, n_threads)
 
 
 @cython.cdivision(True)
@@ -155,14 +182,12 @@ cdef inline void activation_backward(int act, const floating *a, floating *delta
     elif act == TANH:
         for k in range(size):
             delta[k] *= 1 - a[k] * a[k]
-    elif act == RELU:
-        for k in range(size):
-            if a[k] <= 0:
-                delta[k] = 0
+    elif act == RELU:  # selects, not branches: they vectorise, and the sign of a
+        for k in range(size):  # is a coin flip the branch predictor would miss
+            delta[k] = delta[k] if a[k] > 0 else 0
     elif act == LEAKY_RELU:
         for k in range(size):
-            if a[k] <= 0:
-                delta[k] *= slope
+            delta[k] = delta[k] if a[k] > 0 else slope * delta[k]
 
 
 cdef inline floating activation_derivative(int act, floating a, floating slope) noexcept nogil:

@@ -13,10 +13,18 @@ cdef extern from "_gemm.h" nogil:
     int cymlp_variant
     void cymlp_sgemm_impl(size_t M, size_t N, size_t K, const float *A, Py_ssize_t rsa,
                           Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
-                          float *C, size_t ldc, int accumulate, float *work, int nthreads)
+                          const float *bpacked, float *C, size_t ldc, int accumulate,
+                          float *work, int nthreads)
     void cymlp_dgemm_impl(size_t M, size_t N, size_t K, const double *A, Py_ssize_t rsa,
                           Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
-                          double *C, size_t ldc, int accumulate, double *work, int nthreads)
+                          const double *bpacked, double *C, size_t ldc, int accumulate,
+                          double *work, int nthreads)
+    void cymlp_spack_rows_impl(size_t K, size_t N, size_t p0, size_t p1, const float *B,
+                               Py_ssize_t rsb, Py_ssize_t csb, float *bp)
+    void cymlp_dpack_rows_impl(size_t K, size_t N, size_t p0, size_t p1, const double *B,
+                               Py_ssize_t rsb, Py_ssize_t csb, double *bp)
+    size_t cymlp_packed_size(size_t K, size_t N)
+    int CYMLP_GEMM_SMALL_M
     size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
     int cymlp_variant_available(int v)
     void cymlp_set_variant(int v)
@@ -28,15 +36,37 @@ cdef extern from "_gemm.h" nogil:
 
 
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
-                Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb, float *C,
-                Py_ssize_t ldc, bint accumulate, float *work, int n_threads) noexcept nogil:
-    cymlp_sgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, work, n_threads)
+                Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
+                const float *bpacked, float *C, Py_ssize_t ldc, bint accumulate, float *work,
+                int n_threads) noexcept nogil:
+    cymlp_sgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work,
+                     n_threads)
 
 
 cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t rsa,
-                Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *C,
-                Py_ssize_t ldc, bint accumulate, double *work, int n_threads) noexcept nogil:
-    cymlp_dgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, work, n_threads)
+                Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
+                const double *bpacked, double *C, Py_ssize_t ldc, bint accumulate,
+                double *work, int n_threads) noexcept nogil:
+    cymlp_dgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work,
+                     n_threads)
+
+
+cdef void spack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1, const float *B,
+                     Py_ssize_t rsb, Py_ssize_t csb, float *bp) noexcept nogil:
+    cymlp_spack_rows_impl(K, N, p0, p1, B, rsb, csb, bp)
+
+
+cdef void dpack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1,
+                     const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *bp) noexcept nogil:
+    cymlp_dpack_rows_impl(K, N, p0, p1, B, rsb, csb, bp)
+
+
+cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil:
+    return cymlp_packed_size(K, N)
+
+
+cdef Py_ssize_t gemm_small_m() noexcept nogil:
+    return CYMLP_GEMM_SMALL_M
 
 
 cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil:
@@ -91,9 +121,12 @@ def max_threads():
     return cymlp_max_threads()
 
 
-def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1):
+def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1,
+           bint prepack=False):
     """A @ B through cymlp's kernels (any strides, e.g. transposed views); for tests and
-    benchmarks (``repeat`` runs the product that many times, to time the kernel alone)."""
+    benchmarks (``repeat`` runs the product that many times, to time the kernel alone;
+    ``prepack`` packs B once, row by row, and passes it packed, as training does with
+    its weights)."""
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"shapes ({A.shape[0]}, {A.shape[1]}) and "
                          f"({B.shape[0]}, {B.shape[1]}) do not align")
@@ -108,11 +141,17 @@ def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1):
     if K == 0:
         C[...] = 0
         return C
+    cdef floating[::1] packed = np.empty(packed_size(K, N) if prepack else 1, dtype=dtype)
+    cdef const floating *bp = NULL
     cdef int _r
     with nogil:
+        if prepack:
+            pack_rows(K, N, 0, K, &B[0, 0], B.strides[0] // isz, B.strides[1] // isz,
+                      &packed[0])
+            bp = &packed[0]
         for _r in range(repeat):
             gemm(M, N, K, &A[0, 0], A.strides[0] // isz, A.strides[1] // isz,
-                 &B[0, 0], B.strides[0] // isz, B.strides[1] // isz, &c[0, 0], N, False,
+                 &B[0, 0], B.strides[0] // isz, B.strides[1] // isz, bp, &c[0, 0], N, False,
                  &work[0], n_threads)
     return C
 
