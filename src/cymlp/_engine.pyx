@@ -363,8 +363,9 @@ cdef double _sq_weights(const Layout *lay, const floating *params) noexcept nogi
 
 cdef enum:
     # rows of a weight matrix per unit of work in the feature phase (a multiple of
-    # every micro-tile's rows: 4 and 6)
+    # every micro-tile's rows: 4 and 6), and units per chunk a thread computes at once
     ROW_BLOCK = 12
+    CHUNK_BLOCKS = 16
 
 
 cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *order,
@@ -443,12 +444,15 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
     """Phase 2 of a training step, for thread t of T: the weight-gradient rows
     grad W_l[i0:i1] = a_l[:, i0:i1]^T . delta_{l+1} and bias columns grad b_l[j0:j1] =
     sum_i delta_{l+1}[i, j0:j1] of every layer, each summed over the batch in row order,
-    and the optimizer step on exactly those parameters (§4.3.4). The rows go in blocks of
-    ROW_BLOCK whatever T is; each block's gradient, ||W||^2 (for the loss, before the
-    update), step and, with ``packed``, repacking for the next forward follow one another
-    while the block is in L1. No number depends on the thread count."""
+    and the optimizer step on exactly those parameters (§4.3.4). Threads split the rows
+    in blocks of ROW_BLOCK, and ||W||^2 (for the loss, before the update) is summed per
+    block, whatever T is, so no number depends on the thread count. A thread takes its
+    blocks CHUNK_BLOCKS at a time: gradient, ||W||^2, step and, with ``packed``,
+    repacking for the next forward follow one another while the chunk is in L2 (a
+    chunk long enough that the packed delta is not re-read from L2 for every few rows)."""
     cdef int l, L = lay.n_layers
-    cdef Py_ssize_t n_in, n_out, nblk, b0, b1, i0, i1, j0, j1, j, r, k, blk = 0, off
+    cdef Py_ssize_t n_in, n_out, nblk, b0, b1, c, c1, i0, i1, j0, j1, j, r, k, rows
+    cdef Py_ssize_t blk = 0, off
     cdef const floating *a
     cdef const floating *d
     cdef floating *dpack = work + gemm_work_size(1, lay.widest)
@@ -464,19 +468,25 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
         b1 = nblk * (t + 1) // T
         if b1 > b0:
             pack_rows(n, n_out, 0, n, d, n_out, 1, dpack)  # delta: B of every block
-        for k in range(b0, b1):
-            i0 = k * ROW_BLOCK
-            i1 = i0 + ROW_BLOCK if i0 + ROW_BLOCK < n_in else n_in
+        c = b0
+        while c < b1:
+            c1 = c + CHUNK_BLOCKS if c + CHUNK_BLOCKS < b1 else b1
+            i0 = c * ROW_BLOCK
+            i1 = c1 * ROW_BLOCK if c1 * ROW_BLOCK < n_in else n_in
             off = lay.w_off[l] + i0 * n_out
             gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, dpack, grads + off, n_out,
                  False, work, 1)
             if alpha != 0:
-                sq_blocks[blk + k] = _sum_squares(params + off, (i1 - i0) * n_out)
+                for k in range(c, c1):
+                    rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
+                    sq_blocks[blk + k] = _sum_squares(params + lay.w_off[l]
+                                                      + k * ROW_BLOCK * n_out, rows * n_out)
             _step(params + off, grads + off, state1 + off, state2 + off, (i1 - i0) * n_out,
                   solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, step, scale, alpha)
             if packed:
                 pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1,
                           ws + lay.wp_off[l])
+            c = c1
         blk += nblk
         j0 = n_out * t // T
         j1 = n_out * (t + 1) // T
