@@ -335,21 +335,26 @@ cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
 
 
 cdef inline double _sum_squares(const floating *w, Py_ssize_t size) noexcept nogil:
-    """sum_k w[k]^2 in a fixed order: 8 interleaved partial sums (so the additions do
-    not wait on each other), combined pairwise."""
+    """sum_k w[k]^2 in a fixed order: 16 interleaved partial sums in w's precision (they
+    vectorise, and the additions do not wait on each other; scikit-learn sums these in
+    w's precision too), combined pairwise in double. Used per block of a few thousand
+    weights, for the reported loss only."""
     cdef Py_ssize_t k = 0
-    cdef double s[8]
+    cdef floating s[16]
+    cdef double h[8]
     cdef int j
-    for j in range(8):
+    for j in range(16):
         s[j] = 0
-    while k + 8 <= size:
-        for j in range(8):
-            s[j] += <double>w[k + j] * w[k + j]
-        k += 8
+    while k + 16 <= size:
+        for j in range(16):
+            s[j] += w[k + j] * w[k + j]
+        k += 16
     while k < size:
-        s[0] += <double>w[k] * w[k]
+        s[0] += w[k] * w[k]
         k += 1
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+    for j in range(8):
+        h[j] = <double>s[j] + <double>s[j + 8]
+    return ((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]))
 
 
 cdef double _sq_weights(const Layout *lay, const floating *params) noexcept nogil:
@@ -359,6 +364,26 @@ cdef double _sq_weights(const Layout *lay, const floating *params) noexcept nogi
     for l in range(lay.n_layers):
         sq += _sum_squares(params + lay.w_off[l], lay.sizes[l] * lay.sizes[l + 1])
     return sq
+
+
+cdef inline void _column_sums(const floating *d, Py_ssize_t n, Py_ssize_t n_out,
+                              Py_ssize_t j0, Py_ssize_t j1, floating *out) noexcept nogil:
+    """out[j] = sum_r d[r, j] for j in j0..j1, each summed in double in row order; rows
+    outside, 64 columns at a time, so that the additions run along contiguous memory."""
+    cdef double acc[64]
+    cdef Py_ssize_t r, j, jj = j0, je
+    cdef const floating *row
+    while jj < j1:
+        je = jj + 64 if jj + 64 < j1 else j1
+        for j in range(je - jj):
+            acc[j] = 0
+        for r in range(n):
+            row = d + r * n_out + jj
+            for j in range(je - jj):
+                acc[j] += row[j]
+        for j in range(je - jj):
+            out[jj + j] = <floating>acc[j]
+        jj = je
 
 
 cdef enum:
@@ -451,12 +476,11 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
     repacking for the next forward follow one another while the chunk is in L2 (a
     chunk long enough that the packed delta is not re-read from L2 for every few rows)."""
     cdef int l, L = lay.n_layers
-    cdef Py_ssize_t n_in, n_out, nblk, b0, b1, c, c1, i0, i1, j0, j1, j, r, k, rows
+    cdef Py_ssize_t n_in, n_out, nblk, b0, b1, c, c1, i0, i1, j0, j1, k, rows
     cdef Py_ssize_t blk = 0, off
     cdef const floating *a
     cdef const floating *d
     cdef floating *dpack = work + gemm_work_size(1, lay.widest)
-    cdef double s
     cdef unsigned long mode = fp_enter()
     for l in range(L):
         n_in = lay.sizes[l]
@@ -492,11 +516,7 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
         j1 = n_out * (t + 1) // T
         if j1 > j0:
             off = lay.b_off[l]
-            for j in range(j0, j1):
-                s = 0
-                for r in range(n):
-                    s += d[r * n_out + j]
-                grads[off + j] = <floating>s
+            _column_sums(d, n, n_out, j0, j1, grads + off)
             _step(params + off + j0, grads + off + j0, state1 + off + j0, state2 + off + j0,
                   j1 - j0, solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, step,
                   scale, 0)
