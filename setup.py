@@ -62,8 +62,11 @@ class BuildExt(build_ext):
             cflags = ["-O1", "-g", "-fno-math-errno", *sanitizers, *omp_c]
             lflags += sanitizers
         else:
-            # -g0: no debug info (Python's default CFLAGS have -g; it doubles the wheel)
-            cflags = ["-O3", "-g0", "-fno-math-errno", *omp_c]
+            # -g0: no debug info (Python's default CFLAGS have -g; it doubles the wheel).
+            # -fno-trapping-math: nothing here traps on FP exceptions, and without it GCC
+            # keeps the branches of float selects (clamps, relu, NaN checks) out of
+            # vectorised loops
+            cflags = ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math", *omp_c]
             if _flag("CYMLP_NATIVE"):
                 cflags.append("-march=native")
         for ext in self.extensions:

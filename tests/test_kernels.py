@@ -117,3 +117,22 @@ def test_single_rows_get_the_same_bits_as_in_a_batch(variant, dtype, K):
         np.testing.assert_array_equal(_kernels.matmul(A[rows], B, 1), full[rows])
     Bt = np.ascontiguousarray(B.T).T  # transposed operand, as in delta . W^T
     np.testing.assert_array_equal(_kernels.matmul(A[:1], Bt, 1), _kernels.matmul(A, Bt, 1)[:1])
+
+
+def test_vectorised_exp_within_one_ulp_and_edge_values():
+    """The sigmoid's float exponential (vexp) against exp in float64 over the whole
+    range where e^x is a normal float, and its behaviour at the edges."""
+    x = np.linspace(-87.3, 88.72, 400_001).astype(np.float32)
+    got = _kernels.vexp_array(x).astype(np.float64)
+    ref = np.exp(x.astype(np.float64))
+    ulps = np.abs(got - ref) / np.spacing(ref.astype(np.float32)).astype(np.float64)
+    assert ulps.max() <= 1.0
+    edge = _kernels.vexp_array(np.array([np.nan, np.inf, 89.0, -np.inf, -200.0, 0.0],
+                                        dtype=np.float32))
+    assert np.isnan(edge[0])
+    assert np.isposinf(edge[1]) and np.isposinf(edge[2])  # overflow is inf
+    tiny = 1.0001 * np.finfo(np.float32).tiny  # clamped: about the smallest normal float
+    assert 0 < edge[3] <= tiny and 0 < edge[4] <= tiny
+    assert edge[5] == 1.0
+    x64 = np.array([-700.0, -1.5, 0.0, 3.25, 700.0])
+    np.testing.assert_array_equal(_kernels.vexp_array(x64), np.exp(x64))  # libm for doubles
