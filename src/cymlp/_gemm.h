@@ -58,7 +58,7 @@ static inline unsigned long cymlp_fp_enter(void) { return 0; }
 static inline void cymlp_fp_leave(unsigned long old) { (void)old; }
 #endif
 
-/* Blocking shared by every variant; MC is a multiple of every MR below. */
+/* Blocking shared by every variant (M blocks are rounded to whole micro-tiles). */
 #define CYMLP_GEMM_KC 256
 #define CYMLP_GEMM_NC 1024
 #define CYMLP_GEMM_MC 192
@@ -144,7 +144,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define GEMM_FN(x) cymlp_##x##_f32_avx512
 #define GEMM_ATTR CYMLP_AVX512_ATTR
 #define GEMM_VB 64
-#define GEMM_MR 6
+#define GEMM_MR 10
 #define GEMM_NR 32
 #include "_gemm_impl.h"
 #define GEMM_T double
