@@ -14,10 +14,10 @@
  *
  * Blocking (BLIS style): B is packed into KC x NR slivers shared by all threads (or
  * comes packed already: bpacked, laid out by pack_rows, e.g. weights packed once after
- * their update instead of by every thread in every product that reads them), A is
- * read in place (one unit stride in every product of training, so a tile's MR rows are
- * a few cache lines that stay in L1 across the slivers), and the micro-kernel keeps an
- * MR x NR tile of C in registers for the whole KC loop. Every element of C
+ * their update instead of by every thread in every product that reads them); A is read
+ * in place when its rows are contiguous (csa == 1: a tile's MR rows are MR streams the
+ * prefetchers follow), else each thread packs its block of A into MR-row tiles; the
+ * micro-kernel keeps an MR x NR tile of C in registers for the whole KC loop. Every element of C
  * is summed over p in the same order whatever the thread count, so results do not
  * depend on the number of threads.
  */
@@ -33,6 +33,31 @@
 #else
 #define GEMM_HALF 0
 #endif
+
+/* pack_a: rows [0, mc) x cols [0, kc) of op(A) into MR-row tiles (tile i at ap + i * kc,
+ * element (r, p) at [p * MR + r]; a last partial tile leaves its missing rows unwritten:
+ * the micro-kernel reads rows past mr from row 0). Used when A's columns are far
+ * apart (csa != 1, e.g. A^T in the weight gradient a^T . delta): read in place, each
+ * step of p would touch a new cache line at a stride the prefetchers do not follow. */
+GEMM_ATTR static void GEMM_FN(pack_a)(size_t mc, size_t kc, const GEMM_T *A, ptrdiff_t rsa,
+                                      ptrdiff_t csa, GEMM_T *restrict ap)
+{
+    for (size_t i = 0; i < mc; i += GEMM_MR, ap += GEMM_MR * kc) {
+        const size_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
+        const GEMM_T *src = A + (ptrdiff_t)i * rsa;
+        if (mr == GEMM_MR) {
+            for (size_t p = 0; p < kc; ++p) {
+                CYMLP_UNROLL /* fixed trip count: no memcpy call per MR elements */
+                for (int r = 0; r < GEMM_MR; ++r)
+                    ap[p * GEMM_MR + r] = src[(ptrdiff_t)r * rsa + (ptrdiff_t)p * csa];
+            }
+        } else {
+            for (size_t p = 0; p < kc; ++p)
+                for (size_t r = 0; r < mr; ++r)
+                    ap[p * GEMM_MR + r] = src[(ptrdiff_t)r * rsa + (ptrdiff_t)p * csa];
+        }
+    }
+}
 
 /* sliver_row: nr (<= NR) elements of a row of op(B), stride csb, to dst, zero-padded to NR */
 GEMM_ATTR static inline void GEMM_FN(sliver_row)(const GEMM_T *src, ptrdiff_t csb, size_t nr,
@@ -149,12 +174,19 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
     mc = (mc + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
     nblocks = (M + mc - 1) / mc;
     const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    const int packa = csa != 1;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
         const unsigned long fp_mode = cymlp_fp_enter(); /* per thread, see _gemm.h */
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        /* work = [B panel] [one packed A block per thread], see cymlp_gemm_work_size */
+        GEMM_T *apack = work + cymlp_gemm_b_panel(N) + (size_t)tid * cymlp_gemm_a_block();
         for (size_t jc = 0; jc < N; jc += CYMLP_GEMM_NC) {
             const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
             const size_t nslivers = (nc + GEMM_NR - 1) / GEMM_NR;
@@ -179,6 +211,14 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
                 for (ptrdiff_t blk = 0; blk < (ptrdiff_t)nblocks; ++blk) {
                     const size_t ic = (size_t)blk * mc;
                     const size_t mcb = M - ic < mc ? M - ic : mc;
+                    const GEMM_T *ablk = A + (ptrdiff_t)ic * rsa + (ptrdiff_t)pc * csa;
+                    ptrdiff_t ars = rsa, acs = csa;
+                    if (packa) {
+                        GEMM_FN(pack_a)(mcb, kc, ablk, rsa, csa, apack);
+                        ablk = apack;
+                        ars = 1;
+                        acs = GEMM_MR;
+                    }
                     /* a sliver of B (kc x NR, packed) stays in L1 while every row tile
                      * of the block meets it: B streams from L2 once per block, A once
                      * per sliver (N / NR times), instead of B once per row tile */
@@ -186,15 +226,15 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
                         const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
                         for (size_t i = 0; i < mcb; i += GEMM_MR) {
                             const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
-                            const GEMM_T *a = A + (ptrdiff_t)(ic + i) * rsa + (ptrdiff_t)pc * csa;
+                            const GEMM_T *a = packa ? ablk + i * kc : ablk + (ptrdiff_t)i * rsa;
 #if GEMM_HALF
                             if (nr <= GEMM_NR / 2) { /* ragged edge: half the FMAs */
-                                GEMM_FN(micro_half)(kc, a, rsa, csa, bpack + j * kc,
+                                GEMM_FN(micro_half)(kc, a, ars, acs, bpack + j * kc,
                                                     C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
                                 continue;
                             }
 #endif
-                            GEMM_FN(micro)(kc, a, rsa, csa, bpack + j * kc,
+                            GEMM_FN(micro)(kc, a, ars, acs, bpack + j * kc,
                                            C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
                         }
                     }
