@@ -46,6 +46,22 @@ def test_sgd_schedules_match_sklearn(learning_rate, blobs):
     assert_same_model(ours, ref)
 
 
+@pytest.mark.parametrize("kw", [dict(solver="sgd", momentum=0.0, alpha=0.0),  # fused path
+                                dict(solver="sgd", momentum=0.9, alpha=1e-3),
+                                dict(solver="adam", alpha=1e-3)])
+def test_one_row_batches_match_sklearn(kw, blobs):
+    """batch_size=1 (the paper's per-example form) takes the outer-product gradient,
+    applied directly and skipping zero inputs for plain SGD; same weights as sklearn."""
+    X, y = blobs
+    X = np.where(np.abs(X) < 0.5, 0.0, X)  # zero inputs, which plain SGD skips
+    kw = dict(hidden_layer_sizes=(7,), batch_size=1, shuffle=False, max_iter=3,
+              learning_rate_init=0.01, random_state=0, **kw)
+    ours, ref = MLPClassifier(**kw).fit(X, y), sk.MLPClassifier(**kw).fit(X, y)
+    assert_same_model(ours, ref)
+    assert ours.loss_curve_ == pytest.approx(ref.loss_curve_, rel=1e-9)
+    assert_same_model(MLPClassifier(n_jobs=2, **kw).fit(X, y), ours, rtol=0, atol=0)
+
+
 def test_early_stopping_matches_sklearn(blobs):
     X, y = blobs
     y = y % 2  # sklearn stratifies binary problems only; cymlp also multiclass

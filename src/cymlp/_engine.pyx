@@ -490,7 +490,7 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
         nblk = (n_in + ROW_BLOCK - 1) // ROW_BLOCK
         b0 = nblk * t // T
         b1 = nblk * (t + 1) // T
-        if b1 > b0:
+        if b1 > b0 and n > 1:
             pack_rows(n, n_out, 0, n, d, n_out, 1, dpack)  # delta: B of every block
         c = b0
         while c < b1:
@@ -498,8 +498,14 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
             i0 = c * ROW_BLOCK
             i1 = c1 * ROW_BLOCK if c1 * ROW_BLOCK < n_in else n_in
             off = lay.w_off[l] + i0 * n_out
-            gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, dpack, grads + off, n_out,
-                 False, work, 1)
+            if n == 1:  # one row: the gradient is the outer product a^T d
+                if _outer_step(a + i0, d, i1 - i0, n_out, params + off, grads + off,
+                               solver == SGD and momentum == 0 and alpha == 0, lr, scale):
+                    c = c1
+                    continue
+            else:
+                gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, dpack, grads + off,
+                     n_out, False, work, 1)
             if alpha != 0:
                 for k in range(c, c1):
                     rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
@@ -521,6 +527,27 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
                   j1 - j0, solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, step,
                   scale, 0)
     fp_leave(mode)
+
+
+cdef inline bint _outer_step(const floating *a, const floating *d, Py_ssize_t rows,
+                             Py_ssize_t n_out, floating *params, floating *grads,
+                             bint plain_sgd, double lr, floating scale) noexcept nogil:
+    """Gradient rows of a one-row batch, grads[i, :] = a[i] d (the same bits as the
+    product with K = 1). For plain SGD (no momentum, no L2) the step is applied here and
+    rows with a[i] == 0 are skipped: their gradient is zero and W - lr * 0 = W exactly
+    (most of an MNIST image's pixels are 0). Returns True when the step was applied."""
+    cdef Py_ssize_t i, j
+    cdef floating ai, eta = <floating>lr
+    for i in range(rows):
+        ai = a[i]
+        if plain_sgd:
+            if ai != 0:  # (the same expression as sgd_step, so the same bits)
+                for j in range(n_out):
+                    params[i * n_out + j] -= eta * (scale * (ai * d[j]))
+        else:
+            for j in range(n_out):
+                grads[i * n_out + j] = ai * d[j]
+    return plain_sgd
 
 
 cdef inline void _step(floating *params, const floating *grads, floating *state1,
@@ -605,7 +632,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     cdef Rows src
     cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, n_blocks = 0
     cdef Py_ssize_t size = params.shape[0]
-    cdef int t, T_rows, T = n_threads if n_threads > 1 else 1
+    cdef int t, T_rows, T_feat, T = n_threads if n_threads > 1 else 1
     cdef double total = 0, batch_loss, sw_sum, sq
     cdef const floating *x
     cdef const floating *yb
@@ -677,9 +704,12 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 batch_loss = 0
                 for r in range(nb):  # in row order: the same sum for any thread count
                     batch_loss += row_loss[r]
-                # phase 2: weight rows split over threads (gradients, then the update)
-                for t in prange(T, schedule="static", num_threads=T):
-                    _features_phase(&lay, t, T, x, nb, p, g, w,
+                # phase 2: weight rows split over threads (gradients, then the update);
+                # waking a thread costs more than it saves on a few hundred thousand
+                # multiply-adds (a single row through the paper's network)
+                T_feat = T if (nb + 1) * lay.n_params >= 400000 else 1
+                for t in prange(T_feat, schedule="static", num_threads=T_feat):
+                    _features_phase(&lay, t, T_feat, x, nb, p, g, w,
                                     w + lay.work_off + t * _thread_work(&lay),
                                     s1, s2, solver, lr, momentum, nesterov, beta_1, beta_2,
                                     epsilon, step + n_batches + 1, <floating>(1.0 / sw_sum),
