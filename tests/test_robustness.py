@@ -97,6 +97,22 @@ def test_huge_layer_fails_fast_before_allocating(data):
     assert time.perf_counter() - start < 5
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_X_in_predict_fast_path(data, dtype, bad):
+    """X already of the model's dtype and layout skips validate_data; the engine scans
+    it instead and the same scikit-learn error comes out, for every predict method."""
+    X, y = data
+    clf = MLPClassifier((5,), max_iter=5, random_state=0).fit(X.astype(dtype), y)
+    Xb = X.astype(dtype)
+    Xb[7, 3] = bad
+    for method in (clf.predict, clf.predict_proba, clf.predict_log_proba):
+        with pytest.raises(ValueError, match=r"NaN|infinity"):
+            method(Xb)
+    P = clf.predict_proba(X.astype(dtype) * 1e3)  # saturated: no probability is 0
+    assert (P > 0).all() and np.isfinite(np.log(P)).all()
+
+
 def test_engine_refuses_arrays_it_was_not_promised(data):
     """The engine re-checks dtype, layout and sizes once per call (never per batch)."""
     from cymlp import _engine

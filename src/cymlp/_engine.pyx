@@ -15,15 +15,17 @@ batch at a time, so a sparse data set is never densified whole.
 Callers (``cymlp._estimators``) validate everything first: shapes, dtypes, contiguity,
 finiteness, batch size >= 1. Nothing here checks again.
 """
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
+from libc.float cimport DBL_MIN, FLT_MIN
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from cython cimport floating
 from cython.parallel cimport prange
 
-from cymlp._kernels cimport (activation_backward, activation_derivative, activation_forward,
-                             dense_backward, dense_forward, fp_enter, fp_leave, gemm,
-                             gemm_small_m, gemm_work_size, output_forward,
+from cymlp._kernels cimport (LOGISTIC, SOFTMAX, activation_backward, activation_derivative,
+                             activation_forward, dense_backward, dense_forward, fp_enter,
+                             fp_leave, gemm, gemm_small_m, gemm_work_size, output_forward,
                              output_log_proba, pack_rows, packed_size)
 from cymlp._optim cimport SGD, adam_step, sgd_step
 
@@ -572,39 +574,58 @@ cdef int _check_buffers(const Layout *lay, Py_ssize_t n_params, Py_ssize_t n_gra
     return 0
 
 
+cdef int _refuse(name, dtype, tuple shape) except -1:
+    raise TypeError(f"engine: {name} must be a C-contiguous {np.dtype(dtype)} array of "
+                    f"shape {shape}")
+
+
+cdef const void *_data(name, arr, dtype, Py_ssize_t rows, Py_ssize_t cols) except? NULL:
+    """Data pointer of a C-contiguous numpy array of this dtype and shape (rows,) when
+    cols < 0, else (rows, cols); TypeError otherwise. The caller keeps arr alive."""
+    cdef Py_buffer view
+    cdef tuple shape
+    if cols < 0:
+        shape = (rows,)
+    else:
+        shape = (rows, cols)
+    if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape:
+        _refuse(name, dtype, shape)
+    try:
+        PyObject_GetBuffer(arr, &view, PyBUF_C_CONTIGUOUS)  # fails if not C-contiguous
+    except ValueError:
+        _refuse(name, dtype, shape)
+    cdef const void *ptr = view.buf
+    PyBuffer_Release(&view)  # (a numpy array's memory lives as long as the array)
+    return ptr
+
+
+cdef inline object _dtype(const floating[::1] params):
+    """numpy dtype of the parameters (without making an array of the memoryview)."""
+    return _F32 if floating is float else _F64
+
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
 cdef int _rows(Rows *src, const Layout *lay, Py_ssize_t n, dtype, X, data, indices, indptr,
                Y, sw) except -1:
     """Fill src with the arrays' data pointers after checking their dtype, layout and
     shapes (once per call, so that the nogil loops can trust them)."""
-    def check(name, arr, dt, shape):
-        if (not isinstance(arr, np.ndarray) or arr.dtype != dt
-                or not arr.flags.c_contiguous or arr.shape != shape):
-            raise TypeError(f"engine: {name} must be a C-contiguous {np.dtype(dt)} array of "
-                            f"shape {shape}")
-    cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
-    if X is not None:
-        check("X", X, dtype, (n, n_in))
-    else:
-        check("indptr", indptr, np.intp, (n + 1,))
-        nnz = int(indptr[n]) if n else 0
-        check("data", data, dtype, (nnz,))
-        check("indices", indices, np.intp, (nnz,))
-    if Y is not None:
-        check("Y", Y, dtype, (n, n_out))
-    if sw is not None:
-        check("sw", sw, dtype, (n,))
+    cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers], nnz
     src.X = src.data = src.Y = src.sw = NULL
     src.indices = src.indptr = NULL
     if X is not None:
-        src.X = <const void *><size_t>X.ctypes.data
+        src.X = _data("X", X, dtype, n, n_in)
     else:
-        src.data = <const void *><size_t>data.ctypes.data
-        src.indices = <const Py_ssize_t *><size_t>indices.ctypes.data
-        src.indptr = <const Py_ssize_t *><size_t>indptr.ctypes.data
+        src.indptr = <const Py_ssize_t *>_data("indptr", indptr, np.intp, n + 1, -1)
+        nnz = src.indptr[n] if n else 0
+        src.data = _data("data", data, dtype, nnz, -1)
+        src.indices = <const Py_ssize_t *>_data("indices", indices, np.intp, nnz, -1)
     if Y is not None:
-        src.Y = <const void *><size_t>Y.ctypes.data
+        src.Y = _data("Y", Y, dtype, n, n_out)
     if sw is not None:
-        src.sw = <const void *><size_t>sw.ctypes.data
+        src.sw = _data("sw", sw, dtype, n, -1)
     return 0
 
 
@@ -654,7 +675,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     fp_leave(fp_mode)  # (so that the finally clause restores a valid mode on early errors)
     _layout(&lay, sizes, batch_size, hidden_act, out_act, slope, dropout)
     try:
-        _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, Y, sw)
+        _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
         _check_buffers(&lay, params.shape[0], grads.shape[0], ws.shape[0], n_threads)
         if state1.shape[0] != size or (solver != SGD and state2.shape[0] != size):
             raise ValueError("engine: optimizer state must match params")
@@ -757,7 +778,7 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
     _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
     gc = w + lay.g_off
     try:
-        _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, Y, sw)
+        _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
         _check_buffers(&lay, params.shape[0], grads.shape[0], ws.shape[0], n_threads)
         with nogil:
             memset(g, 0, lay.n_params * sizeof(floating))
@@ -795,7 +816,7 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
     cdef floating *w = &ws[0]
     _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
     try:
-        _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, Y, sw)
+        _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
         _check_buffers(&lay, params.shape[0], -1, ws.shape[0], n_threads)
         with nogil:
             start = 0
@@ -816,8 +837,12 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
             int mode, int n_threads):
     """Network outputs for the rows of X (or CSR) into out (n, n_out), ``chunk`` rows at a
     time. mode 0: raw last-layer values (logits); 1: outputs (probabilities for softmax /
-    logistic, e^z for exp); 2: log-probabilities. ``ws`` holds
-    ``workspace_size(sizes, chunk, ...)`` elements.
+    logistic, raised to at least the smallest normal float so that none is exactly 0;
+    e^z for exp); 2: log-probabilities. ``ws`` holds ``workspace_size(sizes, chunk,
+    ...)`` elements.
+
+    Returns -1, computing nothing, when dense X holds a NaN or an infinity; else the
+    number of non-finite values in out (overflow), 0 when all is well.
     """
     cdef Layout lay
     cdef Rows src
@@ -826,15 +851,24 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
     cdef const floating *yb
     cdef const floating *swb
     cdef floating *o
+    cdef const floating *xv
+    cdef Py_ssize_t k, bad = 0
+    cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
     _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
     try:
-        _rows(&src, &lay, n, np.asarray(params).dtype, X, data, indices, indptr, None, None)
+        _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, None, None)
         _check_buffers(&lay, params.shape[0], -1, ws.shape[0], n_threads)
         if n_out != lay.sizes[lay.n_layers]:
             raise ValueError("engine: out has the wrong number of columns")
         with nogil:
+            if src.X != NULL:  # (x - x is 0 for finite x, NaN for NaN and +-inf)
+                xv = <const floating *>src.X
+                for k in range(n * lay.sizes[0]):
+                    if xv[k] - xv[k] != 0:
+                        bad = -1
+                        break
             start = 0
-            while start < n:
+            while start < n and bad == 0:
                 nb = chunk if start + chunk < n else n - start
                 o = &out[start, 0]
                 xb = _gather(&lay, &src, NULL, start, nb, 0, &ws[0], &yb, &swb, n_threads)
@@ -842,8 +876,17 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
                          n_threads)
                 if mode == 1:
                     output_forward(out_act, o, <floating *>NULL, NULL, nb, n_out)
+                    if out_act == SOFTMAX or out_act == LOGISTIC:
+                        for k in range(nb * n_out):
+                            o[k] = o[k] if o[k] > tiny else tiny
                 elif mode == 2:
                     output_log_proba(out_act, o, nb, n_out)
                 start += nb
+            if bad == 0 and n > 0:
+                o = &out[0, 0]
+                for k in range(n * n_out):
+                    if o[k] - o[k] != 0:
+                        bad += 1
     finally:
         _free_layout(&lay)
+    return bad

@@ -665,9 +665,12 @@ class _BaseMLP(BaseEstimator):
             return out
         chunk = min(X.shape[0], _CHUNK)
         n_threads = self._n_threads()
-        _engine.forward(*self._engine_args(), *_rows(X), self._params, out,
-                        self._workspace(chunk, n_threads), chunk, mode, n_threads)
-        if not np.isfinite(out).all():
+        status = _engine.forward(*self._engine_args(), *_rows(X), self._params, out,
+                                 self._workspace(chunk, n_threads), chunk, mode, n_threads)
+        if status < 0:  # NaN or inf in X (the fast path of _validate_X_predict leaves
+            validate_data(self, X, reset=False)  # that scan to the engine): its error
+            raise ValueError("Input X contains NaN or infinity.")
+        if status > 0:
             raise ValueError(
                 "The network's outputs overflowed (non-finite values) for some rows of X; "
                 "the inputs may contain values far larger than those it was trained on."
@@ -677,15 +680,14 @@ class _BaseMLP(BaseEstimator):
     def _workspace(self, rows: int, n_threads: int) -> np.ndarray:
         """Scratch for predicting ``rows`` rows, kept per thread and reused across calls
         (so a small predict allocates nothing proportional to the model)."""
-        tls = _WORKSPACES
-        key = (id(self), self._params.dtype.char, n_threads)
-        cache = getattr(tls, "cache", None)
+        cache = getattr(_WORKSPACES, "cache", None)
         if cache is None:
-            cache = tls.cache = {}
-        size = _engine.workspace_size(self._sizes, rows, n_threads)
+            cache = _WORKSPACES.cache = {}
+        key = (id(self), self._params.dtype.char, n_threads, rows, *self._sizes)
         ws = cache.get(key)
-        if ws is None or ws.size < size or ws.size > 4 * size + 65536:
-            ws = np.empty(size, self._params.dtype)
+        if ws is None:
+            ws = np.empty(_engine.workspace_size(self._sizes, rows, n_threads),
+                          self._params.dtype)
             if len(cache) > 8:
                 cache.clear()
             cache[key] = ws
@@ -706,9 +708,8 @@ class _BaseMLP(BaseEstimator):
             and X.flags.c_contiguous
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
-            and np.isfinite(X).all()
         ):
-            return X  # already what validate_data would return: skip its overhead
+            return X  # what validate_data would return (the engine checks finiteness)
         X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
                           dtype=self._params.dtype, order="C")
         return _as_engine_input(X, self._params.dtype)
@@ -981,10 +982,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         normal float, so that ``log(predict_proba(X))`` stays finite and agrees with
         :meth:`predict_log_proba`.
         """
-        P = self._forward(self._validate_X_predict(X), mode=1)
+        P = self._forward(self._validate_X_predict(X), mode=1)  # (>= tiny already)
         if self.n_outputs_ == 1:
             P = np.hstack([1 - P, P])
-        return np.maximum(P, np.finfo(P.dtype).tiny, out=P)
+            np.maximum(P, np.finfo(P.dtype).tiny, out=P)
+        return P
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Log of :meth:`predict_proba`, computed from the logits (never log(0))."""
