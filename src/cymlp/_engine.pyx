@@ -712,11 +712,15 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 # phase 1: rows split over threads (forward, losses, deltas); a few rows
                 # are not worth waking a thread for
                 T_rows = T if nb >= 16 * T else 1
-                for t in prange(T_rows, schedule="static", num_threads=T_rows):
-                    _rows_phase(&lay, &src, order, start, nb * t // T_rows,
-                                nb * (t + 1) // T_rows, p, w,
-                                w + lay.work_off + t * _thread_work(&lay),
+                if T_rows == 1:  # (no parallel region for one thread: it costs ~1 us)
+                    _rows_phase(&lay, &src, order, start, 0, nb, p, w, w + lay.work_off,
                                 row_loss, drop_seed, lay.dropout, packed)
+                else:
+                    for t in prange(T_rows, schedule="static", num_threads=T_rows):
+                        _rows_phase(&lay, &src, order, start, nb * t // T_rows,
+                                    nb * (t + 1) // T_rows, p, w,
+                                    w + lay.work_off + t * _thread_work(&lay),
+                                    row_loss, drop_seed, lay.dropout, packed)
                 x = _gather(&lay, &src, order, start, 0, 0, w, &yb, &swb, 1)  # pointers only
                 sw_sum = _weight_sum(swb, nb)
                 if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
@@ -729,12 +733,19 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 # waking a thread costs more than it saves on a few hundred thousand
                 # multiply-adds (a single row through the paper's network)
                 T_feat = T if (nb + 1) * lay.n_params >= 400000 else 1
-                for t in prange(T_feat, schedule="static", num_threads=T_feat):
-                    _features_phase(&lay, t, T_feat, x, nb, p, g, w,
-                                    w + lay.work_off + t * _thread_work(&lay),
-                                    s1, s2, solver, lr, momentum, nesterov, beta_1, beta_2,
-                                    epsilon, step + n_batches + 1, <floating>(1.0 / sw_sum),
+                if T_feat == 1:
+                    _features_phase(&lay, 0, 1, x, nb, p, g, w, w + lay.work_off, s1, s2,
+                                    solver, lr, momentum, nesterov, beta_1, beta_2, epsilon,
+                                    step + n_batches + 1, <floating>(1.0 / sw_sum),
                                     <floating>alpha, sq_blocks, packed)
+                else:
+                    for t in prange(T_feat, schedule="static", num_threads=T_feat):
+                        _features_phase(&lay, t, T_feat, x, nb, p, g, w,
+                                        w + lay.work_off + t * _thread_work(&lay),
+                                        s1, s2, solver, lr, momentum, nesterov, beta_1,
+                                        beta_2, epsilon, step + n_batches + 1,
+                                        <floating>(1.0 / sw_sum), <floating>alpha,
+                                        sq_blocks, packed)
                 batch_loss *= loss_scale
                 if alpha != 0:
                     sq = 0
