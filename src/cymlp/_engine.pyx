@@ -40,7 +40,8 @@ cdef struct Layout:
     Py_ssize_t *a_off       # (n_layers + 1,) offset of activation l in ws (0 unused)
     Py_ssize_t *m_off       # (n_layers + 1,) offset of dropout mask l in ws (0 unused)
     Py_ssize_t *d_off       # (n_layers + 1,) offset of delta l (dLoss/dz_l) in ws (0 unused)
-    Py_ssize_t *wp_off      # (n_layers,) offset of W_l packed for the forward product in ws
+    Py_ssize_t *wp_off      # (n_layers,) offset in ws of W_l packed for the forward
+    #                         product, or -1 when W_l is too large to keep a packed copy of
     double *drop            # (n_layers + 1,) dropout rate of layer l's output (0 = off)
     Py_ssize_t n_params
     Py_ssize_t widest       # widest layer after the input (the largest N of any product)
@@ -105,42 +106,57 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
             widest = lay.sizes[l + 1]
     lay.n_params = off
     lay.widest = widest
-    # workspace: x | y | sw | activations 1..L | masks | delta ping-pong | grads | gemm
+    # workspace: x | y | sw | activations 1..L | masks | delta ping-pong | grads |
+    # packed weights | gemm scratch, each region starting on a multiple of 16 elements
+    # (64-byte aligned once ws is, see _aligned)
     lay.rows = rows
     off = 0
     lay.x_off = off
-    off += rows * lay.sizes[0]
+    off = _up16(off + rows * lay.sizes[0])
     lay.y_off = off
-    off += rows * lay.sizes[L]
+    off = _up16(off + rows * lay.sizes[L])
     lay.sw_off = off
-    off += rows
+    off = _up16(off + rows)
     lay.a_off[0] = lay.m_off[0] = lay.m_off[L] = 0
     for l in range(1, L + 1):
         lay.a_off[l] = off
-        off += rows * lay.sizes[l]
+        off = _up16(off + rows * lay.sizes[l])
     for l in range(1, L):
         lay.m_off[l] = off
         if lay.drop[l] > 0:
-            off += rows * lay.sizes[l]
+            off = _up16(off + rows * lay.sizes[l])
     lay.d_off[0] = 0
     for l in range(1, L + 1):
         lay.d_off[l] = off
-        off += rows * lay.sizes[l]
+        off = _up16(off + rows * lay.sizes[l])
     lay.d0_off = off
-    off += rows * widest
+    off = _up16(off + rows * widest)
     lay.d1_off = off
-    off += rows * widest
+    off = _up16(off + rows * widest)
     lay.g_off = off
-    off += lay.n_params
-    off = (off + 15) // 16 * 16  # keep packed matrices 64-byte aligned relative to ws
-    for l in range(L):
-        lay.wp_off[l] = off
-        off += packed_size(lay.sizes[l], lay.sizes[l + 1])
+    off = _up16(off + lay.n_params)
+    for l in range(L):  # (packed sizes are multiples of 32)
+        lay.wp_off[l] = -1
+        if packed_size(lay.sizes[l], lay.sizes[l + 1]) <= PACKED_MAX:
+            lay.wp_off[l] = off
+            off += packed_size(lay.sizes[l], lay.sizes[l + 1])
     lay.work_off = off
     lay.hidden_act = hidden_act
     lay.out_act = out_act
     lay.slope = slope
     return 0
+
+
+cdef enum:
+    # Largest packed copy of a weight matrix (elements) that training keeps: phase 2
+    # repacks the rows it updates and phase 1 reads the copy, which pays while the copy
+    # stays in L2 (the paper's 784 x 100: 100,352) but costs more than each thread
+    # packing for itself once it does not (784 x 512 ran 10% slower per epoch).
+    PACKED_MAX = 160000
+
+
+cdef inline Py_ssize_t _up16(Py_ssize_t k) noexcept nogil:
+    return (k + 15) // 16 * 16
 
 
 cdef inline Py_ssize_t _thread_work(const Layout *lay) noexcept nogil:
@@ -151,8 +167,16 @@ cdef inline Py_ssize_t _thread_work(const Layout *lay) noexcept nogil:
 
 cdef inline Py_ssize_t _work_size(const Layout *lay, int n_threads) noexcept nogil:
     """Scratch after work_off: one training thread's worth per thread, which also covers
-    one product split over n_threads."""
-    return (n_threads if n_threads > 1 else 1) * _thread_work(lay)
+    one product split over n_threads; plus 64 bytes of slack for _aligned."""
+    return (n_threads if n_threads > 1 else 1) * _thread_work(lay) + 16
+
+
+cdef inline floating *_aligned(floating *ws) noexcept nogil:
+    """ws rounded up to a 64-byte boundary (numpy's large arrays start 16 bytes past
+    one). Every offset of the layout is a multiple of 16 elements, so packed panels and
+    activation rows then start on cache lines: an unaligned 64-byte vector load spans
+    two lines and costs two (the wide network's products ran at half speed)."""
+    return <floating *>((<size_t>ws + 63) & ~(<size_t>63))
 
 
 cdef void _free_layout(Layout *lay) noexcept:
@@ -424,7 +448,8 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
         width = lay.sizes[l + 1]
         z = ws + lay.a_off[l + 1] + r0 * width
         dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
-                      width, ws + lay.wp_off[l] if packed else NULL, work, 1)
+                      width, ws + lay.wp_off[l] if packed and lay.wp_off[l] >= 0 else NULL,
+                      work, 1)
         if l < L - 1:
             activation_forward(lay.hidden_act, z, n * width, slope)
             if dropout and lay.drop[l + 1] > 0:
@@ -515,7 +540,7 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
                                                       + k * ROW_BLOCK * n_out, rows * n_out)
             _step(params + off, grads + off, state1 + off, state2 + off, (i1 - i0) * n_out,
                   solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, step, scale, alpha)
-            if packed:
+            if packed and lay.wp_off[l] >= 0:
                 pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1,
                           ws + lay.wp_off[l])
             c = c1
@@ -658,7 +683,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     cdef const floating *x
     cdef const floating *yb
     cdef const floating *swb
-    cdef floating *w = &ws[0]
+    cdef floating *w = _aligned(&ws[0])
     cdef floating *p = &params[0]
     cdef floating *g = &grads[0]
     cdef floating *s1 = &state1[0]
@@ -693,8 +718,9 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
         with nogil:
             if packed:  # phase 2 keeps these up to date as it updates the weights
                 for l in range(lay.n_layers):
-                    pack_rows(lay.sizes[l], lay.sizes[l + 1], 0, lay.sizes[l],
-                              p + lay.w_off[l], lay.sizes[l + 1], 1, w + lay.wp_off[l])
+                    if lay.wp_off[l] >= 0:
+                        pack_rows(lay.sizes[l], lay.sizes[l + 1], 0, lay.sizes[l],
+                                  p + lay.w_off[l], lay.sizes[l + 1], 1, w + lay.wp_off[l])
             if shuffle:
                 for i in range(n):
                     order[i] = i
@@ -782,7 +808,7 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
     cdef const floating *xb
     cdef const floating *yb
     cdef const floating *swb
-    cdef floating *w = &ws[0]
+    cdef floating *w = _aligned(&ws[0])
     cdef const floating *p = &params[0]
     cdef floating *g = &grads[0]
     cdef floating *gc
@@ -824,7 +850,7 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
     cdef const floating *xb
     cdef const floating *yb
     cdef const floating *swb
-    cdef floating *w = &ws[0]
+    cdef floating *w = _aligned(&ws[0])
     _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
     try:
         _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
@@ -865,6 +891,7 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
     cdef const floating *xv
     cdef Py_ssize_t k, bad = 0
     cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
+    cdef floating *w = _aligned(&ws[0])
     _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
     try:
         _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, None, None)
@@ -882,8 +909,8 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
             while start < n and bad == 0:
                 nb = chunk if start + chunk < n else n - start
                 o = &out[start, 0]
-                xb = _gather(&lay, &src, NULL, start, nb, 0, &ws[0], &yb, &swb, n_threads)
-                _forward(&lay, xb, <floating *>NULL, NULL, nb, &params[0], &ws[0], o,
+                xb = _gather(&lay, &src, NULL, start, nb, 0, w, &yb, &swb, n_threads)
+                _forward(&lay, xb, <floating *>NULL, NULL, nb, &params[0], w, o,
                          n_threads)
                 if mode == 1:
                     output_forward(out_act, o, <floating *>NULL, NULL, nb, n_out)
