@@ -69,9 +69,9 @@ static inline void cymlp_fp_leave(unsigned long old) { (void)old; }
  * N rounded up to the widest micro-tile of any variant, so one size fits them all. */
 static inline size_t cymlp_packed_size(size_t K, size_t N) { return K * ((N + 31) / 32 * 32); }
 
-/* Scratch of a product with N <= max_n columns (cymlp_gemm_work_size): one packed B
- * panel (KC x N rounded up to the widest micro-tile), shared by the threads of the
- * call, then one packed block of A (up to MC rows rounded up to a tile, x KC) per thread. */
+/* Scratch of a product with N <= max_n columns (cymlp_gemm_work_size), per thread: a
+ * packed B panel (KC x N rounded up to the widest micro-tile) and a packed block of A
+ * (up to MC rows rounded up to a tile, x KC). */
 static inline size_t cymlp_gemm_b_panel(size_t max_n)
 {
     return (size_t)CYMLP_GEMM_KC * (max_n < CYMLP_GEMM_NC ? (max_n + 31) / 32 * 32 : CYMLP_GEMM_NC);
@@ -79,7 +79,7 @@ static inline size_t cymlp_gemm_b_panel(size_t max_n)
 static inline size_t cymlp_gemm_a_block(void) { return (size_t)(CYMLP_GEMM_MC + 16) * CYMLP_GEMM_KC; }
 static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 {
-    return cymlp_gemm_b_panel(max_n) + (size_t)(nthreads < 1 ? 1 : nthreads) * cymlp_gemm_a_block();
+    return (size_t)(nthreads < 1 ? 1 : nthreads) * (cymlp_gemm_b_panel(max_n) + cymlp_gemm_a_block());
 }
 
 /* expands its argument before GEMM_FN pastes it (for _gemm_micro.h's MICRO_NAME) */

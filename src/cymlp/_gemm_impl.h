@@ -165,7 +165,8 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
         GEMM_FN(small)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
         return;
     }
-    /* Split M into blocks of whole micro-tiles, a multiple of the thread count. */
+    /* Split M into blocks of whole micro-tiles, a multiple of the thread count; thread
+     * t takes a contiguous run of them. */
     size_t nblocks = (M + CYMLP_GEMM_MC - 1) / CYMLP_GEMM_MC;
     if (nthreads < 1) nthreads = 1;
     if ((double)M * N * K < CYMLP_GEMM_PARALLEL_MIN) nthreads = 1;
@@ -181,34 +182,30 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #endif
     {
         const unsigned long fp_mode = cymlp_fp_enter(); /* per thread, see _gemm.h */
-        int tid = 0;
+        int tid = 0, nth = 1; /* the team may be smaller than asked (nested, limits) */
 #ifdef _OPENMP
         tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
 #endif
-        /* work = [B panel] [one packed A block per thread], see cymlp_gemm_work_size */
-        GEMM_T *apack = work + cymlp_gemm_b_panel(N) + (size_t)tid * cymlp_gemm_a_block();
-        for (size_t jc = 0; jc < N; jc += CYMLP_GEMM_NC) {
+        /* work = per thread [B panel][A block], see cymlp_gemm_work_size: each thread
+         * packs the B it needs itself, so the threads never wait for each other or read
+         * what another core just wrote (packing is cheap next to the product) */
+        GEMM_T *bwork = work + (size_t)tid * (cymlp_gemm_b_panel(N) + cymlp_gemm_a_block());
+        GEMM_T *apack = bwork + cymlp_gemm_b_panel(N);
+        const ptrdiff_t blk0 = (ptrdiff_t)(nblocks * tid / nth);
+        const ptrdiff_t blk1 = (ptrdiff_t)(nblocks * (tid + 1) / nth);
+        for (size_t jc = 0; jc < N && blk1 > blk0; jc += CYMLP_GEMM_NC) {
             const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
-            const size_t nslivers = (nc + GEMM_NR - 1) / GEMM_NR;
             for (size_t pc = 0; pc < K; pc += CYMLP_GEMM_KC) {
                 const size_t kc = K - pc < CYMLP_GEMM_KC ? K - pc : CYMLP_GEMM_KC;
                 const int acc = accumulate || pc > 0;
-                const GEMM_T *bpack = bpacked ? bpacked + pc * npad + jc * kc : work;
-                if (!bpacked) {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                    for (ptrdiff_t s = 0; s < (ptrdiff_t)nslivers; ++s) { /* signed for MSVC */
-                        const size_t j = (size_t)s * GEMM_NR;
+                const GEMM_T *bpack = bpacked ? bpacked + pc * npad + jc * kc : bwork;
+                if (!bpacked)
+                    for (size_t j = 0; j < nc; j += GEMM_NR)
                         GEMM_FN(pack_b)(kc, nc - j < GEMM_NR ? nc - j : GEMM_NR,
                                         B + (ptrdiff_t)pc * rsb + (ptrdiff_t)(jc + j) * csb,
-                                        rsb, csb, work + j * kc);
-                    }
-                }
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                for (ptrdiff_t blk = 0; blk < (ptrdiff_t)nblocks; ++blk) {
+                                        rsb, csb, bwork + j * kc);
+                for (ptrdiff_t blk = blk0; blk < blk1; ++blk) {
                     const size_t ic = (size_t)blk * mc;
                     const size_t mcb = M - ic < mc ? M - ic : mc;
                     const GEMM_T *ablk = A + (ptrdiff_t)ic * rsa + (ptrdiff_t)pc * csa;
