@@ -172,6 +172,21 @@ def test_overflowing_outputs_are_an_error_not_nan(data):
         reg.predict(X * 1e30)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_overflowing_probabilities_are_an_error_not_garbage(data, dtype):
+    """Hidden units that overflow to inf make NaN probabilities: an error, never NaN
+    quietly clamped into a tiny probability."""
+    X, y = data
+    clf = MLPClassifier((6, 6), max_iter=20, random_state=0).fit(X.astype(dtype), y)
+    scale = dtype(1e30 if dtype == np.float32 else 1e200)
+    clf.coefs_[0] *= scale  # finite weights and inputs whose products are not
+    huge = X.astype(dtype) * scale
+    assert np.isfinite(huge).all() and np.isfinite(clf.coefs_[0]).all()
+    for method in (clf.predict, clf.predict_proba):
+        with pytest.raises(ValueError, match="overflowed"):
+            method(huge)
+
+
 # ---- 3. interruption ----------------------------------------------------------------------
 
 CHILD = textwrap.dedent("""

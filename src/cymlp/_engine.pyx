@@ -50,6 +50,7 @@ cdef struct Layout:
     int hidden_act, out_act
     double slope
     bint dropout            # any hidden layer has dropout
+    bint training           # scratch for train_epoch (packed weights and deltas) included
 
 
 # Where minibatch rows come from: dense X or CSR, targets Y, optional weights.
@@ -62,10 +63,12 @@ cdef struct Rows:
     const void *sw          # (n,) or NULL
 
 
-def workspace_size(sizes, Py_ssize_t rows, int n_threads, dropout=None):
-    """Scratch elements for batches of up to ``rows`` rows (see module docstring)."""
+def workspace_size(sizes, Py_ssize_t rows, int n_threads, dropout=None, bint training=True):
+    """Scratch elements for batches of up to ``rows`` rows (see module docstring);
+    ``training=False`` is enough for forward, data_loss and loss_and_grad, which do not
+    keep packed copies of weights and deltas."""
     cdef Layout lay
-    _layout(&lay, sizes, rows, 0, 0, 0.0, dropout)
+    _layout(&lay, sizes, rows, 0, 0, 0.0, dropout, training)
     try:
         return int(lay.work_off + _work_size(&lay, n_threads))
     finally:
@@ -73,7 +76,7 @@ def workspace_size(sizes, Py_ssize_t rows, int n_threads, dropout=None):
 
 
 cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_act,
-                 double slope, dropout) except -1:
+                 double slope, dropout, bint training) except -1:
     """Offsets of every layer's parameters and of every scratch buffer."""
     cdef int L = len(sizes) - 1
     cdef Py_ssize_t l, off = 0, widest = 0
@@ -91,6 +94,7 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
         _free_layout(lay)
         raise MemoryError()
     lay.dropout = False
+    lay.training = training
     for l in range(L + 1):
         lay.sizes[l] = sizes[l]
         lay.drop[l] = 0
@@ -137,7 +141,7 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     off = _up16(off + lay.n_params)
     for l in range(L):  # (packed sizes are multiples of 32)
         lay.wp_off[l] = -1
-        if packed_size(lay.sizes[l], lay.sizes[l + 1]) <= PACKED_MAX:
+        if training and packed_size(lay.sizes[l], lay.sizes[l + 1]) <= PACKED_MAX:
             lay.wp_off[l] = off
             off += packed_size(lay.sizes[l], lay.sizes[l + 1])
     lay.work_off = off
@@ -160,9 +164,10 @@ cdef inline Py_ssize_t _up16(Py_ssize_t k) noexcept nogil:
 
 
 cdef inline Py_ssize_t _thread_work(const Layout *lay) noexcept nogil:
-    """Scratch of one training thread: a product's packed B panel, then a packed delta
-    (rows x widest) for the weight-gradient products."""
-    return gemm_work_size(1, lay.widest) + packed_size(lay.rows, lay.widest)
+    """Scratch of one thread: a product's packed B and A panels, then (training) a
+    packed delta (rows x widest) for the weight-gradient products."""
+    return gemm_work_size(1, lay.widest) + (packed_size(lay.rows, lay.widest)
+                                            if lay.training else 0)
 
 
 cdef inline Py_ssize_t _work_size(const Layout *lay, int n_threads) noexcept nogil:
@@ -384,11 +389,15 @@ cdef inline double _sum_squares(const floating *w, Py_ssize_t size) noexcept nog
 
 
 cdef double _sq_weights(const Layout *lay, const floating *params) noexcept nogil:
-    """sum_l ||W_l||^2 (biases are not penalised)."""
+    """sum_l ||W_l||^2 (biases are not penalised), in blocks of 4096 weights summed in
+    double (_sum_squares' partial sums are in the weights' precision)."""
     cdef int l
     cdef double sq = 0
+    cdef Py_ssize_t k, size
     for l in range(lay.n_layers):
-        sq += _sum_squares(params + lay.w_off[l], lay.sizes[l] * lay.sizes[l + 1])
+        size = lay.sizes[l] * lay.sizes[l + 1]
+        for k in range(0, size, 4096):
+            sq += _sum_squares(params + lay.w_off[l] + k, size - k if size - k < 4096 else 4096)
     return sq
 
 
@@ -508,6 +517,7 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
     cdef const floating *a
     cdef const floating *d
     cdef floating *dpack = work + gemm_work_size(1, lay.widest)
+    cdef bint stepped
     cdef unsigned long mode = fp_enter()
     for l in range(L):
         n_in = lay.sizes[l]
@@ -525,21 +535,23 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
             i0 = c * ROW_BLOCK
             i1 = c1 * ROW_BLOCK if c1 * ROW_BLOCK < n_in else n_in
             off = lay.w_off[l] + i0 * n_out
+            stepped = False
             if n == 1:  # one row: the gradient is the outer product a^T d
-                if _outer_step(a + i0, d, i1 - i0, n_out, params + off, grads + off,
-                               solver == SGD and momentum == 0 and alpha == 0, lr, scale):
-                    c = c1
-                    continue
+                stepped = _outer_step(a + i0, d, i1 - i0, n_out, params + off, grads + off,
+                                      solver == SGD and momentum == 0 and alpha == 0, lr,
+                                      scale)
             else:
                 gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, dpack, grads + off,
                      n_out, False, work, 1)
-            if alpha != 0:
+            if alpha != 0 and not stepped:
                 for k in range(c, c1):
                     rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
                     sq_blocks[blk + k] = _sum_squares(params + lay.w_off[l]
                                                       + k * ROW_BLOCK * n_out, rows * n_out)
-            _step(params + off, grads + off, state1 + off, state2 + off, (i1 - i0) * n_out,
-                  solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, step, scale, alpha)
+            if not stepped:
+                _step(params + off, grads + off, state1 + off, state2 + off,
+                      (i1 - i0) * n_out, solver, lr, momentum, nesterov, beta_1, beta_2,
+                      epsilon, step, scale, alpha)
             if packed and lay.wp_off[l] >= 0:
                 pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1,
                           ws + lay.wp_off[l])
@@ -698,7 +710,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     cdef bint packed = batch_size > gemm_small_m()  # (single rows read the weights as they are)
     cdef int l
     fp_leave(fp_mode)  # (so that the finally clause restores a valid mode on early errors)
-    _layout(&lay, sizes, batch_size, hidden_act, out_act, slope, dropout)
+    _layout(&lay, sizes, batch_size, hidden_act, out_act, slope, dropout, True)
     try:
         _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
         _check_buffers(&lay, params.shape[0], grads.shape[0], ws.shape[0], n_threads)
@@ -812,7 +824,7 @@ def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, ind
     cdef const floating *p = &params[0]
     cdef floating *g = &grads[0]
     cdef floating *gc
-    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
+    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None, False)
     gc = w + lay.g_off
     try:
         _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
@@ -851,7 +863,7 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
     cdef const floating *yb
     cdef const floating *swb
     cdef floating *w = _aligned(&ws[0])
-    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
+    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None, False)
     try:
         _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
         _check_buffers(&lay, params.shape[0], -1, ws.shape[0], n_threads)
@@ -892,7 +904,7 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
     cdef Py_ssize_t k, bad = 0
     cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
     cdef floating *w = _aligned(&ws[0])
-    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None)
+    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None, False)
     try:
         _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, None, None)
         _check_buffers(&lay, params.shape[0], -1, ws.shape[0], n_threads)
@@ -916,7 +928,7 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
                     output_forward(out_act, o, <floating *>NULL, NULL, nb, n_out)
                     if out_act == SOFTMAX or out_act == LOGISTIC:
                         for k in range(nb * n_out):
-                            o[k] = o[k] if o[k] > tiny else tiny
+                            o[k] = tiny if o[k] < tiny else o[k]  # (a NaN stays NaN)
                 elif mode == 2:
                     output_log_proba(out_act, o, nb, n_out)
                 start += nb

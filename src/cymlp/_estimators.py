@@ -456,7 +456,8 @@ class _BaseMLP(BaseEstimator):
         n = X.shape[0]
         n_threads = self._n_threads()
         chunk = max(1, min(n, 4 * _CHUNK))
-        ws = np.empty(_engine.workspace_size(self._sizes, chunk, n_threads), self._params.dtype)
+        ws = np.empty(_engine.workspace_size(self._sizes, chunk, n_threads, training=False),
+                      self._params.dtype)
         grads = np.empty_like(self._params)
         args = (*self._engine_args(), *_rows(X), Y, sample_weight)
 
@@ -650,7 +651,8 @@ class _BaseMLP(BaseEstimator):
     def _data_loss(self, X, Y, sample_weight) -> float:
         chunk = max(1, min(X.shape[0], _CHUNK))
         n_threads = self._n_threads()
-        ws = np.empty(_engine.workspace_size(self._sizes, chunk, n_threads), self._params.dtype)
+        ws = np.empty(_engine.workspace_size(self._sizes, chunk, n_threads, training=False),
+                      self._params.dtype)
         return float(_engine.data_loss(*self._engine_args(), *_rows(X), Y, sample_weight,
                                        self._params, ws, X.shape[0], chunk, self._loss_scale,
                                        n_threads))
@@ -686,7 +688,7 @@ class _BaseMLP(BaseEstimator):
         key = (id(self), self._params.dtype.char, n_threads, rows, *self._sizes)
         ws = cache.get(key)
         if ws is None:
-            ws = np.empty(_engine.workspace_size(self._sizes, rows, n_threads),
+            ws = np.empty(_engine.workspace_size(self._sizes, rows, n_threads, training=False),
                           self._params.dtype)
             if len(cache) > 8:
                 cache.clear()
