@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from bench_speed import _settle  # (a sibling script: its directory is on sys.path)
+
 
 def bench_cymlp(X, y, epochs, n_jobs):
     from cymlp import MLPClassifier
@@ -68,12 +70,6 @@ def _torch_accuracy(model, X, y):
 
     with torch.no_grad():
         return float((model(torch.from_numpy(X)).argmax(1).numpy() == y).mean())
-
-
-def _settle():
-    """Let the previous library's thread pools stop spinning (OpenBLAS and OpenMP
-    workers busy-wait for a while after each call and would steal the 2 cores)."""
-    time.sleep(0.5)
 
 
 def main():

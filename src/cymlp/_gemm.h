@@ -67,14 +67,15 @@ static inline void cymlp_fp_leave(unsigned long old) { (void)old; }
 
 /* Elements of a packed K x N matrix (gemm's bpacked, filled by the pack_rows functions):
  * N rounded up to the widest micro-tile of any variant, so one size fits them all. */
-static inline size_t cymlp_packed_size(size_t K, size_t N) { return K * ((N + 31) / 32 * 32); }
+static inline size_t cymlp_npad(size_t N) { return (N + 31) / 32 * 32; }
+static inline size_t cymlp_packed_size(size_t K, size_t N) { return K * cymlp_npad(N); }
 
 /* Scratch of a product with N <= max_n columns (cymlp_gemm_work_size), per thread: a
  * packed B panel (KC x N rounded up to the widest micro-tile) and a packed block of A
  * (up to MC rows rounded up to a tile, x KC). */
 static inline size_t cymlp_gemm_b_panel(size_t max_n)
 {
-    return (size_t)CYMLP_GEMM_KC * (max_n < CYMLP_GEMM_NC ? (max_n + 31) / 32 * 32 : CYMLP_GEMM_NC);
+    return (size_t)CYMLP_GEMM_KC * (max_n < CYMLP_GEMM_NC ? cymlp_npad(max_n) : CYMLP_GEMM_NC);
 }
 static inline size_t cymlp_gemm_a_block(void) { return (size_t)(CYMLP_GEMM_MC + 16) * CYMLP_GEMM_KC; }
 static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
