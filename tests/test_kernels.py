@@ -119,6 +119,35 @@ def test_single_rows_get_the_same_bits_as_in_a_batch(variant, dtype, K):
     np.testing.assert_array_equal(_kernels.matmul(A[:1], Bt, 1), _kernels.matmul(A, Bt, 1)[:1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(200, 100, 784), (784, 100, 200), (37, 13, 29),
+                                   (23, 40, 600)])
+@pytest.mark.parametrize("layout", ["nn", "tn"])
+def test_zero_steps_are_skipped_without_changing_bits(variant, dtype, shape, layout):
+    """The micro-kernel skips the steps p at which a whole row tile of A is zero (an
+    image batch's blank borders and most of its pixels). Blocks of A here are all zero,
+    some tiles dense, some sparse, some empty: every row must get the bits of the
+    one-row path (which sums the same terms in the same order) and match numpy."""
+    M, N, K = shape
+    rng = np.random.RandomState(M + 3 * N + K)
+    A = rng.uniform(-1, 1, (M, K)).astype(dtype)
+    A[rng.uniform(size=(M, K)) < rng.uniform(0, 1, (M, 1)) ** 0.3] = 0  # sparse rows
+    A[:, : K // 5] = 0  # zero border columns
+    A[:, K // 2: K // 2 + 40] = 0
+    A[: M // 4, :] = 0  # whole zero tiles of rows
+    A[M // 2: M // 2 + 3, :] = rng.uniform(-1, 1, (min(3, M - M // 2), K))  # dense rows
+    B = rng.uniform(-1, 1, (K, N)).astype(dtype)
+    a = np.ascontiguousarray(A.T).T if layout == "tn" else A  # A^T stored row-major
+    full = _kernels.matmul(a, B, 2)
+    for i in range(M):
+        np.testing.assert_array_equal(_kernels.matmul(a[i:i + 1], B, 1)[0], full[i])
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(full, A.astype(np.float64) @ B, rtol=tol,
+                               atol=tol * np.sqrt(K))
+    zero = _kernels.matmul(np.zeros_like(a), B, 1)
+    assert not zero.any()
+
+
 def test_vectorised_exp_within_one_ulp_and_edge_values():
     """The sigmoid's float exponential (vexp) against exp in float64 over the whole
     range where e^x is a normal float, and its behaviour at the edges."""

@@ -71,16 +71,26 @@ static inline size_t cymlp_npad(size_t N) { return (N + 31) / 32 * 32; }
 static inline size_t cymlp_packed_size(size_t K, size_t N) { return K * cymlp_npad(N); }
 
 /* Scratch of a product with N <= max_n columns (cymlp_gemm_work_size), per thread: a
- * packed B panel (KC x N rounded up to the widest micro-tile) and a packed block of A
- * (up to MC rows rounded up to a tile, x KC). */
+ * packed B panel (KC x N rounded up to the widest micro-tile), a packed block of A
+ * (up to MC rows rounded up to a tile, x KC) ... */
 static inline size_t cymlp_gemm_b_panel(size_t max_n)
 {
     return (size_t)CYMLP_GEMM_KC * (max_n < CYMLP_GEMM_NC ? cymlp_npad(max_n) : CYMLP_GEMM_NC);
 }
 static inline size_t cymlp_gemm_a_block(void) { return (size_t)(CYMLP_GEMM_MC + 16) * CYMLP_GEMM_KC; }
+/* ... and, after them, each row tile's list of non-zero steps (up to KC unsigned shorts,
+ * + 16 for whole-vector stores, per tile; tiles have at least 4 rows), counted in
+ * elements of 4 bytes */
+#define CYMLP_GEMM_MAX_TILES ((CYMLP_GEMM_MC + 16) / 4)
+#define CYMLP_GEMM_IDX_STRIDE (CYMLP_GEMM_KC + 16)
+static inline size_t cymlp_gemm_idx_block(void)
+{
+    return (size_t)CYMLP_GEMM_MAX_TILES * CYMLP_GEMM_IDX_STRIDE * sizeof(unsigned short) / 4;
+}
 static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 {
-    return (size_t)(nthreads < 1 ? 1 : nthreads) * (cymlp_gemm_b_panel(max_n) + cymlp_gemm_a_block());
+    return (size_t)(nthreads < 1 ? 1 : nthreads)
+           * (cymlp_gemm_b_panel(max_n) + cymlp_gemm_a_block() + cymlp_gemm_idx_block());
 }
 
 /* expands its argument before GEMM_FN pastes it (for _gemm_micro.h's MICRO_NAME) */
@@ -126,6 +136,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 
 #if !defined(CYMLP_PORTABLE) && (defined(__x86_64__) || defined(_M_X64))
 #define CYMLP_X86 1
+#include <immintrin.h>
 #define CYMLP_AVX2_ATTR __attribute__((target("avx2,fma")))
 #define CYMLP_AVX512_ATTR __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 #define GEMM_T float

@@ -34,29 +34,129 @@
 #define GEMM_HALF 0
 #endif
 
+/* GEMM_AVX512: this instantiation may use AVX-512 intrinsics (masked loads, compress)
+ * where GCC's vector extensions have no equivalent. */
+#if defined(CYMLP_X86) && GEMM_VB == 64
+#define GEMM_AVX512 1
+#if GEMM_T_SIZE == 4
+#define GEMM_MASK __mmask16
+#define GEMM_MASKZ_LOAD _mm512_maskz_loadu_ps
+#define GEMM_MASK_STORE _mm512_mask_storeu_ps
+#define GEMM_CMPNEQ(x) _mm512_cmpneq_ps_mask((x), _mm512_setzero_ps())
+#else
+#define GEMM_MASK __mmask8
+#define GEMM_MASKZ_LOAD _mm512_maskz_loadu_pd
+#define GEMM_MASK_STORE _mm512_mask_storeu_pd
+#define GEMM_CMPNEQ(x) _mm512_cmpneq_pd_mask((x), _mm512_setzero_pd())
+#endif
+#else
+#define GEMM_AVX512 0
+#endif
+
 /* pack_a: rows [0, mc) x cols [0, kc) of op(A) into MR-row tiles (tile i at ap + i * kc,
  * element (r, p) at [p * MR + r]; a last partial tile leaves its missing rows unwritten:
  * the micro-kernel reads rows past mr from row 0). Used when A's columns are far
  * apart (csa != 1, e.g. A^T in the weight gradient a^T . delta): read in place, each
- * step of p would touch a new cache line at a stride the prefetchers do not follow. */
+ * step of p would touch a new cache line at a stride the prefetchers do not follow.
+ * Also lists each tile's non-zero steps, as nonzero does: tile t's at
+ * idx + t * CYMLP_GEMM_IDX_STRIDE, their count in cnt[t]. */
 GEMM_ATTR static void GEMM_FN(pack_a)(size_t mc, size_t kc, const GEMM_T *A, ptrdiff_t rsa,
-                                      ptrdiff_t csa, GEMM_T *restrict ap)
+                                      ptrdiff_t csa, GEMM_T *restrict ap,
+                                      unsigned short *restrict idx, size_t *restrict cnt)
 {
-    for (size_t i = 0; i < mc; i += GEMM_MR, ap += GEMM_MR * kc) {
+    for (size_t i = 0; i < mc; i += GEMM_MR, ap += GEMM_MR * kc, idx += CYMLP_GEMM_IDX_STRIDE) {
         const size_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
         const GEMM_T *src = A + (ptrdiff_t)i * rsa;
-        if (mr == GEMM_MR) {
+        size_t n = 0;
+#if GEMM_AVX512
+        if (rsa == 1) { /* A^T of a row-major A: a step's mr values are contiguous */
+            const GEMM_MASK m = (GEMM_MASK)((1u << mr) - 1);
             for (size_t p = 0; p < kc; ++p) {
-                CYMLP_UNROLL /* fixed trip count: no memcpy call per MR elements */
-                for (int r = 0; r < GEMM_MR; ++r)
-                    ap[p * GEMM_MR + r] = src[(ptrdiff_t)r * rsa + (ptrdiff_t)p * csa];
+                const __typeof__(GEMM_MASKZ_LOAD(m, src)) v =
+                    GEMM_MASKZ_LOAD(m, src + (ptrdiff_t)p * csa);
+                GEMM_MASK_STORE(ap + p * GEMM_MR, m, v);
+                idx[n] = (unsigned short)p;
+                n += GEMM_CMPNEQ(v) != 0;
             }
-        } else {
-            for (size_t p = 0; p < kc; ++p)
-                for (size_t r = 0; r < mr; ++r)
-                    ap[p * GEMM_MR + r] = src[(ptrdiff_t)r * rsa + (ptrdiff_t)p * csa];
+            *cnt++ = n;
+            continue;
+        }
+#endif
+        for (size_t p = 0; p < kc; ++p) {
+            int any = 0;
+            if (mr == GEMM_MR) {
+                CYMLP_UNROLL /* fixed trip count: no memcpy call per MR elements */
+                for (int r = 0; r < GEMM_MR; ++r) {
+                    const GEMM_T v = src[(ptrdiff_t)r * rsa + (ptrdiff_t)p * csa];
+                    ap[p * GEMM_MR + r] = v;
+                    any |= v != 0;
+                }
+            } else {
+                for (size_t r = 0; r < mr; ++r) {
+                    const GEMM_T v = src[(ptrdiff_t)r * rsa + (ptrdiff_t)p * csa];
+                    ap[p * GEMM_MR + r] = v;
+                    any |= v != 0;
+                }
+            }
+            idx[n] = (unsigned short)p;
+            n += (size_t)any;
+        }
+        *cnt++ = n;
+    }
+}
+
+/* nonzero: the p in [0, kc), ascending, at which some row r < mr of a tile of op(A) is
+ * not zero (element (r, p) at a[r * rsa + p]: rows contiguous), into idx (room for
+ * CYMLP_GEMM_IDX_STRIDE); returns their count. The micro-kernel skips the other steps,
+ * which add exactly 0 (most of an MNIST image is 0, and the images of a tile share
+ * their blank borders). */
+GEMM_ATTR static size_t GEMM_FN(nonzero)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, size_t mr,
+                                         unsigned short *restrict idx)
+{
+    size_t n = 0, p = 0;
+#if GEMM_AVX512
+    enum { V = 64 / sizeof(GEMM_T) };
+    const __m512i step = _mm512_set1_epi32(V);
+    __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (; p < kc; p += V, iota = _mm512_add_epi32(iota, step)) {
+        const GEMM_MASK live = kc - p >= V ? (GEMM_MASK)~0u : (GEMM_MASK)((1u << (kc - p)) - 1);
+        GEMM_MASK m = 0;
+        for (size_t r = 0; r < mr; ++r)
+            m |= GEMM_CMPNEQ(GEMM_MASKZ_LOAD(live, a + (ptrdiff_t)r * rsa + p));
+        /* the p of the set lanes, packed to the front, as 16-bit numbers */
+        _mm256_storeu_si256((__m256i *)(idx + n),
+                            _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(m, iota)));
+        n += (size_t)__builtin_popcount((unsigned)m);
+    }
+#elif GEMM_VB
+    typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
+#if GEMM_T_SIZE == 4
+    typedef int mvec __attribute__((vector_size(GEMM_VB))); /* comparisons: lanes 0 or -1 */
+#else
+    typedef long long mvec __attribute__((vector_size(GEMM_VB)));
+#endif
+    enum { V = GEMM_VB / sizeof(GEMM_T) };
+    for (; p + V <= kc; p += V) {
+        mvec m = {0};
+        for (size_t r = 0; r < mr; ++r) {
+            vec x;
+            memcpy(&x, a + (ptrdiff_t)r * rsa + p, sizeof(vec));
+            m |= x != 0;
+        }
+        CYMLP_UNROLL
+        for (int l = 0; l < V; ++l) {
+            idx[n] = (unsigned short)(p + (size_t)l);
+            n += (size_t)(m[l] != 0);
         }
     }
+#endif
+    for (; p < kc; ++p) {
+        int any = 0;
+        for (size_t r = 0; r < mr; ++r) any |= a[(ptrdiff_t)r * rsa + (ptrdiff_t)p] != 0;
+        idx[n] = (unsigned short)p;
+        n += (size_t)any;
+    }
+    return n;
 }
 
 /* sliver_row: nr (<= NR) elements of a row of op(B), stride csb, to dst, zero-padded to NR */
@@ -187,11 +287,14 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
         tid = omp_get_thread_num();
         nth = omp_get_num_threads();
 #endif
-        /* work = per thread [B panel][A block], see cymlp_gemm_work_size: each thread
+        /* work = per thread [B panel][A block][tile lists], see cymlp_gemm_work_size: each thread
          * packs the B it needs itself, so the threads never wait for each other or read
          * what another core just wrote (packing is cheap next to the product) */
-        GEMM_T *bwork = work + (size_t)tid * (cymlp_gemm_b_panel(N) + cymlp_gemm_a_block());
+        GEMM_T *bwork = work + (size_t)tid * (cymlp_gemm_b_panel(N) + cymlp_gemm_a_block()
+                                              + cymlp_gemm_idx_block());
         GEMM_T *apack = bwork + cymlp_gemm_b_panel(N);
+        unsigned short *idx = (unsigned short *)(apack + cymlp_gemm_a_block());
+        size_t cnt[CYMLP_GEMM_MAX_TILES];
         const ptrdiff_t blk0 = (ptrdiff_t)(nblocks * tid / nth);
         const ptrdiff_t blk1 = (ptrdiff_t)(nblocks * (tid + 1) / nth);
         for (size_t jc = 0; jc < N && blk1 > blk0; jc += CYMLP_GEMM_NC) {
@@ -211,27 +314,35 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
                     const GEMM_T *ablk = A + (ptrdiff_t)ic * rsa + (ptrdiff_t)pc * csa;
                     ptrdiff_t ars = rsa, acs = csa;
                     if (packa) {
-                        GEMM_FN(pack_a)(mcb, kc, ablk, rsa, csa, apack);
+                        GEMM_FN(pack_a)(mcb, kc, ablk, rsa, csa, apack, idx, cnt);
                         ablk = apack;
                         ars = 1;
                         acs = GEMM_MR;
+                    } else {
+                        for (size_t i = 0, t = 0; i < mcb; i += GEMM_MR, ++t)
+                            cnt[t] = GEMM_FN(nonzero)(kc, ablk + (ptrdiff_t)i * rsa, rsa,
+                                                      mcb - i < GEMM_MR ? mcb - i : GEMM_MR,
+                                                      idx + t * CYMLP_GEMM_IDX_STRIDE);
                     }
                     /* a sliver of B (kc x NR, packed) stays in L1 while every row tile
                      * of the block meets it: B streams from L2 once per block, A once
                      * per sliver (N / NR times), instead of B once per row tile */
                     for (size_t j = 0; j < nc; j += GEMM_NR) {
                         const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
-                        for (size_t i = 0; i < mcb; i += GEMM_MR) {
+                        for (size_t i = 0, t = 0; i < mcb; i += GEMM_MR, ++t) {
                             const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
                             const GEMM_T *a = packa ? ablk + i * kc : ablk + (ptrdiff_t)i * rsa;
+                            /* skip the zero steps when they are worth the indirection */
+                            const int sparse = cnt[t] < kc - kc / 8;
+                            const unsigned short *ix = sparse ? idx + t * CYMLP_GEMM_IDX_STRIDE : NULL;
 #if GEMM_HALF
                             if (nr <= GEMM_NR / 2) { /* ragged edge: half the FMAs */
-                                GEMM_FN(micro_half)(kc, a, ars, acs, bpack + j * kc,
+                                GEMM_FN(micro_half)(kc, a, ars, acs, bpack + j * kc, ix, cnt[t],
                                                     C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
                                 continue;
                             }
 #endif
-                            GEMM_FN(micro)(kc, a, ars, acs, bpack + j * kc,
+                            GEMM_FN(micro)(kc, a, ars, acs, bpack + j * kc, ix, cnt[t],
                                            C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
                         }
                     }
@@ -250,3 +361,8 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #undef GEMM_NR
 #undef GEMM_T_SIZE
 #undef GEMM_HALF
+#undef GEMM_AVX512
+#undef GEMM_MASK
+#undef GEMM_MASKZ_LOAD
+#undef GEMM_MASK_STORE
+#undef GEMM_CMPNEQ

@@ -6,10 +6,14 @@
  * GEMM_NR); then C[:mr,:nr] (+)= t.
  * A is read in place: element (r,p) is a[r*rsa + p*csa] (no packing: every use in
  * training has one unit stride, and the rows of a tile stay in L1 across the slivers of
- * B). Rows r >= mr alias row 0, so nothing past the matrix is read; they are not stored. */
+ * B). Rows r >= mr alias row 0, so nothing past the matrix is read; they are not stored.
+ * idx: NULL (every p in [0, kc)), or the nidx values of p, ascending, at which some row
+ * of the tile is not zero (see nonzero): the skipped steps would add exactly 0 to every
+ * sum, so both give the same bits. */
 GEMM_ATTR static void GEMM_FN_EXPAND(MICRO_NAME)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
-                                     const GEMM_T *restrict b, GEMM_T *restrict c,
-                                     size_t ldc, int accumulate, size_t mr, size_t nr)
+                                     const GEMM_T *restrict b, const unsigned short *idx,
+                                     size_t nidx, GEMM_T *restrict c, size_t ldc,
+                                     int accumulate, size_t mr, size_t nr)
 {
     const GEMM_T *ar[GEMM_MR];
     CYMLP_UNROLL
@@ -22,18 +26,24 @@ GEMM_ATTR static void GEMM_FN_EXPAND(MICRO_NAME)(size_t kc, const GEMM_T *a, ptr
     for (int r = 0; r < GEMM_MR; ++r)
         CYMLP_UNROLL
         for (int v = 0; v < NV; ++v) t[r][v] = (vec){0};
-    ptrdiff_t off = 0;
-    for (size_t p = 0; p < kc; ++p, off += csa) {
-        vec bv[NV];
-        CYMLP_UNROLL
-        for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + p * GEMM_NR + v * V, sizeof(vec));
-        CYMLP_UNROLL
-        for (int r = 0; r < GEMM_MR; ++r) {
-            const GEMM_T av = ar[r][off];
-            CYMLP_UNROLL
-            for (int v = 0; v < NV; ++v) t[r][v] += av * bv[v];
-        }
-    }
+#define MICRO_STEP(p)                                                                   \
+    do {                                                                                \
+        vec bv[NV];                                                                     \
+        CYMLP_UNROLL                                                                    \
+        for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + (p) * GEMM_NR + v * V, sizeof(vec)); \
+        const ptrdiff_t off = (ptrdiff_t)(p) * csa;                                     \
+        CYMLP_UNROLL                                                                    \
+        for (int r = 0; r < GEMM_MR; ++r) {                                             \
+            const GEMM_T av = ar[r][off];                                               \
+            CYMLP_UNROLL                                                                \
+            for (int v = 0; v < NV; ++v) t[r][v] += av * bv[v];                         \
+        }                                                                               \
+    } while (0)
+    if (idx)
+        for (size_t q = 0; q < nidx; ++q) MICRO_STEP((size_t)idx[q]);
+    else
+        for (size_t p = 0; p < kc; ++p) MICRO_STEP(p);
+#undef MICRO_STEP
     if (mr == GEMM_MR && nr == MICRO_NR) {
         CYMLP_UNROLL
         for (int r = 0; r < GEMM_MR; ++r)
@@ -58,12 +68,13 @@ GEMM_ATTR static void GEMM_FN_EXPAND(MICRO_NAME)(size_t kc, const GEMM_T *a, ptr
     GEMM_T buf[GEMM_MR][MICRO_NR];
     for (int r = 0; r < GEMM_MR; ++r)
         for (int j = 0; j < MICRO_NR; ++j) buf[r][j] = 0;
-    ptrdiff_t off = 0;
-    for (size_t p = 0; p < kc; ++p, off += csa)
+    for (size_t q = 0; q < (idx ? nidx : kc); ++q) {
+        const size_t p = idx ? idx[q] : q;
         for (int r = 0; r < GEMM_MR; ++r) {
-            const GEMM_T av = ar[r][off];
+            const GEMM_T av = ar[r][(ptrdiff_t)p * csa];
             for (int j = 0; j < MICRO_NR; ++j) buf[r][j] += av * b[p * GEMM_NR + j];
         }
+    }
 #endif
     for (size_t r = 0; r < mr; ++r)
         for (size_t j = 0; j < nr; ++j)
