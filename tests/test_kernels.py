@@ -148,9 +148,9 @@ def test_zero_steps_are_skipped_without_changing_bits(variant, dtype, shape, lay
     assert not zero.any()
 
 
-def test_vectorised_exp_within_one_ulp_and_edge_values():
-    """The sigmoid's float exponential (vexp) against exp in float64 over the whole
-    range where e^x is a normal float, and its behaviour at the edges."""
+def test_vectorised_exp_within_one_ulp_and_edge_values(variant):
+    """The sigmoid's float exponential (_vmath.h, compiled per variant) against exp in
+    float64 over the whole range where e^x is a normal float, and at the edges."""
     x = np.linspace(-87.3, 88.72, 400_001).astype(np.float32)
     got = _kernels.vexp_array(x).astype(np.float64)
     ref = np.exp(x.astype(np.float64))
@@ -165,3 +165,18 @@ def test_vectorised_exp_within_one_ulp_and_edge_values():
     assert edge[5] == 1.0
     x64 = np.array([-700.0, -1.5, 0.0, 3.25, 700.0])
     np.testing.assert_array_equal(_kernels.vexp_array(x64), np.exp(x64))  # libm for doubles
+
+
+def test_sigmoid_within_three_ulp(variant):
+    """The hidden layers' float sigmoid 1 / (1 + e^-z), per variant, against float64
+    where it is a normal float (below z = -87.3 it stays about the smallest normal)."""
+    z = np.linspace(-87.0, 100, 200_001).astype(np.float32)
+    got = _kernels.sigmoid_array(z).astype(np.float64)
+    ref = 1 / (1 + np.exp(-z.astype(np.float64)))
+    ulps = np.abs(got - ref) / np.spacing(ref.astype(np.float32)).astype(np.float64)
+    assert ulps.max() <= 3.0, (ulps.max(), z[ulps.argmax()])  # exp 1, add and divide
+    edge = _kernels.sigmoid_array(np.array([0.0, -0.0, np.inf, -np.inf, -200.0], np.float32))
+    assert edge[0] == edge[1] == 0.5 and edge[2] == 1.0
+    assert 0 <= edge[3] <= 1.0001 * np.finfo(np.float32).tiny
+    assert 0 <= edge[4] <= 1.0001 * np.finfo(np.float32).tiny
+    assert np.isnan(_kernels.sigmoid_array(np.array([np.nan], np.float32))[0])

@@ -173,6 +173,8 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #include "_gemm_impl.h"
 #endif
 
+#include "_vmath.h" /* the exponential and sigmoid, per variant too */
+
 /* ---- run-time dispatch ---------------------------------------------------------- */
 typedef void (*cymlp_sgemm_fn)(size_t, size_t, size_t, const float *, ptrdiff_t, ptrdiff_t,
                                const float *, ptrdiff_t, ptrdiff_t, const float *, float *,
@@ -193,6 +195,8 @@ static cymlp_sgemm_fn cymlp_sgemm_impl = cymlp_gemm_f32_portable;
 static cymlp_dgemm_fn cymlp_dgemm_impl = cymlp_gemm_f64_portable;
 static cymlp_spack_fn cymlp_spack_rows_impl = cymlp_pack_rows_f32_portable;
 static cymlp_dpack_fn cymlp_dpack_rows_impl = cymlp_pack_rows_f64_portable;
+static cymlp_vexpf_fn cymlp_vexpf_impl = cymlp_vexpf_portable;
+static cymlp_sigmoidf_fn cymlp_sigmoidf_impl = cymlp_sigmoidf_portable;
 
 /* 1 when variant v is compiled in and this CPU can run it */
 static inline int cymlp_variant_available(int v)
@@ -219,6 +223,8 @@ static inline int cymlp_variant_available(int v)
 static inline void cymlp_set_variant(int v)
 {
     cymlp_variant = v;
+    cymlp_vexpf_impl = cymlp_vexpf_portable; /* (the baseline's is the portable one) */
+    cymlp_sigmoidf_impl = cymlp_sigmoidf_portable;
     switch (v) {
 #ifndef CYMLP_PORTABLE
     case CYMLP_BASELINE_V:
@@ -234,12 +240,16 @@ static inline void cymlp_set_variant(int v)
         cymlp_dgemm_impl = cymlp_gemm_f64_avx2;
         cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx2;
         cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx2;
+        cymlp_vexpf_impl = cymlp_vexpf_avx2;
+        cymlp_sigmoidf_impl = cymlp_sigmoidf_avx2;
         break;
     case CYMLP_AVX512_V:
         cymlp_sgemm_impl = cymlp_gemm_f32_avx512;
         cymlp_dgemm_impl = cymlp_gemm_f64_avx512;
         cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx512;
         cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx512;
+        cymlp_vexpf_impl = cymlp_vexpf_avx512;
+        cymlp_sigmoidf_impl = cymlp_sigmoidf_avx512;
         break;
 #endif
     default:

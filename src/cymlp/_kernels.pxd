@@ -43,6 +43,8 @@ cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil
 # flush-to-zero / denormals-are-zero for this thread; returns the mode to restore
 cdef unsigned long fp_enter() noexcept nogil
 cdef void fp_leave(unsigned long old) noexcept nogil
+# z = 1 / (1 + e^-z) in place, in float, by the variant in use (see _vmath.h)
+cdef void sigmoidf(float *z, Py_ssize_t n) noexcept nogil
 
 
 cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
@@ -76,53 +78,6 @@ cdef inline floating _exp(floating x) noexcept nogil:
         return expf(x)
     else:
         return exp(x)
-
-
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    /* 2^n as a float, for integer n in [-126, 128] (128 gives inf): the exponent field */
-    static inline float cymlp_exp2i(int32_t n)
-    {
-        uint32_t u = (uint32_t)(n + 127) << 23;
-        float f;
-        memcpy(&f, &u, sizeof f);
-        return f;
-    }
-    """
-    float cymlp_exp2i(int n) nogil
-
-
-cdef inline floating vexp(floating x) noexcept nogil:
-    """e^x in a form the compiler vectorises (a loop of libm expf calls runs one element
-    at a time: the sigmoid of a hidden layer was a fifth of a training step).
-
-    float: Cephes' expf. x = n ln2 + r with n = round(x / ln2) (adding and subtracting
-    1.5 * 2^23 rounds to an integer), ln2 in two parts so that r is exact, e^r by a
-    degree-6 polynomial on |r| <= ln2 / 2, times 2^n built in the exponent bits; within
-    1 ulp of e^x. x is clamped to [-87.34, 88.8] (below, e^x is about the smallest
-    normal float instead of a denormal or 0; above 88.72, inf as it should); a NaN stays NaN.
-    double: libm's exp.
-    """
-    cdef float xc, n, r, p
-    cdef int ni
-    if floating is double:
-        return exp(x)
-    else:
-        xc = x if x > <float>-87.33654 else <float>-87.33654
-        xc = xc if xc < <float>88.8 else <float>88.8
-        n = (xc * <float>1.44269504088896341 + <float>12582912.0) - <float>12582912.0
-        r = xc - n * <float>0.693359375 + n * <float>2.12194440e-4
-        r = r if x == x else x  # NaN in, NaN out
-        p = <float>1.9875691500e-4
-        p = p * r + <float>1.3981999507e-3
-        p = p * r + <float>8.3334519073e-3
-        p = p * r + <float>4.1665795894e-2
-        p = p * r + <float>1.6666665459e-1
-        p = p * r + <float>5.0000001201e-1
-        ni = <int>n  # 2^n in two normal halves: 2^128 alone is not a float
-        return (p * r * r + r + <float>1) * cymlp_exp2i(ni >> 1) * cymlp_exp2i(ni - (ni >> 1))
 
 
 cdef inline floating _log(floating x) noexcept nogil:
@@ -203,8 +158,11 @@ cdef inline void activation_forward(int act, floating *z, Py_ssize_t size,
     """
     cdef Py_ssize_t k
     if act == LOGISTIC:
-        for k in range(size):
-            z[k] = <floating>1 / (<floating>1 + vexp(-z[k]))  # (1 alone would be 1.0)
+        if floating is float:
+            sigmoidf(z, size)  # vectorised exponential, _vmath.h
+        else:
+            for k in range(size):
+                z[k] = 1 / (1 + exp(-z[k]))
     elif act == TANH:
         for k in range(size):
             z[k] = _tanh(z[k])

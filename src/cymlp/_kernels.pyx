@@ -33,6 +33,8 @@ cdef extern from "_gemm.h" nogil:
     int cymlp_max_threads()
     unsigned long cymlp_fp_enter()
     void cymlp_fp_leave(unsigned long old)
+    void cymlp_vexpf_impl(const float *x, float *out, size_t n)
+    void cymlp_sigmoidf_impl(float *z, size_t n)
 
 
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
@@ -49,6 +51,10 @@ cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ss
                 double *work, int n_threads) noexcept nogil:
     cymlp_dgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work,
                      n_threads)
+
+
+cdef void sigmoidf(float *z, Py_ssize_t n) noexcept nogil:
+    cymlp_sigmoidf_impl(z, n)
 
 
 cdef void spack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1, const float *B,
@@ -168,10 +174,25 @@ _init_variant()
 
 
 def vexp_array(floating[::1] x):
-    """e^x elementwise by the kernels' vectorised exponential (vexp); for tests."""
+    """e^x elementwise: for float, the vectorised exponential of the variant in use
+    (_vmath.h, the sigmoid's); for double, libm's exp. For tests."""
     out = np.empty(x.shape[0], dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] o = out
     cdef Py_ssize_t k
-    for k in range(x.shape[0]):
-        o[k] = vexp(x[k])
+    if x.shape[0] == 0:
+        return out
+    if floating is float:
+        cymlp_vexpf_impl(&x[0], &o[0], x.shape[0])
+    else:
+        for k in range(x.shape[0]):
+            o[k] = exp(x[k])
+    return out
+
+
+def sigmoid_array(float[::1] z):
+    """1 / (1 + e^-z) elementwise, in float, as the hidden layers compute it; for tests."""
+    out = np.array(z, dtype=np.float32)
+    cdef float[::1] o = out
+    if o.shape[0]:
+        sigmoidf(&o[0], o.shape[0])
     return out
