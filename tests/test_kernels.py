@@ -122,7 +122,7 @@ def test_single_rows_get_the_same_bits_as_in_a_batch(variant, dtype, K):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(200, 100, 784), (784, 100, 200), (37, 13, 29),
                                    (23, 40, 600)])
-@pytest.mark.parametrize("layout", ["nn", "tn"])
+@pytest.mark.parametrize("layout", ["nn", "tn", "strided"])
 def test_zero_steps_are_skipped_without_changing_bits(variant, dtype, shape, layout):
     """The micro-kernel skips the steps p at which a whole row tile of A is zero (an
     image batch's blank borders and most of its pixels). Blocks of A here are all zero,
@@ -138,6 +138,9 @@ def test_zero_steps_are_skipped_without_changing_bits(variant, dtype, shape, lay
     A[M // 2: M // 2 + 3, :] = rng.uniform(-1, 1, (min(3, M - M // 2), K))  # dense rows
     B = rng.uniform(-1, 1, (K, N)).astype(dtype)
     a = np.ascontiguousarray(A.T).T if layout == "tn" else A  # A^T stored row-major
+    if layout == "strided":  # neither stride 1: A is packed element by element
+        a = np.zeros((2 * M, 2 * K), dtype)[::2, ::2]
+        a[...] = A
     full = _kernels.matmul(a, B, 2)
     for i in range(M):
         np.testing.assert_array_equal(_kernels.matmul(a[i:i + 1], B, 1)[0], full[i])

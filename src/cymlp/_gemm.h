@@ -83,6 +83,8 @@ static inline size_t cymlp_gemm_a_block(void) { return (size_t)(CYMLP_GEMM_MC + 
  * elements of 4 bytes */
 #define CYMLP_GEMM_MAX_TILES ((CYMLP_GEMM_MC + 16) / 4)
 #define CYMLP_GEMM_IDX_STRIDE (CYMLP_GEMM_KC + 16)
+/* (the steps p < KC of a block are stored as unsigned shorts) */
+typedef char cymlp_gemm_kc_fits_ushort[CYMLP_GEMM_IDX_STRIDE <= 65536 ? 1 : -1];
 static inline size_t cymlp_gemm_idx_block(void)
 {
     return (size_t)CYMLP_GEMM_MAX_TILES * CYMLP_GEMM_IDX_STRIDE * sizeof(unsigned short) / 4;
@@ -138,7 +140,8 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define CYMLP_X86 1
 #include <immintrin.h>
 #define CYMLP_AVX2_ATTR __attribute__((target("avx2,fma")))
-#define CYMLP_AVX512_ATTR __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define CYMLP_AVX512_ATTR \
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,popcnt")))
 #define GEMM_T float
 #define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx2
@@ -213,7 +216,8 @@ static inline int cymlp_variant_available(int v)
     case CYMLP_AVX512_V:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
-               && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+               && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+               && __builtin_cpu_supports("popcnt");
 #endif
     default: return 0;
     }

@@ -9,7 +9,8 @@
  * B). Rows r >= mr alias row 0, so nothing past the matrix is read; they are not stored.
  * idx: NULL (every p in [0, kc)), or the nidx values of p, ascending, at which some row
  * of the tile is not zero (see nonzero): the skipped steps would add exactly 0 to every
- * sum, so both give the same bits. */
+ * sum when B is finite, so both give the same bits (0 * inf or 0 * NaN in B would have
+ * made a NaN; weights get there only after training diverged, which the loss shows). */
 GEMM_ATTR static void GEMM_FN_EXPAND(MICRO_NAME)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
                                      const GEMM_T *restrict b, const unsigned short *idx,
                                      size_t nidx, GEMM_T *restrict c, size_t ldc,
