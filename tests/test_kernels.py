@@ -183,3 +183,30 @@ def test_sigmoid_within_three_ulp(variant):
     assert 0 <= edge[3] <= 1.0001 * np.finfo(np.float32).tiny
     assert 0 <= edge[4] <= 1.0001 * np.finfo(np.float32).tiny
     assert np.isnan(_kernels.sigmoid_array(np.array([np.nan], np.float32))[0])
+
+
+def test_softmax_and_its_loss_against_float64(variant):
+    """The output layer's float softmax (_vmath.h, per variant) and each row's
+    cross-entropy against float64, including wide ranges and huge negative logits."""
+    rng = np.random.RandomState(0)
+    z = (rng.normal(size=(300, 10)) * rng.uniform(0.1, 30, (300, 1))).astype(np.float32)
+    z[0] = [1e30, 0, -1e30, 5, 5, 5, -np.inf, 0, 0, 1]
+    y = np.eye(10, dtype=np.float32)[rng.randint(0, 10, 300)]
+    y[0] = 0
+    y[0, 3] = 1
+    p, loss = _kernels.softmax_array(z, y)
+    z64 = z.astype(np.float64)
+    e = np.exp(z64 - z64.max(axis=1, keepdims=True))
+    ref = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(p, ref, rtol=1e-5, atol=1e-37)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    lse = z64.max(axis=1) + np.log(e.sum(axis=1))
+    with np.errstate(invalid="ignore"):  # 0 * -inf where y is 0: skipped, as the layer does
+        ref_loss = -np.where(y != 0, y * (z64 - lse[:, None]), 0).sum(axis=1)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    assert loss[0] > 1e29 and p[0, 0] == 1.0 and p[0, 6] < 1e-37
+    big = np.zeros((2, 300), np.float32)  # rows longer than the 256-element buffer
+    big[1, 299] = 50
+    pb, _ = _kernels.softmax_array(big)
+    np.testing.assert_allclose(pb[0], 1 / 300, rtol=1e-6)
+    assert pb[1, 299] > 0.999999 and pb[1, :299].max() < 1e-21

@@ -26,7 +26,7 @@ from cython.parallel cimport prange
 from cymlp._kernels cimport (LOGISTIC, SOFTMAX, activation_backward, activation_derivative,
                              activation_forward, dense_backward, dense_forward, fp_enter,
                              fp_leave, gemm, gemm_small_m, gemm_work_size, output_forward,
-                             output_log_proba, pack_rows, packed_size)
+                             output_log_proba, pack_rows, packed_size, softmaxf)
 from cymlp._optim cimport SGD, adam_step, sgd_step
 
 import numpy as np
@@ -469,9 +469,15 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
                              lay.drop[l + 1], &state)
         a = z
     d = ws + lay.d_off[L] + r0 * n_out
+    cdef bint rows_done = False
+    if floating is float:
+        if lay.out_act == SOFTMAX:  # all the rows in one call
+            softmaxf(z, y, sw, n, n_out, row_loss + r0)
+            rows_done = True
     for r in range(n):
-        row_loss[r0 + r] = output_forward(lay.out_act, z + r * n_out, y + r * n_out,
-                                          sw + r if sw != NULL else NULL, 1, n_out)
+        if not rows_done:
+            row_loss[r0 + r] = output_forward(lay.out_act, z + r * n_out, y + r * n_out,
+                                              sw + r if sw != NULL else NULL, 1, n_out)
         for k in range(n_out):
             d[r * n_out + k] = z[r * n_out + k] - y[r * n_out + k]
             if sw != NULL:

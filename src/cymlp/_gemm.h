@@ -200,6 +200,7 @@ static cymlp_spack_fn cymlp_spack_rows_impl = cymlp_pack_rows_f32_portable;
 static cymlp_dpack_fn cymlp_dpack_rows_impl = cymlp_pack_rows_f64_portable;
 static cymlp_vexpf_fn cymlp_vexpf_impl = cymlp_vexpf_portable;
 static cymlp_sigmoidf_fn cymlp_sigmoidf_impl = cymlp_sigmoidf_portable;
+static cymlp_softmaxf_fn cymlp_softmaxf_impl = cymlp_softmaxf_portable;
 
 /* 1 when variant v is compiled in and this CPU can run it */
 static inline int cymlp_variant_available(int v)
@@ -229,6 +230,7 @@ static inline void cymlp_set_variant(int v)
     cymlp_variant = v;
     cymlp_vexpf_impl = cymlp_vexpf_portable; /* (the baseline's is the portable one) */
     cymlp_sigmoidf_impl = cymlp_sigmoidf_portable;
+    cymlp_softmaxf_impl = cymlp_softmaxf_portable;
     switch (v) {
 #ifndef CYMLP_PORTABLE
     case CYMLP_BASELINE_V:
@@ -246,6 +248,7 @@ static inline void cymlp_set_variant(int v)
         cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx2;
         cymlp_vexpf_impl = cymlp_vexpf_avx2;
         cymlp_sigmoidf_impl = cymlp_sigmoidf_avx2;
+        cymlp_softmaxf_impl = cymlp_softmaxf_avx2;
         break;
     case CYMLP_AVX512_V:
         cymlp_sgemm_impl = cymlp_gemm_f32_avx512;
@@ -254,6 +257,7 @@ static inline void cymlp_set_variant(int v)
         cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx512;
         cymlp_vexpf_impl = cymlp_vexpf_avx512;
         cymlp_sigmoidf_impl = cymlp_sigmoidf_avx512;
+        cymlp_softmaxf_impl = cymlp_softmaxf_avx512;
         break;
 #endif
     default:

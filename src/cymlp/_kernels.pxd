@@ -45,6 +45,10 @@ cdef unsigned long fp_enter() noexcept nogil
 cdef void fp_leave(unsigned long old) noexcept nogil
 # z = 1 / (1 + e^-z) in place, in float, by the variant in use (see _vmath.h)
 cdef void sigmoidf(float *z, Py_ssize_t n) noexcept nogil
+# softmax rows in place and their loss, in float (see output_forward and _vmath.h);
+# row_loss: NULL, or each row's weighted loss
+cdef double softmaxf(float *z, const float *y, const float *sw, Py_ssize_t n,
+                     Py_ssize_t n_out, double *row_loss) noexcept nogil
 
 
 cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
@@ -228,6 +232,9 @@ cdef inline double output_forward(int act, floating *z, const floating *y, const
     cdef floating m, s, zk, lse, yk
     cdef floating *row
     cdef double loss = 0, row_loss
+    if floating is float:
+        if act == SOFTMAX:
+            return softmaxf(z, y, sw, n, n_out, NULL)  # vectorised exponential, _vmath.h
     if act == SOFTMAX:
         for i in range(n):
             row = z + i * n_out

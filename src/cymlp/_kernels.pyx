@@ -35,6 +35,8 @@ cdef extern from "_gemm.h" nogil:
     void cymlp_fp_leave(unsigned long old)
     void cymlp_vexpf_impl(const float *x, float *out, size_t n)
     void cymlp_sigmoidf_impl(float *z, size_t n)
+    double cymlp_softmaxf_impl(float *z, const float *y, const float *sw, size_t n,
+                               size_t n_out, double *row_loss)
 
 
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
@@ -55,6 +57,11 @@ cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ss
 
 cdef void sigmoidf(float *z, Py_ssize_t n) noexcept nogil:
     cymlp_sigmoidf_impl(z, n)
+
+
+cdef double softmaxf(float *z, const float *y, const float *sw, Py_ssize_t n,
+                     Py_ssize_t n_out, double *row_loss) noexcept nogil:
+    return cymlp_softmaxf_impl(z, y, sw, n, n_out, row_loss)
 
 
 cdef void spack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1, const float *B,
@@ -196,3 +203,18 @@ def sigmoid_array(float[::1] z):
     if o.shape[0]:
         sigmoidf(&o[0], o.shape[0])
     return out
+
+
+def softmax_array(float[:, ::1] z, float[:, ::1] y=None):
+    """Softmax of each row of z and the rows' cross-entropy losses against y (or None),
+    in float, as the output layer computes them; for tests."""
+    out = np.array(z, dtype=np.float32)
+    losses = np.zeros(z.shape[0], dtype=np.float64)
+    cdef float[:, ::1] o = out
+    cdef double[::1] rl = losses
+    if y is not None and (y.shape[0] != z.shape[0] or y.shape[1] != z.shape[1]):
+        raise ValueError("y must have z's shape")
+    if o.shape[0] and o.shape[1]:
+        softmaxf(&o[0, 0], &y[0, 0] if y is not None else NULL, NULL, o.shape[0],
+                 o.shape[1], &rl[0])
+    return out, losses

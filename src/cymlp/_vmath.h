@@ -1,4 +1,5 @@
-/* _vmath.h: the float exponential and the logistic sigmoid of the hidden layers,
+/* _vmath.h: the float exponential, the logistic sigmoid of the hidden layers and the
+ * softmax of the output layer,
  * compiled once per SIMD variant like the matrix products (_gemm.h includes this file
  * and dispatches them with the products), so that their loops vectorise to the width
  * of the CPU's vectors instead of the baseline's.
@@ -12,6 +13,7 @@
 #ifndef CYMLP_VMATH_H
 #define CYMLP_VMATH_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -60,15 +62,59 @@ CYMLP_INLINE void cymlp_sigmoidf_body(float *restrict z, size_t n)
     for (size_t k = 0; k < n; ++k) z[k] = 1.0f / (1.0f + cymlp_expf1(-z[k]));
 }
 
+/* Softmax of n rows of n_out logits in place, in float, as _kernels.output_forward
+ * documents it (max-subtracted, log-sum-exp loss); returns the summed loss of the rows,
+ * each weighted by sw[i] (sw NULL: all ones), and stores each row's weighted loss in
+ * row_loss[i] (row_loss may be NULL). y NULL: outputs only, returns 0. The exponentials
+ * of a row are computed into a buffer by a loop that vectorises, then summed in order. */
+CYMLP_INLINE double cymlp_softmaxf_body(float *restrict z, const float *y, const float *sw,
+                                        size_t n, size_t n_out, double *row_loss)
+{
+    enum { CHUNK = 256 };
+    float e[CHUNK];
+    double loss = 0;
+    for (size_t i = 0; i < n; ++i) {
+        float *restrict row = z + i * n_out;
+        float m = row[0];
+        for (size_t k = 1; k < n_out; ++k)
+            if (row[k] > m) m = row[k];
+        float s = 0;
+        for (size_t k0 = 0; k0 < n_out; k0 += CHUNK) {
+            const size_t kn = n_out - k0 < CHUNK ? n_out - k0 : CHUNK;
+            for (size_t k = 0; k < kn; ++k) e[k] = cymlp_expf1(row[k0 + k] - m);
+            for (size_t k = 0; k < kn; ++k) s += e[k];
+        }
+        const float lse = m + logf(s);
+        if (y != NULL) {
+            const float *yi = y + i * n_out;
+            double rl = 0;
+            for (size_t k = 0; k < n_out; ++k)
+                if (yi[k] != 0) rl -= yi[k] * (row[k] - lse);
+            if (sw != NULL) rl = sw[i] * rl;
+            loss += rl;
+            if (row_loss != NULL) row_loss[i] = rl;
+        }
+        for (size_t k = 0; k < n_out; ++k) row[k] = cymlp_expf1(row[k] - lse);
+    }
+    return loss;
+}
+
 typedef void (*cymlp_vexpf_fn)(const float *, float *, size_t);
 typedef void (*cymlp_sigmoidf_fn)(float *, size_t);
+typedef double (*cymlp_softmaxf_fn)(float *, const float *, const float *, size_t, size_t,
+                                    double *);
 
 #define CYMLP_VMATH_VARIANT(suffix, attr)                                                  \
     attr static void cymlp_vexpf_##suffix(const float *x, float *out, size_t n)            \
     {                                                                                      \
         cymlp_vexpf_body(x, out, n);                                                       \
     }                                                                                      \
-    attr static void cymlp_sigmoidf_##suffix(float *z, size_t n) { cymlp_sigmoidf_body(z, n); }
+    attr static void cymlp_sigmoidf_##suffix(float *z, size_t n) { cymlp_sigmoidf_body(z, n); } \
+    attr static double cymlp_softmaxf_##suffix(float *z, const float *y, const float *sw,      \
+                                               size_t n, size_t n_out, double *row_loss)      \
+    {                                                                                      \
+        return cymlp_softmaxf_body(z, y, sw, n, n_out, row_loss);                          \
+    }
 
 CYMLP_VMATH_VARIANT(portable, )
 #ifdef CYMLP_X86
