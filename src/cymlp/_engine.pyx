@@ -26,7 +26,7 @@ from cython.parallel cimport prange
 from cymlp._kernels cimport (LOGISTIC, SOFTMAX, activation_backward, activation_derivative,
                              activation_forward, dense_backward, dense_forward, fp_enter,
                              fp_leave, gemm, gemm_small_m, gemm_work_size, output_forward,
-                             output_log_proba, pack_rows, packed_size, softmaxf)
+                             output_log_proba, pack_rows, packed_size)
 from cymlp._optim cimport SGD, adam_step, sgd_step
 
 import numpy as np
@@ -321,7 +321,7 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
         a = z
     if y == NULL:
         return 0
-    return output_forward(lay.out_act, z, y, sw, n, lay.sizes[L])
+    return output_forward(lay.out_act, z, y, sw, n, lay.sizes[L], NULL)
 
 
 cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
@@ -469,15 +469,8 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
                              lay.drop[l + 1], &state)
         a = z
     d = ws + lay.d_off[L] + r0 * n_out
-    cdef bint rows_done = False
-    if floating is float:
-        if lay.out_act == SOFTMAX:  # all the rows in one call
-            softmaxf(z, y, sw, n, n_out, row_loss + r0)
-            rows_done = True
+    output_forward(lay.out_act, z, y, sw, n, n_out, row_loss + r0)
     for r in range(n):
-        if not rows_done:
-            row_loss[r0 + r] = output_forward(lay.out_act, z + r * n_out, y + r * n_out,
-                                              sw + r if sw != NULL else NULL, 1, n_out)
         for k in range(n_out):
             d[r * n_out + k] = z[r * n_out + k] - y[r * n_out + k]
             if sw != NULL:
@@ -931,7 +924,7 @@ def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, 
                 _forward(&lay, xb, <floating *>NULL, NULL, nb, &params[0], w, o,
                          n_threads)
                 if mode == 1:
-                    output_forward(out_act, o, <floating *>NULL, NULL, nb, n_out)
+                    output_forward(out_act, o, <floating *>NULL, NULL, nb, n_out, NULL)
                     if out_act == SOFTMAX or out_act == LOGISTIC:
                         for k in range(nb * n_out):
                             o[k] = tiny if o[k] < tiny else o[k]  # (a NaN stays NaN)

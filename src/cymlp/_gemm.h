@@ -176,7 +176,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #include "_gemm_impl.h"
 #endif
 
-#include "_vmath.h" /* the exponential and sigmoid, per variant too */
+#include "_vmath.h" /* the exponential, sigmoid and softmax, per variant too */
 
 /* ---- run-time dispatch ---------------------------------------------------------- */
 typedef void (*cymlp_sgemm_fn)(size_t, size_t, size_t, const float *, ptrdiff_t, ptrdiff_t,

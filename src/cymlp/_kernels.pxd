@@ -215,9 +215,11 @@ cdef inline floating activation_derivative(int act, floating a, floating slope) 
 
 @cython.cdivision(True)
 cdef inline double output_forward(int act, floating *z, const floating *y, const floating *sw,
-                                  Py_ssize_t n, Py_ssize_t n_out) noexcept nogil:
+                                  Py_ssize_t n, Py_ssize_t n_out,
+                                  double *row_losses) noexcept nogil:
     """Output layer: turns logits z (n, n_out) into outputs in place; returns the summed loss,
-    each row weighted by sw[i] (sw NULL = all ones).
+    each row weighted by sw[i] (sw NULL = all ones), and stores each row's weighted loss
+    in row_losses[i] unless row_losses is NULL.
 
     softmax: p_k = exp(z_k - max z) / sum_i exp(z_i - max z) (paper §2.2.4, max-subtracted),
              loss = -sum_k y_k log p_k with log p_k = z_k - max z - log sum_i exp(z_i - max z),
@@ -234,7 +236,7 @@ cdef inline double output_forward(int act, floating *z, const floating *y, const
     cdef double loss = 0, row_loss
     if floating is float:
         if act == SOFTMAX:
-            return softmaxf(z, y, sw, n, n_out, NULL)  # vectorised exponential, _vmath.h
+            return softmaxf(z, y, sw, n, n_out, row_losses)  # vectorised exp, _vmath.h
     if act == SOFTMAX:
         for i in range(n):
             row = z + i * n_out
@@ -251,7 +253,11 @@ cdef inline double output_forward(int act, floating *z, const floating *y, const
                 for k in range(n_out):
                     if y[i * n_out + k] != 0:
                         row_loss -= y[i * n_out + k] * (row[k] - lse)
-                loss += row_loss if sw == NULL else sw[i] * row_loss
+                if sw != NULL:
+                    row_loss = sw[i] * row_loss
+                loss += row_loss
+                if row_losses != NULL:
+                    row_losses[i] = row_loss
             for k in range(n_out):
                 row[k] = _exp(row[k] - lse)
         return loss
@@ -273,7 +279,11 @@ cdef inline double output_forward(int act, floating *z, const floating *y, const
             elif y != NULL:
                 row_loss += 0.5 * (zk - y[i * n_out + k]) * (zk - y[i * n_out + k])
         if y != NULL:
-            loss += row_loss if sw == NULL else sw[i] * row_loss
+            if sw != NULL:
+                row_loss = sw[i] * row_loss
+            loss += row_loss
+            if row_losses != NULL:
+                row_losses[i] = row_loss
     return loss
 
 
