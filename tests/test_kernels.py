@@ -210,3 +210,22 @@ def test_softmax_and_its_loss_against_float64(variant):
     pb, _ = _kernels.softmax_array(big)
     np.testing.assert_allclose(pb[0], 1 / 300, rtol=1e-6)
     assert pb[1, 299] > 0.999999 and pb[1, :299].max() < 1e-21
+
+
+@pytest.mark.parametrize("n_out", [1, 3, 10, 100, 256, 257, 600])
+def test_softmax_rows_get_the_same_bits_in_any_group(variant, n_out):
+    """Short rows go through the float softmax in groups that share one vectorised
+    exponential loop: a row's probabilities and loss must not depend on which rows it is
+    grouped with, nor on where the last, partial group ends."""
+    rng = np.random.RandomState(n_out)
+    n = 2 * (256 // n_out if n_out <= 256 else 1) + 3  # two whole groups and part of one
+    z = (rng.normal(size=(n, n_out)) * rng.uniform(0.1, 20, (n, 1))).astype(np.float32)
+    y = np.eye(n_out, dtype=np.float32)[rng.randint(0, n_out, n)]
+    p, loss = _kernels.softmax_array(z, y)
+    for i in [0, 1, n // 2, n - 2, n - 1]:
+        p1, loss1 = _kernels.softmax_array(z[i:i + 1], y[i:i + 1])
+        np.testing.assert_array_equal(p1[0], p[i])
+        assert loss1[0] == loss[i]
+    p2, loss2 = _kernels.softmax_array(z[1:], y[1:])  # every group shifted by one row
+    np.testing.assert_array_equal(p2, p[1:])
+    np.testing.assert_array_equal(loss2, loss[1:])

@@ -65,36 +65,76 @@ CYMLP_INLINE void cymlp_sigmoidf_body(float *restrict z, size_t n)
 /* Softmax of n rows of n_out logits in place, in float, as _kernels.output_forward
  * documents it (max-subtracted, log-sum-exp loss); returns the summed loss of the rows,
  * each weighted by sw[i] (sw NULL: all ones), and stores each row's weighted loss in
- * row_loss[i] (row_loss may be NULL). y NULL: outputs only, returns 0. The exponentials
- * of a row are computed into a buffer by a loop that vectorises, then summed in order. */
+ * row_loss[i] (row_loss may be NULL). y NULL: outputs only, returns 0.
+ * Short rows (10 logits for MNIST, less than a vector) go through in groups of up to
+ * CHUNK logits: each row's shift (its max, then its log-sum-exp) is spread over its
+ * logits in a buffer, so that the exponentials of the whole group are one loop that
+ * vectorises; a longer row goes through alone, in pieces of CHUNK. Either way each
+ * row's exponentials are summed in order, so both give the same bits. */
+enum { CYMLP_SOFTMAX_CHUNK = 256 };
+
+/* row i's weighted loss -sum_k y_ik (z_ik - lse) (y NULL: 0), into loss and row_loss */
+CYMLP_INLINE void cymlp_softmax_loss(const float *row, const float *y, const float *sw,
+                                     size_t i, size_t n_out, float lse, double *loss,
+                                     double *row_loss)
+{
+    if (y == NULL) return;
+    const float *yi = y + i * n_out;
+    double rl = 0;
+    for (size_t k = 0; k < n_out; ++k)
+        if (yi[k] != 0) rl -= yi[k] * (row[k] - lse);
+    if (sw != NULL) rl = sw[i] * rl;
+    *loss += rl;
+    if (row_loss != NULL) row_loss[i] = rl;
+}
+
+CYMLP_INLINE float cymlp_maxf(const float *row, size_t n)
+{
+    float m = row[0];
+    for (size_t k = 1; k < n; ++k)
+        if (row[k] > m) m = row[k];
+    return m;
+}
+
 CYMLP_INLINE double cymlp_softmaxf_body(float *restrict z, const float *y, const float *sw,
                                         size_t n, size_t n_out, double *row_loss)
 {
-    enum { CHUNK = 256 };
-    float e[CHUNK];
+    enum { CHUNK = CYMLP_SOFTMAX_CHUNK };
+    float e[CHUNK], shift[CHUNK], m[CHUNK];
     double loss = 0;
-    for (size_t i = 0; i < n; ++i) {
-        float *restrict row = z + i * n_out;
-        float m = row[0];
-        for (size_t k = 1; k < n_out; ++k)
-            if (row[k] > m) m = row[k];
-        float s = 0;
-        for (size_t k0 = 0; k0 < n_out; k0 += CHUNK) {
-            const size_t kn = n_out - k0 < CHUNK ? n_out - k0 : CHUNK;
-            for (size_t k = 0; k < kn; ++k) e[k] = cymlp_expf1(row[k0 + k] - m);
-            for (size_t k = 0; k < kn; ++k) s += e[k];
+    if (n_out > CHUNK) { /* long rows, one at a time */
+        for (size_t i = 0; i < n; ++i) {
+            float *restrict row = z + i * n_out;
+            const float mi = cymlp_maxf(row, n_out);
+            float s = 0;
+            for (size_t k0 = 0; k0 < n_out; k0 += CHUNK) {
+                const size_t kn = n_out - k0 < CHUNK ? n_out - k0 : CHUNK;
+                for (size_t k = 0; k < kn; ++k) e[k] = cymlp_expf1(row[k0 + k] - mi);
+                for (size_t k = 0; k < kn; ++k) s += e[k];
+            }
+            const float lse = mi + logf(s);
+            cymlp_softmax_loss(row, y, sw, i, n_out, lse, &loss, row_loss);
+            for (size_t k = 0; k < n_out; ++k) row[k] = cymlp_expf1(row[k] - lse);
         }
-        const float lse = m + logf(s);
-        if (y != NULL) {
-            const float *yi = y + i * n_out;
-            double rl = 0;
-            for (size_t k = 0; k < n_out; ++k)
-                if (yi[k] != 0) rl -= yi[k] * (row[k] - lse);
-            if (sw != NULL) rl = sw[i] * rl;
-            loss += rl;
-            if (row_loss != NULL) row_loss[i] = rl;
+        return loss;
+    }
+    const size_t group = CHUNK / n_out;
+    for (size_t i0 = 0; i0 < n; i0 += group) {
+        const size_t g = n - i0 < group ? n - i0 : group, len = g * n_out;
+        float *restrict rows = z + i0 * n_out;
+        for (size_t r = 0; r < g; ++r) {
+            m[r] = cymlp_maxf(rows + r * n_out, n_out);
+            for (size_t k = 0; k < n_out; ++k) shift[r * n_out + k] = m[r];
         }
-        for (size_t k = 0; k < n_out; ++k) row[k] = cymlp_expf1(row[k] - lse);
+        for (size_t k = 0; k < len; ++k) e[k] = cymlp_expf1(rows[k] - shift[k]);
+        for (size_t r = 0; r < g; ++r) {
+            float s = 0;
+            for (size_t k = 0; k < n_out; ++k) s += e[r * n_out + k];
+            const float lse = m[r] + logf(s);
+            cymlp_softmax_loss(rows + r * n_out, y, sw, i0 + r, n_out, lse, &loss, row_loss);
+            for (size_t k = 0; k < n_out; ++k) shift[r * n_out + k] = lse;
+        }
+        for (size_t k = 0; k < len; ++k) rows[k] = cymlp_expf1(rows[k] - shift[k]);
     }
     return loss;
 }
