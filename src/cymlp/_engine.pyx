@@ -42,6 +42,8 @@ cdef struct Layout:
     Py_ssize_t *d_off       # (n_layers + 1,) offset of delta l (dLoss/dz_l) in ws (0 unused)
     Py_ssize_t *wp_off      # (n_layers,) offset in ws of W_l packed for the forward
     #                         product, or -1 when W_l is too large to keep a packed copy of
+    Py_ssize_t *dp_off      # (n_layers + 1,) (training) offset in ws of delta l packed as
+    #                         the B of the weight gradient a_{l-1}^T . delta_l (0 unused)
     double *drop            # (n_layers + 1,) dropout rate of layer l's output (0 = off)
     Py_ssize_t n_params
     Py_ssize_t widest       # widest layer after the input (the largest N of any product)
@@ -88,9 +90,10 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     lay.m_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.d_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.wp_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
+    lay.dp_off = <Py_ssize_t *>malloc((L + 1) * sizeof(Py_ssize_t))
     lay.drop = <double *>malloc((L + 1) * sizeof(double))
     if not (lay.sizes and lay.w_off and lay.b_off and lay.a_off and lay.m_off and lay.d_off
-            and lay.wp_off and lay.drop):
+            and lay.wp_off and lay.dp_off and lay.drop):
         _free_layout(lay)
         raise MemoryError()
     lay.dropout = False
@@ -144,6 +147,11 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
         if training and packed_size(lay.sizes[l], lay.sizes[l + 1]) <= PACKED_MAX:
             lay.wp_off[l] = off
             off += packed_size(lay.sizes[l], lay.sizes[l + 1])
+    lay.dp_off[0] = 0
+    for l in range(1, L + 1):
+        lay.dp_off[l] = off
+        if training:
+            off += packed_size(rows, lay.sizes[l])
     lay.work_off = off
     lay.hidden_act = hidden_act
     lay.out_act = out_act
@@ -164,10 +172,8 @@ cdef inline Py_ssize_t _up16(Py_ssize_t k) noexcept nogil:
 
 
 cdef inline Py_ssize_t _thread_work(const Layout *lay) noexcept nogil:
-    """Scratch of one thread: a product's packed B and A panels, then (training) a
-    packed delta (rows x widest) for the weight-gradient products."""
-    return gemm_work_size(1, lay.widest) + (packed_size(lay.rows, lay.widest)
-                                            if lay.training else 0)
+    """Scratch of one thread: a product's packed B and A panels."""
+    return gemm_work_size(1, lay.widest)
 
 
 cdef inline Py_ssize_t _work_size(const Layout *lay, int n_threads) noexcept nogil:
@@ -192,8 +198,10 @@ cdef void _free_layout(Layout *lay) noexcept:
     free(lay.m_off)
     free(lay.d_off)
     free(lay.wp_off)
+    free(lay.dp_off)
     free(lay.drop)
     lay.sizes = lay.w_off = lay.b_off = lay.a_off = lay.m_off = lay.d_off = lay.wp_off = NULL
+    lay.dp_off = NULL
     lay.drop = NULL
 
 
@@ -429,14 +437,16 @@ cdef enum:
 
 
 cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *order,
-                      Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1, const floating *params,
-                      floating *ws, floating *work, double *row_loss, uint64_t drop_seed,
-                      bint dropout, bint packed) noexcept nogil:
+                      Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t nb,
+                      const floating *params, floating *ws, floating *work, double *row_loss,
+                      uint64_t drop_seed, bint dropout, bint packed) noexcept nogil:
     """Phase 1 of a training step, for batch rows r0..r1 (one thread): gather, forward
     (§4.3.2), each row's loss, and every layer's delta (§4.3.3):
     delta_L = sw (output - y),  delta_l = (delta_{l+1} . W_l^T) * f'(a_l) (* dropout mask).
     Rows are independent, so any split of the batch gives the same numbers. With
-    ``packed`` the forward products read the weights packed by the previous phase 2."""
+    ``packed`` the forward products read the weights packed by the previous phase 2.
+    Each thread also packs its rows of every delta (of a batch of nb rows) where phase 2's
+    weight gradients read them (``dp_off``), so no thread there packs the whole of one."""
     cdef int l, L = lay.n_layers
     cdef Py_ssize_t n = r1 - r0, r, k, width, n_out = lay.sizes[L]
     cdef const floating *x
@@ -475,6 +485,8 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
             d[r * n_out + k] = z[r * n_out + k] - y[r * n_out + k]
             if sw != NULL:
                 d[r * n_out + k] *= sw[r]
+    if nb > 1:
+        pack_rows(nb, n_out, r0, r1, ws + lay.d_off[L], n_out, 1, ws + lay.dp_off[L])
     for l in range(L - 1, 0, -1):
         width = lay.sizes[l]
         d = ws + lay.d_off[l] + r0 * width
@@ -492,6 +504,8 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
                                                             slope)
         else:
             activation_backward(lay.hidden_act, a, d, n * width, slope)
+        if nb > 1:
+            pack_rows(nb, width, r0, r1, ws + lay.d_off[l], width, 1, ws + lay.dp_off[l])
     fp_leave(mode)
 
 
@@ -515,7 +529,6 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
     cdef Py_ssize_t blk = 0, off
     cdef const floating *a
     cdef const floating *d
-    cdef floating *dpack = work + gemm_work_size(1, lay.widest)
     cdef bint stepped
     cdef unsigned long mode = fp_enter()
     for l in range(L):
@@ -526,8 +539,6 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
         nblk = (n_in + ROW_BLOCK - 1) // ROW_BLOCK
         b0 = nblk * t // T
         b1 = nblk * (t + 1) // T
-        if b1 > b0 and n > 1:
-            pack_rows(n, n_out, 0, n, d, n_out, 1, dpack)  # delta: B of every block
         c = b0
         while c < b1:
             c1 = c + CHUNK_BLOCKS if c + CHUNK_BLOCKS < b1 else b1
@@ -540,7 +551,8 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
                                       solver == SGD and momentum == 0 and alpha == 0, lr,
                                       scale)
             else:
-                gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, dpack, grads + off,
+                gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, ws + lay.dp_off[l + 1],
+                     grads + off,
                      n_out, False, work, 1)
             if alpha != 0 and not stepped:
                 for k in range(c, c1):
@@ -750,12 +762,12 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 # are not worth waking a thread for
                 T_rows = T if nb >= 16 * T else 1
                 if T_rows == 1:  # (no parallel region for one thread: it costs ~1 us)
-                    _rows_phase(&lay, &src, order, start, 0, nb, p, w, w + lay.work_off,
+                    _rows_phase(&lay, &src, order, start, 0, nb, nb, p, w, w + lay.work_off,
                                 row_loss, drop_seed, lay.dropout, packed)
                 else:
                     for t in prange(T_rows, schedule="static", num_threads=T_rows):
                         _rows_phase(&lay, &src, order, start, nb * t // T_rows,
-                                    nb * (t + 1) // T_rows, p, w,
+                                    nb * (t + 1) // T_rows, nb, p, w,
                                     w + lay.work_off + t * _thread_work(&lay),
                                     row_loss, drop_seed, lay.dropout, packed)
                 x = _gather(&lay, &src, order, start, 0, 0, w, &yb, &swb, 1)  # pointers only
