@@ -121,7 +121,8 @@ def test_single_rows_get_the_same_bits_as_in_a_batch(variant, dtype, K):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(200, 100, 784), (784, 100, 200), (37, 13, 29),
-                                   (23, 40, 600)])
+                                   (23, 40, 600), (50, 97, 300), (31, 128, 260),
+                                   (20, 96, 140), (20, 129, 140)])
 @pytest.mark.parametrize("layout", ["nn", "tn", "strided"])
 def test_zero_steps_are_skipped_without_changing_bits(variant, dtype, shape, layout):
     """The micro-kernel skips the steps p at which a whole row tile of A is zero (an

@@ -22,6 +22,109 @@
  * depend on the number of threads.
  */
 
+#ifndef GEMM_NARROW
+#define GEMM_NARROW 0
+#endif
+#ifndef GEMM_KC /* steps per block of the sum (at most CYMLP_GEMM_KC: the scratch sizes) */
+#define GEMM_KC CYMLP_GEMM_KC
+#endif
+#if GEMM_NARROW
+/* GEMM_NARROW: the micro-kernel for wide slivers of few rows (see _gemm.h's narrow
+ * instantiation). micro_nv is _gemm_micro.h's kernel for the nv vectors of columns a
+ * sliver really has (the same sums in the same order), dispatched on nv by micro, so a
+ * ragged last sliver (36 of 100 columns) costs its own vectors only. */
+GEMM_ATTR static inline __attribute__((always_inline)) void
+GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
+                  const GEMM_T *restrict b, const unsigned short *idx, size_t nidx,
+                  GEMM_T *restrict c, size_t ldc, int accumulate, size_t mr, size_t nr)
+{
+    typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
+    enum { V = GEMM_VB / sizeof(GEMM_T), NVMAX = GEMM_NR / V };
+    const GEMM_T *ar[GEMM_MR];
+    CYMLP_UNROLL
+    for (int r = 0; r < GEMM_MR; ++r) ar[r] = a + ((size_t)r < mr ? r : 0) * rsa;
+    vec t[GEMM_MR][NVMAX];
+    CYMLP_UNROLL
+    for (int r = 0; r < GEMM_MR; ++r)
+        CYMLP_UNROLL
+        for (int v = 0; v < nv; ++v) t[r][v] = (vec){0};
+#define NARROW_STEP(p)                                                                  \
+    do {                                                                                \
+        vec bv[NVMAX];                                                                  \
+        CYMLP_UNROLL                                                                    \
+        for (int v = 0; v < nv; ++v) memcpy(&bv[v], b + (p) * GEMM_NR + v * V, sizeof(vec)); \
+        const ptrdiff_t off = (ptrdiff_t)(p) * csa;                                     \
+        CYMLP_UNROLL                                                                    \
+        for (int r = 0; r < GEMM_MR; ++r) {                                             \
+            const GEMM_T av = ar[r][off];                                               \
+            CYMLP_UNROLL                                                                \
+            for (int v = 0; v < nv; ++v) t[r][v] += av * bv[v];                         \
+        }                                                                               \
+    } while (0)
+    if (idx)
+        for (size_t q = 0; q < nidx; ++q) NARROW_STEP((size_t)idx[q]);
+    else
+        for (size_t p = 0; p < kc; ++p) NARROW_STEP(p);
+#undef NARROW_STEP
+    CYMLP_UNROLL
+    for (int r = 0; r < GEMM_MR; ++r) {
+        if ((size_t)r >= mr) break;
+        GEMM_T *cr = c + (size_t)r * ldc;
+        CYMLP_UNROLL
+        for (int v = 0; v < nv; ++v) {
+            if ((size_t)(v + 1) * V <= nr) {
+                vec out = t[r][v];
+                if (accumulate) {
+                    vec old;
+                    memcpy(&old, cr + v * V, sizeof(vec));
+                    out += old;
+                }
+                memcpy(cr + v * V, &out, sizeof(vec));
+            } else {
+                for (int l = 0; l < V && (size_t)(v * V + l) < nr; ++l)
+                    cr[v * V + l] = accumulate ? cr[v * V + l] + t[r][v][l] : t[r][v][l];
+            }
+        }
+    }
+}
+
+GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
+                                     const GEMM_T *restrict b, const unsigned short *idx,
+                                     size_t nidx, GEMM_T *restrict c, size_t ldc,
+                                     int accumulate, size_t mr, size_t nr)
+{
+    enum { V = GEMM_VB / sizeof(GEMM_T) };
+    _Static_assert(GEMM_NR / V <= 8 && GEMM_NR / V != 5 && GEMM_NR / V != 6
+                       && GEMM_NR / V != 7, "slivers of 1-4 or 8 vectors");
+#define NARROW_CASE(k)                                                                  \
+    case k:                                                                             \
+        GEMM_FN(micro_nv)(k, kc, a, rsa, csa, b, idx, nidx, c, ldc, accumulate, mr, nr); \
+        break
+#define NARROW_NV (GEMM_NR * GEMM_T_SIZE / GEMM_VB) /* vectors of a whole sliver */
+    switch ((nr + V - 1) / V) {
+#if NARROW_NV > 1
+        NARROW_CASE(1);
+#endif
+#if NARROW_NV > 2
+        NARROW_CASE(2);
+#endif
+#if NARROW_NV > 3
+        NARROW_CASE(3);
+#endif
+#if NARROW_NV > 4
+        NARROW_CASE(4);
+        NARROW_CASE(5);
+        NARROW_CASE(6);
+        NARROW_CASE(7);
+#endif
+    default:
+        NARROW_CASE(NARROW_NV);
+    }
+#undef NARROW_NV
+#undef NARROW_CASE
+}
+#define GEMM_HALF 0
+#else
 #define MICRO_NAME micro
 #define MICRO_NR GEMM_NR
 #include "_gemm_micro.h"
@@ -32,6 +135,7 @@
 #include "_gemm_micro.h"
 #else
 #define GEMM_HALF 0
+#endif
 #endif
 
 /* GEMM_AVX512: this instantiation may use AVX-512 intrinsics (masked loads, compress)
@@ -204,8 +308,8 @@ GEMM_ATTR static void GEMM_FN(pack_rows)(size_t K, size_t N, size_t p0, size_t p
 {
     const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     for (size_t p = p0; p < p1; ++p) {
-        const size_t pc = p / CYMLP_GEMM_KC * CYMLP_GEMM_KC;
-        const size_t kc = K - pc < CYMLP_GEMM_KC ? K - pc : CYMLP_GEMM_KC;
+        const size_t pc = p / GEMM_KC * GEMM_KC;
+        const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
         GEMM_T *dst = bp + pc * npad + (p - pc) * GEMM_NR;
         for (size_t j = 0; j < N; j += GEMM_NR, dst += kc * GEMM_NR)
             GEMM_FN(sliver_row)(B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb, csb,
@@ -227,8 +331,8 @@ GEMM_ATTR static void GEMM_FN(small)(size_t M, size_t N, size_t K, const GEMM_T 
         GEMM_T *c = C + i * ldc;
         for (size_t jc = 0; jc < N; jc += CYMLP_GEMM_NC) {
             const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
-            for (size_t pc = 0; pc < K; pc += CYMLP_GEMM_KC) {
-                const size_t kc = K - pc < CYMLP_GEMM_KC ? K - pc : CYMLP_GEMM_KC;
+            for (size_t pc = 0; pc < K; pc += GEMM_KC) {
+                const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
                 for (size_t j = 0; j < nc; ++j) t[j] = 0;
                 for (size_t p = pc; p < pc + kc; ++p) {
                     const GEMM_T a = A[(ptrdiff_t)i * rsa + (ptrdiff_t)p * csa];
@@ -299,8 +403,8 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
         const ptrdiff_t blk1 = (ptrdiff_t)(nblocks * (tid + 1) / nth);
         for (size_t jc = 0; jc < N && blk1 > blk0; jc += CYMLP_GEMM_NC) {
             const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
-            for (size_t pc = 0; pc < K; pc += CYMLP_GEMM_KC) {
-                const size_t kc = K - pc < CYMLP_GEMM_KC ? K - pc : CYMLP_GEMM_KC;
+            for (size_t pc = 0; pc < K; pc += GEMM_KC) {
+                const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
                 const int acc = accumulate || pc > 0;
                 const GEMM_T *bpack = bpacked ? bpacked + pc * npad + jc * kc : bwork;
                 if (!bpacked)
@@ -361,6 +465,8 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #undef GEMM_NR
 #undef GEMM_T_SIZE
 #undef GEMM_HALF
+#undef GEMM_NARROW
+#undef GEMM_KC
 #undef GEMM_AVX512
 #undef GEMM_MASK
 #undef GEMM_MASKZ_LOAD
