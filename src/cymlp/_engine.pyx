@@ -142,7 +142,7 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     off = _up16(off + rows * widest)
     lay.g_off = off
     off = _up16(off + lay.n_params)
-    for l in range(L):  # (packed sizes are multiples of 32)
+    for l in range(L):  # (packed sizes are multiples of 64)
         lay.wp_off[l] = -1
         if training and packed_size(lay.sizes[l], lay.sizes[l + 1]) <= PACKED_MAX:
             lay.wp_off[l] = off

@@ -67,7 +67,7 @@ static inline void cymlp_fp_leave(unsigned long old) { (void)old; }
 
 /* Elements of a packed K x N matrix (gemm's bpacked, filled by the pack_rows functions):
  * N rounded up to the widest micro-tile of any variant, so one size fits them all. */
-static inline size_t cymlp_npad(size_t N) { return (N + 31) / 32 * 32; }
+static inline size_t cymlp_npad(size_t N) { return (N + 63) / 64 * 64; }
 static inline size_t cymlp_packed_size(size_t K, size_t N) { return K * cymlp_npad(N); }
 
 /* Scratch of a product with N <= max_n columns (cymlp_gemm_work_size), per thread: a
@@ -158,30 +158,22 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define GEMM_MR 6
 #define GEMM_NR 8
 #include "_gemm_impl.h"
+/* AVX-512 float: tiles of 6 rows by 64 columns, in blocks of 128 steps. Against 10 x 32
+ * tiles in blocks of 256: the same speed per row and step on dense operands (24 FMAs per
+ * 4 loads of B and 6 broadcasts; a 128 x 64 sliver of B stays in L1), and fewer steps
+ * on a sparse A, because a tile skips the steps where all its rows are zero (MNIST
+ * images: the union of 6 rows' non-zero steps is 43% of them, of 10 rows 49%). Per
+ * MNIST batch on one thread: the paper's layer-0 forward -12% and weight gradient
+ * -19%, the wide net's -6..-15% and -14..-24%. The slivers' vectors are dispatched on
+ * (GEMM_NV_MICRO), so a ragged last sliver (36 of 100 columns) costs its own only. */
 #define GEMM_T float
 #define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx512
 #define GEMM_ATTR CYMLP_AVX512_ATTR
 #define GEMM_VB 64
-#define GEMM_MR 10
-#define GEMM_NR 32
-#include "_gemm_impl.h"
-/* AVX-512 float products of 97 to 128 columns (the paper's 100 hidden units): tiles of
- * 6 rows by 64 columns, which skip more zero steps of a sparse A (MNIST images: a tile's
- * union of non-zero steps is 43% of them at 6 rows, 49% at 10) at the same FMAs per
- * load, and blocks of 128 steps, so that a 128 x 64 sliver of B stays in L1. Per 200-row
- * MNIST batch on one thread: layer 0's forward -12%, its weight gradient -19%, a dense
- * A -3% against the 10 x 32 kernel. Blocks of 128 sum in another order than blocks of
- * 256, so these products differ from the 10 x 32 kernel's in the last bits; the one-row
- * path and pack_rows of this instantiation use the same blocks. */
-#define GEMM_T float
-#define GEMM_T_SIZE 4
-#define GEMM_FN(x) cymlp_##x##_f32_avx512n
-#define GEMM_ATTR CYMLP_AVX512_ATTR
-#define GEMM_VB 64
 #define GEMM_MR 6
 #define GEMM_NR 64
-#define GEMM_NARROW 1
+#define GEMM_NV_MICRO 1
 #define GEMM_KC 128
 #include "_gemm_impl.h"
 #define GEMM_T double
@@ -196,31 +188,6 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 
 #include "_vmath.h" /* the exponential, sigmoid and softmax, per variant too */
 
-#ifdef CYMLP_X86
-/* AVX-512 float products: N in (96, 128] takes the narrow kernel (above). Its packed
- * layout (64-column slivers, blocks of 128 rows) is its own, but of the same size, 128
- * per row, so pack_rows chooses the same way and packed_size holds for both. */
-static inline int cymlp_f32_avx512_narrow(size_t N) { return N > 96 && N <= 128; }
-CYMLP_AVX512_ATTR static void cymlp_gemm_f32_avx512x(size_t M, size_t N, size_t K,
-                                                     const float *A, ptrdiff_t rsa,
-                                                     ptrdiff_t csa, const float *B,
-                                                     ptrdiff_t rsb, ptrdiff_t csb,
-                                                     const float *bpacked, float *C,
-                                                     size_t ldc, int accumulate, float *work,
-                                                     int nthreads)
-{
-    (cymlp_f32_avx512_narrow(N) ? cymlp_gemm_f32_avx512n : cymlp_gemm_f32_avx512)(
-        M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, nthreads);
-}
-CYMLP_AVX512_ATTR static void cymlp_pack_rows_f32_avx512x(size_t K, size_t N, size_t p0,
-                                                          size_t p1, const float *B,
-                                                          ptrdiff_t rsb, ptrdiff_t csb,
-                                                          float *bp)
-{
-    (cymlp_f32_avx512_narrow(N) ? cymlp_pack_rows_f32_avx512n : cymlp_pack_rows_f32_avx512)(
-        K, N, p0, p1, B, rsb, csb, bp);
-}
-#endif
 
 /* ---- run-time dispatch ---------------------------------------------------------- */
 typedef void (*cymlp_sgemm_fn)(size_t, size_t, size_t, const float *, ptrdiff_t, ptrdiff_t,
@@ -295,9 +262,9 @@ static inline void cymlp_set_variant(int v)
         cymlp_softmaxf_impl = cymlp_softmaxf_avx2;
         break;
     case CYMLP_AVX512_V:
-        cymlp_sgemm_impl = cymlp_gemm_f32_avx512x;
+        cymlp_sgemm_impl = cymlp_gemm_f32_avx512;
         cymlp_dgemm_impl = cymlp_gemm_f64_avx512;
-        cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx512x;
+        cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx512;
         cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx512;
         cymlp_vexpf_impl = cymlp_vexpf_avx512;
         cymlp_sigmoidf_impl = cymlp_sigmoidf_avx512;

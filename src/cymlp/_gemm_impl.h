@@ -22,17 +22,17 @@
  * depend on the number of threads.
  */
 
-#ifndef GEMM_NARROW
-#define GEMM_NARROW 0
+#ifndef GEMM_NV_MICRO
+#define GEMM_NV_MICRO 0
 #endif
 #ifndef GEMM_KC /* steps per block of the sum (at most CYMLP_GEMM_KC: the scratch sizes) */
 #define GEMM_KC CYMLP_GEMM_KC
 #endif
-#if GEMM_NARROW
-/* GEMM_NARROW: the micro-kernel for wide slivers of few rows (see _gemm.h's narrow
- * instantiation). micro_nv is _gemm_micro.h's kernel for the nv vectors of columns a
+#if GEMM_NV_MICRO
+/* GEMM_NV_MICRO: micro_nv is _gemm_micro.h's kernel for the nv vectors of columns a
  * sliver really has (the same sums in the same order), dispatched on nv by micro, so a
- * ragged last sliver (36 of 100 columns) costs its own vectors only. */
+ * ragged last sliver of wide slivers (36 of 100 columns in 64-column slivers) costs its
+ * own vectors only (see _gemm.h's AVX-512 float instantiation). */
 GEMM_ATTR static inline __attribute__((always_inline)) void
 GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
                   const GEMM_T *restrict b, const unsigned short *idx, size_t nidx,
@@ -48,7 +48,7 @@ GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdi
     for (int r = 0; r < GEMM_MR; ++r)
         CYMLP_UNROLL
         for (int v = 0; v < nv; ++v) t[r][v] = (vec){0};
-#define NARROW_STEP(p)                                                                  \
+#define NV_STEP(p)                                                                  \
     do {                                                                                \
         vec bv[NVMAX];                                                                  \
         CYMLP_UNROLL                                                                    \
@@ -62,10 +62,10 @@ GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdi
         }                                                                               \
     } while (0)
     if (idx)
-        for (size_t q = 0; q < nidx; ++q) NARROW_STEP((size_t)idx[q]);
+        for (size_t q = 0; q < nidx; ++q) NV_STEP((size_t)idx[q]);
     else
-        for (size_t p = 0; p < kc; ++p) NARROW_STEP(p);
-#undef NARROW_STEP
+        for (size_t p = 0; p < kc; ++p) NV_STEP(p);
+#undef NV_STEP
     CYMLP_UNROLL
     for (int r = 0; r < GEMM_MR; ++r) {
         if ((size_t)r >= mr) break;
@@ -96,32 +96,32 @@ GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, 
     enum { V = GEMM_VB / sizeof(GEMM_T) };
     _Static_assert(GEMM_NR / V <= 8 && GEMM_NR / V != 5 && GEMM_NR / V != 6
                        && GEMM_NR / V != 7, "slivers of 1-4 or 8 vectors");
-#define NARROW_CASE(k)                                                                  \
+#define NV_CASE(k)                                                                  \
     case k:                                                                             \
         GEMM_FN(micro_nv)(k, kc, a, rsa, csa, b, idx, nidx, c, ldc, accumulate, mr, nr); \
         break
-#define NARROW_NV (GEMM_NR * GEMM_T_SIZE / GEMM_VB) /* vectors of a whole sliver */
+#define SLIVER_NV (GEMM_NR * GEMM_T_SIZE / GEMM_VB) /* vectors of a whole sliver */
     switch ((nr + V - 1) / V) {
-#if NARROW_NV > 1
-        NARROW_CASE(1);
+#if SLIVER_NV > 1
+        NV_CASE(1);
 #endif
-#if NARROW_NV > 2
-        NARROW_CASE(2);
+#if SLIVER_NV > 2
+        NV_CASE(2);
 #endif
-#if NARROW_NV > 3
-        NARROW_CASE(3);
+#if SLIVER_NV > 3
+        NV_CASE(3);
 #endif
-#if NARROW_NV > 4
-        NARROW_CASE(4);
-        NARROW_CASE(5);
-        NARROW_CASE(6);
-        NARROW_CASE(7);
+#if SLIVER_NV > 4
+        NV_CASE(4);
+        NV_CASE(5);
+        NV_CASE(6);
+        NV_CASE(7);
 #endif
     default:
-        NARROW_CASE(NARROW_NV);
+        NV_CASE(SLIVER_NV);
     }
-#undef NARROW_NV
-#undef NARROW_CASE
+#undef SLIVER_NV
+#undef NV_CASE
 }
 #define GEMM_HALF 0
 #else
@@ -465,7 +465,7 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #undef GEMM_NR
 #undef GEMM_T_SIZE
 #undef GEMM_HALF
-#undef GEMM_NARROW
+#undef GEMM_NV_MICRO
 #undef GEMM_KC
 #undef GEMM_AVX512
 #undef GEMM_MASK
