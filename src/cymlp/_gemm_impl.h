@@ -353,6 +353,81 @@ GEMM_ATTR static void GEMM_FN(small)(size_t M, size_t N, size_t K, const GEMM_T 
     }
 }
 
+/* gemm_part: thread tid of nth's share of gemm (its run of the nblocks blocks of mc
+ * rows), in the caller's FP mode */
+GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, size_t K,
+                                         const GEMM_T *A, ptrdiff_t rsa, ptrdiff_t csa,
+                                         const GEMM_T *B, ptrdiff_t rsb, ptrdiff_t csb,
+                                         const GEMM_T *bpacked, GEMM_T *C, size_t ldc,
+                                         int accumulate, GEMM_T *work, size_t nblocks,
+                                         size_t mc)
+{
+    const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    const int packa = csa != 1;
+    /* work = per thread [B panel][A block][tile lists], see cymlp_gemm_work_size: each thread
+     * packs the B it needs itself, so the threads never wait for each other or read
+     * what another core just wrote (packing is cheap next to the product) */
+    GEMM_T *bwork = work + (size_t)tid * (cymlp_gemm_b_panel(N) + cymlp_gemm_a_block()
+                                          + cymlp_gemm_idx_block());
+    GEMM_T *apack = bwork + cymlp_gemm_b_panel(N);
+    unsigned short *idx = (unsigned short *)(apack + cymlp_gemm_a_block());
+    size_t cnt[CYMLP_GEMM_MAX_TILES];
+    const ptrdiff_t blk0 = (ptrdiff_t)(nblocks * tid / nth);
+    const ptrdiff_t blk1 = (ptrdiff_t)(nblocks * (tid + 1) / nth);
+    for (size_t jc = 0; jc < N && blk1 > blk0; jc += CYMLP_GEMM_NC) {
+        const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
+        for (size_t pc = 0; pc < K; pc += GEMM_KC) {
+            const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+            const int acc = accumulate || pc > 0;
+            const GEMM_T *bpack = bpacked ? bpacked + pc * npad + jc * kc : bwork;
+            if (!bpacked)
+                for (size_t j = 0; j < nc; j += GEMM_NR)
+                    GEMM_FN(pack_b)(kc, nc - j < GEMM_NR ? nc - j : GEMM_NR,
+                                    B + (ptrdiff_t)pc * rsb + (ptrdiff_t)(jc + j) * csb,
+                                    rsb, csb, bwork + j * kc);
+            for (ptrdiff_t blk = blk0; blk < blk1; ++blk) {
+                const size_t ic = (size_t)blk * mc;
+                const size_t mcb = M - ic < mc ? M - ic : mc;
+                const GEMM_T *ablk = A + (ptrdiff_t)ic * rsa + (ptrdiff_t)pc * csa;
+                ptrdiff_t ars = rsa, acs = csa;
+                if (packa) {
+                    GEMM_FN(pack_a)(mcb, kc, ablk, rsa, csa, apack, idx, cnt);
+                    ablk = apack;
+                    ars = 1;
+                    acs = GEMM_MR;
+                } else {
+                    for (size_t i = 0, t = 0; i < mcb; i += GEMM_MR, ++t)
+                        cnt[t] = GEMM_FN(nonzero)(kc, ablk + (ptrdiff_t)i * rsa, rsa,
+                                                  mcb - i < GEMM_MR ? mcb - i : GEMM_MR,
+                                                  idx + t * CYMLP_GEMM_IDX_STRIDE);
+                }
+                /* a sliver of B (kc x NR, packed) stays in L1 while every row tile
+                 * of the block meets it: B streams from L2 once per block, A once
+                 * per sliver (N / NR times), instead of B once per row tile */
+                for (size_t j = 0; j < nc; j += GEMM_NR) {
+                    const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
+                    for (size_t i = 0, t = 0; i < mcb; i += GEMM_MR, ++t) {
+                        const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
+                        const GEMM_T *a = packa ? ablk + i * kc : ablk + (ptrdiff_t)i * rsa;
+                        /* skip the zero steps when they are worth the indirection */
+                        const int sparse = cnt[t] < kc - kc / 8;
+                        const unsigned short *ix = sparse ? idx + t * CYMLP_GEMM_IDX_STRIDE : NULL;
+#if GEMM_HALF
+                        if (nr <= GEMM_NR / 2) { /* ragged edge: half the FMAs */
+                            GEMM_FN(micro_half)(kc, a, ars, acs, bpack + j * kc, ix, cnt[t],
+                                                C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
+                            continue;
+                        }
+#endif
+                        GEMM_FN(micro)(kc, a, ars, acs, bpack + j * kc, ix, cnt[t],
+                                       C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
+                    }
+                }
+            }
+        }
+    }
+}
+
 GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A,
                                     ptrdiff_t rsa, ptrdiff_t csa, const GEMM_T *B,
                                     ptrdiff_t rsb, ptrdiff_t csb, const GEMM_T *bpacked,
@@ -374,87 +449,30 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
     size_t nblocks = (M + CYMLP_GEMM_MC - 1) / CYMLP_GEMM_MC;
     if (nthreads < 1) nthreads = 1;
     if ((double)M * N * K < CYMLP_GEMM_PARALLEL_MIN) nthreads = 1;
+#ifndef _OPENMP
+    nthreads = 1;
+#endif
     nblocks = (nblocks + nthreads - 1) / nthreads * nthreads;
     size_t mc = (M + nblocks - 1) / nblocks;
     mc = (mc + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
     nblocks = (M + mc - 1) / mc;
-    const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
-    const int packa = csa != 1;
-
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-#endif
-    {
+    if (nthreads == 1) { /* (no parallel region: a team of one still costs its setup) */
         const unsigned long fp_mode = cymlp_fp_enter(); /* per thread, see _gemm.h */
-        int tid = 0, nth = 1; /* the team may be smaller than asked (nested, limits) */
+        GEMM_FN(gemm_part)(0, 1, M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc,
+                           accumulate, work, nblocks, mc);
+        cymlp_fp_leave(fp_mode);
+        return;
+    }
 #ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
-        /* work = per thread [B panel][A block][tile lists], see cymlp_gemm_work_size: each thread
-         * packs the B it needs itself, so the threads never wait for each other or read
-         * what another core just wrote (packing is cheap next to the product) */
-        GEMM_T *bwork = work + (size_t)tid * (cymlp_gemm_b_panel(N) + cymlp_gemm_a_block()
-                                              + cymlp_gemm_idx_block());
-        GEMM_T *apack = bwork + cymlp_gemm_b_panel(N);
-        unsigned short *idx = (unsigned short *)(apack + cymlp_gemm_a_block());
-        size_t cnt[CYMLP_GEMM_MAX_TILES];
-        const ptrdiff_t blk0 = (ptrdiff_t)(nblocks * tid / nth);
-        const ptrdiff_t blk1 = (ptrdiff_t)(nblocks * (tid + 1) / nth);
-        for (size_t jc = 0; jc < N && blk1 > blk0; jc += CYMLP_GEMM_NC) {
-            const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
-            for (size_t pc = 0; pc < K; pc += GEMM_KC) {
-                const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
-                const int acc = accumulate || pc > 0;
-                const GEMM_T *bpack = bpacked ? bpacked + pc * npad + jc * kc : bwork;
-                if (!bpacked)
-                    for (size_t j = 0; j < nc; j += GEMM_NR)
-                        GEMM_FN(pack_b)(kc, nc - j < GEMM_NR ? nc - j : GEMM_NR,
-                                        B + (ptrdiff_t)pc * rsb + (ptrdiff_t)(jc + j) * csb,
-                                        rsb, csb, bwork + j * kc);
-                for (ptrdiff_t blk = blk0; blk < blk1; ++blk) {
-                    const size_t ic = (size_t)blk * mc;
-                    const size_t mcb = M - ic < mc ? M - ic : mc;
-                    const GEMM_T *ablk = A + (ptrdiff_t)ic * rsa + (ptrdiff_t)pc * csa;
-                    ptrdiff_t ars = rsa, acs = csa;
-                    if (packa) {
-                        GEMM_FN(pack_a)(mcb, kc, ablk, rsa, csa, apack, idx, cnt);
-                        ablk = apack;
-                        ars = 1;
-                        acs = GEMM_MR;
-                    } else {
-                        for (size_t i = 0, t = 0; i < mcb; i += GEMM_MR, ++t)
-                            cnt[t] = GEMM_FN(nonzero)(kc, ablk + (ptrdiff_t)i * rsa, rsa,
-                                                      mcb - i < GEMM_MR ? mcb - i : GEMM_MR,
-                                                      idx + t * CYMLP_GEMM_IDX_STRIDE);
-                    }
-                    /* a sliver of B (kc x NR, packed) stays in L1 while every row tile
-                     * of the block meets it: B streams from L2 once per block, A once
-                     * per sliver (N / NR times), instead of B once per row tile */
-                    for (size_t j = 0; j < nc; j += GEMM_NR) {
-                        const size_t nr = nc - j < GEMM_NR ? nc - j : GEMM_NR;
-                        for (size_t i = 0, t = 0; i < mcb; i += GEMM_MR, ++t) {
-                            const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
-                            const GEMM_T *a = packa ? ablk + i * kc : ablk + (ptrdiff_t)i * rsa;
-                            /* skip the zero steps when they are worth the indirection */
-                            const int sparse = cnt[t] < kc - kc / 8;
-                            const unsigned short *ix = sparse ? idx + t * CYMLP_GEMM_IDX_STRIDE : NULL;
-#if GEMM_HALF
-                            if (nr <= GEMM_NR / 2) { /* ragged edge: half the FMAs */
-                                GEMM_FN(micro_half)(kc, a, ars, acs, bpack + j * kc, ix, cnt[t],
-                                                    C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
-                                continue;
-                            }
-#endif
-                            GEMM_FN(micro)(kc, a, ars, acs, bpack + j * kc, ix, cnt[t],
-                                           C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
-                        }
-                    }
-                }
-            }
-        }
+#pragma omp parallel num_threads(nthreads)
+    {
+        const unsigned long fp_mode = cymlp_fp_enter();
+        /* the team may be smaller than asked (nested, limits) */
+        GEMM_FN(gemm_part)(omp_get_thread_num(), omp_get_num_threads(), M, N, K, A, rsa, csa,
+                           B, rsb, csb, bpacked, C, ldc, accumulate, work, nblocks, mc);
         cymlp_fp_leave(fp_mode);
     }
+#endif
 }
 
 #undef GEMM_T
