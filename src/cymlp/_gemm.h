@@ -11,6 +11,7 @@
 #define CYMLP_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -141,7 +142,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #include <immintrin.h>
 #define CYMLP_AVX2_ATTR __attribute__((target("avx2,fma")))
 #define CYMLP_AVX512_ATTR \
-    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,popcnt")))
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,popcnt,bmi2")))
 #define GEMM_T float
 #define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx2
@@ -158,20 +159,20 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #define GEMM_MR 6
 #define GEMM_NR 8
 #include "_gemm_impl.h"
-/* AVX-512 float: tiles of 6 rows by 64 columns, in blocks of 128 steps. Against 10 x 32
- * tiles in blocks of 256: the same speed per row and step on dense operands (24 FMAs per
- * 4 loads of B and 6 broadcasts; a 128 x 64 sliver of B stays in L1), and fewer steps
+/* AVX-512 float: tiles of 4 rows by 64 columns, in blocks of 128 steps. Against 10 x 32
+ * tiles in blocks of 256: the same speed per row and step on dense operands (16 FMAs per
+ * 4 loads of B and 4 broadcasts; a 128 x 64 sliver of B stays in L1), and fewer steps
  * on a sparse A, because a tile skips the steps where all its rows are zero (MNIST
- * images: the union of 6 rows' non-zero steps is 43% of them, of 10 rows 49%). Per
- * MNIST batch on one thread: the paper's layer-0 forward -12% and weight gradient
- * -19%, the wide net's -6..-15% and -14..-24%. The slivers' vectors are dispatched on
- * (GEMM_NV_MICRO), so a ragged last sliver (36 of 100 columns) costs its own only. */
+ * images: the union of 4 rows' non-zero steps is 39% of them, of 10 rows 49%; of 4
+ * pixels' non-zero images in a batch 28%, of 10 45%). A^T is read in place, its tiles'
+ * lists made by nonzero_cols. The slivers' vectors are dispatched on (GEMM_NV_MICRO),
+ * so a ragged last sliver (36 of 100 columns) costs its own only. */
 #define GEMM_T float
 #define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx512
 #define GEMM_ATTR CYMLP_AVX512_ATTR
 #define GEMM_VB 64
-#define GEMM_MR 6
+#define GEMM_MR 4
 #define GEMM_NR 64
 #define GEMM_NV_MICRO 1
 #define GEMM_KC 128
@@ -229,7 +230,7 @@ static inline int cymlp_variant_available(int v)
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
                && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
-               && __builtin_cpu_supports("popcnt");
+               && __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi2");
 #endif
     default: return 0;
     }
