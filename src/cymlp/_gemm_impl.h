@@ -433,6 +433,18 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
             const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             const int acc = accumulate || pc > 0;
             const GEMM_T *bpack = bpacked ? bpacked + pc * npad + jc * kc : bwork;
+            /* the next block of a packed B, asked into L2 a share per micro-kernel call:
+             * another core may have written it (training's weights, deltas) */
+            const char *pf = NULL, *pf_end = NULL;
+            size_t pf_per = 0;
+            if (bpacked && pc + kc < K) {
+                const size_t kn = K - pc - kc < GEMM_KC ? K - pc - kc : GEMM_KC;
+                pf = (const char *)(bpacked + (pc + kc) * npad + jc * kn);
+                pf_end = pf + kn * ((nc + GEMM_NR - 1) / GEMM_NR * GEMM_NR) * sizeof(GEMM_T);
+                const size_t calls = (size_t)(blk1 - blk0) * ((nc + GEMM_NR - 1) / GEMM_NR)
+                                     * ((mc + GEMM_MR - 1) / GEMM_MR);
+                pf_per = ((size_t)(pf_end - pf) / 64 + calls - 1) / calls;
+            }
             if (!bpacked)
                 for (size_t j = 0; j < nc; j += GEMM_NR)
                     GEMM_FN(pack_b)(kc, nc - j < GEMM_NR ? nc - j : GEMM_NR,
@@ -469,6 +481,8 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
                     for (size_t i = 0, t = 0; i < mcb; i += GEMM_MR, ++t) {
                         const size_t mr = mcb - i < GEMM_MR ? mcb - i : GEMM_MR;
                         const GEMM_T *a = apacked ? ablk + i * kc : ablk + (ptrdiff_t)i * ars;
+                        for (size_t q = 0; q < pf_per && pf < pf_end; ++q, pf += 64)
+                            __builtin_prefetch(pf, 0, 2);
                         /* skip the zero steps when they are worth the indirection */
                         const int sparse = cnt[t] < kc - kc / 8;
                         const unsigned short *ix = sparse ? idx + t * CYMLP_GEMM_IDX_STRIDE : NULL;
