@@ -5,8 +5,12 @@
  *   GEMM_FN(x) name of symbol x for this instantiation (token pasting)
  *   GEMM_ATTR  function attributes (e.g. __attribute__((target("avx2,fma"))), or empty)
  *   GEMM_VB    vector width in bytes for GCC/Clang vector extensions; 0 = plain C
+ *   GEMM_T_SIZE sizeof(GEMM_T), for the preprocessor
  *   GEMM_MR    rows of C per micro-tile
- *   GEMM_NR    columns of C per micro-tile (a multiple of GEMM_VB / sizeof(GEMM_T))
+ *   GEMM_NR    columns of C per micro-tile (a multiple of GEMM_VB / sizeof(GEMM_T),
+ *              dividing 64: cymlp_npad's packed width)
+ * and optionally GEMM_KC (steps per block, default and at most CYMLP_GEMM_KC) and
+ * GEMM_NV_MICRO (1: the micro-kernel dispatches on the vectors a sliver has).
  *
  * C (M,N) = [C +] op(A) (M,K) . op(B) (K,N), where element (i,p) of op(A) is
  * A[i*rsa + p*csa] and element (p,j) of op(B) is B[p*rsb + j*csb]; strides make the
@@ -16,7 +20,9 @@
  * comes packed already: bpacked, laid out by pack_rows, e.g. weights packed once after
  * their update instead of by every thread in every product that reads them); A is read
  * in place when its rows are contiguous (csa == 1: a tile's MR rows are MR streams the
- * prefetchers follow), else each thread packs its block of A into MR-row tiles; the
+ * prefetchers follow) and, on AVX-512 float, when it is the transpose of a row-major
+ * matrix (rsa == 1: a step's MR values share a line; see nonzero_cols), else each
+ * thread packs its block of A into MR-row tiles; the
  * micro-kernel keeps an MR x NR tile of C in registers for the whole KC loop. Every element of C
  * is summed over p in the same order whatever the thread count, so results do not
  * depend on the number of threads.
@@ -28,6 +34,9 @@
 #ifndef GEMM_KC /* steps per block of the sum (at most CYMLP_GEMM_KC: the scratch sizes) */
 #define GEMM_KC CYMLP_GEMM_KC
 #endif
+/* what the scratch sizes of _gemm.h assume (idx lists, A block, packed widths) */
+_Static_assert(GEMM_KC <= CYMLP_GEMM_KC, "GEMM_KC above the scratch's CYMLP_GEMM_KC");
+_Static_assert(64 % GEMM_NR == 0, "GEMM_NR must divide cymlp_npad's 64");
 #if GEMM_NV_MICRO
 /* GEMM_NV_MICRO: micro_nv is _gemm_micro.h's kernel for the nv vectors of columns a
  * sliver really has (the same sums in the same order), dispatched on nv by micro, so a
@@ -160,8 +169,8 @@ GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, 
 /* pack_a: rows [0, mc) x cols [0, kc) of op(A) into MR-row tiles (tile i at ap + i * kc,
  * element (r, p) at [p * MR + r]; a last partial tile leaves its missing rows unwritten:
  * the micro-kernel reads rows past mr from row 0). Used when A's columns are far
- * apart (csa != 1, e.g. A^T in the weight gradient a^T . delta): read in place, each
- * step of p would touch a new cache line at a stride the prefetchers do not follow.
+ * apart (csa != 1, e.g. A^T in the weight gradient a^T . delta) and nonzero_cols does
+ * not apply: read in place, each step of p would touch a new cache line.
  * Also lists each tile's non-zero steps, as nonzero does: tile t's at
  * idx + t * CYMLP_GEMM_IDX_STRIDE, their count in cnt[t]. */
 GEMM_ATTR static void GEMM_FN(pack_a)(size_t mc, size_t kc, const GEMM_T *A, ptrdiff_t rsa,

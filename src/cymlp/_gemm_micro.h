@@ -1,12 +1,13 @@
 /* One micro-kernel of a _gemm_impl.h instantiation, included with MICRO_NAME (symbol)
  * and MICRO_NR (columns it computes: GEMM_NR, or half of it for the ragged last sliver
- * of B, e.g. the 4 columns left of N = 100 in 32-wide slivers) defined.
+ * of B, e.g. the 4 columns left of N = 100 in 16-wide slivers) defined (not for
+ * GEMM_NV_MICRO instantiations, whose micro_nv in _gemm_impl.h is this kernel for a
+ * number of vectors chosen at run time).
  *
  * micro: t (MR,MICRO_NR) = op(A)[:mr, :kc] . b (kc, first MICRO_NR of each packed row of
  * GEMM_NR); then C[:mr,:nr] (+)= t.
- * A is read in place: element (r,p) is a[r*rsa + p*csa] (no packing: every use in
- * training has one unit stride, and the rows of a tile stay in L1 across the slivers of
- * B). Rows r >= mr alias row 0, so nothing past the matrix is read; they are not stored.
+ * A is read in place or packed by the caller: element (r,p) is a[r*rsa + p*csa] (the
+ * rows of a tile stay in L1 across the slivers of B). Rows r >= mr alias row 0, so nothing past the matrix is read; they are not stored.
  * idx: NULL (every p in [0, kc)), or the nidx values of p, ascending, at which some row
  * of the tile is not zero (see nonzero): the skipped steps would add exactly 0 to every
  * sum when B is finite, so both give the same bits (0 * inf or 0 * NaN in B would have

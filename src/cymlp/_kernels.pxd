@@ -58,8 +58,8 @@ cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *
     """C (M,N) [+]= op(A) (M,K) . op(B) (K,N); op(A)[i,p] = A[i*rsa + p*csa], same for B.
 
     bpacked: NULL, or op(B) already packed by pack_rows (B is still read directly by the
-    path for one or two rows). work: gemm_work_size(n_threads, N) elements, always (A is
-    packed into it when csa != 1)."""
+    path for one or two rows). work: gemm_work_size(n_threads, N) elements, always (A
+    may be packed into it when csa != 1)."""
     if floating is float:
         sgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, n_threads)
     else:
