@@ -96,9 +96,6 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
            * (cymlp_gemm_b_panel(max_n) + cymlp_gemm_a_block() + cymlp_gemm_idx_block());
 }
 
-/* expands its argument before GEMM_FN pastes it (for _gemm_micro.h's MICRO_NAME) */
-#define GEMM_FN_EXPAND(x) GEMM_FN(x)
-
 /* ---- instantiations ------------------------------------------------------------- */
 #define GEMM_T float
 #define GEMM_T_SIZE 4

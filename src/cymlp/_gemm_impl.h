@@ -37,66 +37,11 @@
 /* what the scratch sizes of _gemm.h assume (idx lists, A block, packed widths) */
 _Static_assert(GEMM_KC <= CYMLP_GEMM_KC, "GEMM_KC above the scratch's CYMLP_GEMM_KC");
 _Static_assert(64 % GEMM_NR == 0, "GEMM_NR must divide cymlp_npad's 64");
-#if GEMM_NV_MICRO
-/* GEMM_NV_MICRO: micro_nv is _gemm_micro.h's kernel for the nv vectors of columns a
- * sliver really has (the same sums in the same order), dispatched on nv by micro, so a
- * ragged last sliver of wide slivers (36 of 100 columns in 64-column slivers) costs its
- * own vectors only (see _gemm.h's AVX-512 float instantiation). */
-GEMM_ATTR static inline __attribute__((always_inline)) void
-GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
-                  const GEMM_T *restrict b, const unsigned short *idx, size_t nidx,
-                  GEMM_T *restrict c, size_t ldc, int accumulate, size_t mr, size_t nr)
-{
-    typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
-    enum { V = GEMM_VB / sizeof(GEMM_T), NVMAX = GEMM_NR / V };
-    const GEMM_T *ar[GEMM_MR];
-    CYMLP_UNROLL
-    for (int r = 0; r < GEMM_MR; ++r) ar[r] = a + ((size_t)r < mr ? r : 0) * rsa;
-    vec t[GEMM_MR][NVMAX];
-    CYMLP_UNROLL
-    for (int r = 0; r < GEMM_MR; ++r)
-        CYMLP_UNROLL
-        for (int v = 0; v < nv; ++v) t[r][v] = (vec){0};
-#define NV_STEP(p)                                                                  \
-    do {                                                                                \
-        vec bv[NVMAX];                                                                  \
-        CYMLP_UNROLL                                                                    \
-        for (int v = 0; v < nv; ++v) memcpy(&bv[v], b + (p) * GEMM_NR + v * V, sizeof(vec)); \
-        const ptrdiff_t off = (ptrdiff_t)(p) * csa;                                     \
-        CYMLP_UNROLL                                                                    \
-        for (int r = 0; r < GEMM_MR; ++r) {                                             \
-            const GEMM_T av = ar[r][off];                                               \
-            CYMLP_UNROLL                                                                \
-            for (int v = 0; v < nv; ++v) t[r][v] += av * bv[v];                         \
-        }                                                                               \
-    } while (0)
-    if (idx)
-        for (size_t q = 0; q < nidx; ++q) NV_STEP((size_t)idx[q]);
-    else
-        for (size_t p = 0; p < kc; ++p) NV_STEP(p);
-#undef NV_STEP
-    CYMLP_UNROLL
-    for (int r = 0; r < GEMM_MR; ++r) {
-        if ((size_t)r >= mr) break;
-        GEMM_T *cr = c + (size_t)r * ldc;
-        CYMLP_UNROLL
-        for (int v = 0; v < nv; ++v) {
-            if ((size_t)(v + 1) * V <= nr) {
-                vec out = t[r][v];
-                if (accumulate) {
-                    vec old;
-                    memcpy(&old, cr + v * V, sizeof(vec));
-                    out += old;
-                }
-                memcpy(cr + v * V, &out, sizeof(vec));
-            } else {
-                for (int l = 0; l < V && (size_t)(v * V + l) < nr; ++l)
-                    cr[v * V + l] = accumulate ? cr[v * V + l] + t[r][v][l] : t[r][v][l];
-            }
-        }
-    }
-}
-
+#include "_gemm_micro.h" /* micro_nv (vector builds) or micro (plain C) */
+#if GEMM_VB && GEMM_NV_MICRO
+/* GEMM_NV_MICRO: micro dispatches micro_nv on the nv vectors of columns a sliver really
+ * has, so a ragged last sliver of wide slivers (36 of 100 columns in 64-column slivers)
+ * costs its own vectors only (see _gemm.h's AVX-512 float instantiation). */
 GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
                                      const GEMM_T *restrict b, const unsigned short *idx,
                                      size_t nidx, GEMM_T *restrict c, size_t ldc,
@@ -133,18 +78,33 @@ GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, 
 #undef NV_CASE
 }
 #define GEMM_HALF 0
-#else
-#define MICRO_NAME micro
-#define MICRO_NR GEMM_NR
-#include "_gemm_micro.h"
-#if GEMM_VB && GEMM_NR * GEMM_T_SIZE >= 2 * GEMM_VB
+#elif GEMM_VB
+/* micro: a whole sliver; micro_half: half of one, for a ragged last sliver of B (e.g.
+ * the 4 columns left of N = 100 in 16-wide slivers), half the FMAs */
+GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
+                                     const GEMM_T *restrict b, const unsigned short *idx,
+                                     size_t nidx, GEMM_T *restrict c, size_t ldc,
+                                     int accumulate, size_t mr, size_t nr)
+{
+    GEMM_FN(micro_nv)(GEMM_NR * GEMM_T_SIZE / GEMM_VB, kc, a, rsa, csa, b, idx, nidx, c, ldc,
+                      accumulate, mr, nr);
+}
+#if GEMM_NR * GEMM_T_SIZE >= 2 * GEMM_VB
 #define GEMM_HALF 1
-#define MICRO_NAME micro_half
-#define MICRO_NR (GEMM_NR / 2)
-#include "_gemm_micro.h"
+GEMM_ATTR static void GEMM_FN(micro_half)(size_t kc, const GEMM_T *a, ptrdiff_t rsa,
+                                          ptrdiff_t csa, const GEMM_T *restrict b,
+                                          const unsigned short *idx, size_t nidx,
+                                          GEMM_T *restrict c, size_t ldc, int accumulate,
+                                          size_t mr, size_t nr)
+{
+    GEMM_FN(micro_nv)(GEMM_NR * GEMM_T_SIZE / GEMM_VB / 2, kc, a, rsa, csa, b, idx, nidx, c,
+                      ldc, accumulate, mr, nr);
+}
 #else
 #define GEMM_HALF 0
 #endif
+#else
+#define GEMM_HALF 0
 #endif
 
 /* GEMM_AVX512: this instantiation may use AVX-512 intrinsics (masked loads, compress)
