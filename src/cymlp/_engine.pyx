@@ -52,7 +52,6 @@ cdef struct Layout:
     int hidden_act, out_act
     double slope
     bint dropout            # any hidden layer has dropout
-    bint training           # scratch for train_epoch (packed weights and deltas) included
 
 
 # Where minibatch rows come from: dense X or CSR, targets Y, optional weights.
@@ -99,7 +98,6 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
         _free_layout(lay)
         raise MemoryError()
     lay.dropout = False
-    lay.training = training
     for l in range(L + 1):
         lay.sizes[l] = sizes[l]
         lay.drop[l] = 0
@@ -584,8 +582,7 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
                                       scale)
             else:
                 gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, ws + lay.dp_off[l + 1],
-                     grads + off,
-                     n_out, False, work, 1)
+                     grads + off, n_out, False, work, 1)
             if alpha != 0 and not stepped:
                 for k in range(c, c1):
                     rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
