@@ -87,8 +87,8 @@ extensions = [
         include_dirs=["src/cymlp"],
         define_macros=macros,
         # rebuild when the C headers change (Cython does not track them)
-        depends=["src/cymlp/_gemm.h", "src/cymlp/_gemm_impl.h", "src/cymlp/_gemm_micro.h",
-                 "src/cymlp/_vmath.h"],
+        depends=["src/cymlp/_gemm.h", "src/cymlp/_gemm_impl.h", "src/cymlp/_gemm_epi.h",
+                 "src/cymlp/_gemm_micro.h", "src/cymlp/_vmath.h"],
     )
     for name in MODULES
 ]

@@ -230,3 +230,111 @@ def test_softmax_rows_get_the_same_bits_in_any_group(variant, n_out):
     p2, loss2 = _kernels.softmax_array(z[1:], y[1:])  # every group shifted by one row
     np.testing.assert_array_equal(p2, p[1:])
     np.testing.assert_array_equal(loss2, loss[1:])
+
+
+# Epilogue ops of the products (_gemm_epi.h): activation codes of _kernels.pxd, and the
+# same + DERIVATIVE for the backward's x * f'(a).
+LOGISTIC, TANH, RELU, LEAKY_RELU, DERIVATIVE = 1, 2, 3, 4, 16
+FORWARD_OPS = [0, LOGISTIC, TANH, RELU, LEAKY_RELU]
+BACKWARD_OPS = [DERIVATIVE + op for op in (LOGISTIC, TANH, RELU, LEAKY_RELU)]
+EPI_SHAPES = [(1, 1, 1), (2, 100, 784), (37, 13, 29), (200, 100, 784), (5, 300, 2),
+              (13, 1030, 9), (64, 36, 10), (200, 100, 10)]
+
+
+def _epilogue_operands(shape, dtype, seed=0):
+    M, N, K = shape
+    rng = np.random.RandomState(seed)
+    A = rng.uniform(-1, 1, (M, K)).astype(dtype)
+    A[A < -0.3] = 0  # zeros, as in MNIST images, are skipped
+    B = rng.uniform(-1, 1, (K, N)).astype(dtype)
+    b = rng.uniform(-1, 1, N).astype(dtype)
+    act = rng.uniform(-1, 1, (M, N)).astype(dtype)  # activations, for derivatives
+    act[act < -0.5] = 0  # (relu's zeros; the sign decides relu')
+    return A, B, b, act
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", EPI_SHAPES)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_epilogue_gives_the_bits_of_separate_passes(variant, dtype, shape, n_threads):
+    """f(A.B + b) and (A.B) * f'(a) with the bias and op fused into the product give the
+    bits of the product followed by the op on its own (the same vector code), for every
+    op, ragged shape and thread count; the bias lands as the first block's addend."""
+    A, B, b, act = _epilogue_operands(shape, dtype)
+    with_bias = _kernels.matmul(A, B, n_threads, bias=b)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(with_bias, A.astype(np.float64) @ B + b, rtol=tol,
+                               atol=tol * np.sqrt(shape[2]))
+    if shape[2] <= 128:  # one block of the sum: t + b, as b written first and t added
+        np.testing.assert_array_equal(with_bias, _kernels.matmul(A, B, n_threads) + b)
+    for op in FORWARD_OPS:
+        fused = _kernels.matmul(A, B, n_threads, bias=b, op=op, slope=0.05)
+        np.testing.assert_array_equal(fused, _kernels.apply_array(with_bias, op, slope=0.05))
+    plain = _kernels.matmul(A, B, n_threads)
+    for op in BACKWARD_OPS:
+        fused = _kernels.matmul(A, B, n_threads, op=op, aux=act, slope=0.05)
+        np.testing.assert_array_equal(fused,
+                                      _kernels.apply_array(plain, op, aux=act, slope=0.05))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_epilogue_single_rows_and_transposed_operands(variant, dtype):
+    """The 1-2-row path applies the same epilogue: a row's bits do not depend on the
+    batch it is in; delta . W^T (B transposed) takes the derivative too."""
+    A, B, b, act = _epilogue_operands((50, 100, 300), dtype, seed=3)
+    for op in FORWARD_OPS:
+        full = _kernels.matmul(A, B, 2, bias=b, op=op)
+        for rows in (slice(0, 1), slice(7, 9)):
+            np.testing.assert_array_equal(_kernels.matmul(A[rows], B, 1, bias=b, op=op),
+                                          full[rows])
+    Bt = np.ascontiguousarray(B.T).T
+    for op in BACKWARD_OPS:
+        full = _kernels.matmul(A, Bt, 1, op=op, aux=act)
+        np.testing.assert_array_equal(full[:1], _kernels.matmul(A[:1], Bt, 1, op=op,
+                                                                aux=act[:1]))
+        np.testing.assert_array_equal(full, _kernels.matmul(A, B, 2, op=op, aux=act))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_epilogue_ops_against_their_formulas(variant, dtype):
+    """Each op against numpy: the activations (paper section 2.2.3) and x * f'(a)."""
+    rng = np.random.RandomState(1)
+    x = rng.uniform(-6, 6, (7, 45)).astype(dtype)
+    x[0, :5] = [0.0, -0.0, 1e-30, -1e-30, 0.0]
+    a = rng.uniform(-1, 1, x.shape).astype(dtype)
+    a[a < -0.4] = 0
+    s = 0.05
+    tol = 4e-7 if dtype == np.float32 else 1e-15
+    x64, a64 = x.astype(np.float64), a.astype(np.float64)
+    ap = _kernels.apply_array
+    np.testing.assert_array_equal(ap(x, 0), x)
+    np.testing.assert_allclose(ap(x, LOGISTIC, slope=s), 1 / (1 + np.exp(-x64)), rtol=tol)
+    np.testing.assert_allclose(ap(x, TANH, slope=s), np.tanh(x64), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(ap(x, RELU, slope=s), np.where(x > 0, x, 0))
+    np.testing.assert_array_equal(ap(x, LEAKY_RELU, slope=s), np.where(x > 0, x, dtype(s) * x))
+    np.testing.assert_allclose(ap(x, DERIVATIVE + LOGISTIC, a, s), x64 * a64 * (1 - a64),
+                               rtol=4 * tol, atol=1e-30)
+    # 1 - a^2 cancels near |a| = 1: its error is bounded relative to x, not to the result
+    err = np.abs(ap(x, DERIVATIVE + TANH, a, s) - x64 * (1 - a64 * a64))
+    assert np.all(err <= 3 * np.finfo(dtype).eps * np.abs(x64))
+    np.testing.assert_array_equal(ap(x, DERIVATIVE + RELU, a, s), np.where(a > 0, x, 0))
+    np.testing.assert_array_equal(ap(x, DERIVATIVE + LEAKY_RELU, a, s),
+                                  np.where(a > 0, x, dtype(s) * x))
+
+
+def test_epilogue_arguments_checked():
+    A = np.ones((3, 4), np.float32)
+    B = np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match="unknown epilogue op"):
+        _kernels.matmul(A, B, op=7)
+    with pytest.raises(ValueError, match="aux is needed"):
+        _kernels.matmul(A, B, op=DERIVATIVE + RELU)
+    with pytest.raises(ValueError, match="aux is needed"):
+        _kernels.matmul(A, B, op=RELU, aux=np.ones((3, 5), np.float32))
+    with pytest.raises(ValueError, match="aux must have shape"):
+        _kernels.matmul(A, B, op=DERIVATIVE + RELU, aux=np.ones((5, 3), np.float32))
+    with pytest.raises(ValueError, match="bias must have 5 values"):
+        _kernels.matmul(A, B, bias=np.ones(4, np.float32))
+    empty = _kernels.matmul(np.ones((3, 0), np.float32), np.ones((0, 5), np.float32),
+                            bias=np.arange(5, dtype=np.float32), op=RELU)
+    np.testing.assert_array_equal(empty, np.tile(np.arange(5, dtype=np.float32), (3, 1)))

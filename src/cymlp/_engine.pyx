@@ -23,10 +23,10 @@ from libc.string cimport memcpy, memset
 from cython cimport floating
 from cython.parallel cimport prange
 
-from cymlp._kernels cimport (LOGISTIC, SOFTMAX, activation_backward, activation_derivative,
-                             activation_forward, dense_backward, dense_forward, fp_enter,
-                             fp_leave, gemm, gemm_small_m, gemm_work_size, output_forward,
-                             output_log_proba, pack_rows, packed_size)
+from cymlp._kernels cimport (IDENTITY, LOGISTIC, SOFTMAX, activation_derivative,
+                             dense_backward, dense_forward, derivative_op, fp_enter, fp_leave,
+                             gemm, gemm_epilogue, gemm_small_m, gemm_work_size,
+                             output_forward, output_log_proba, pack_rows, packed_size)
 from cymlp._optim cimport SGD, adam_step, sgd_step
 
 import numpy as np
@@ -340,8 +340,9 @@ cdef inline double _weight_sum(const floating *sw, Py_ssize_t n) noexcept nogil:
 cdef double _forward(const Layout *lay, const floating *x, const floating *y,
                      const floating *sw, Py_ssize_t n, const floating *params, floating *ws,
                      floating *out, int n_threads) noexcept nogil:
-    """Forward pass of n rows (paper §4.3.2): a_0 = x, z_l = a_{l-1}.W_l + b_l,
-    a_l = f(z_l), and the output layer (no dropout: that is training's _rows_phase).
+    """Forward pass of n rows (paper §4.3.2): a_0 = x, a_l = f(a_{l-1}.W_l + b_l) (one
+    fused product per layer), and the output layer (no dropout: that is training's
+    _rows_phase).
 
     Activations go to ws; the last layer goes to ``out`` (n, n_out) when given.
     Returns the summed, sw-weighted data loss when y is given, else 0 (then the last
@@ -353,9 +354,8 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
     for l in range(L):
         z = out if (l == L - 1 and out != NULL) else ws + lay.a_off[l + 1]
         dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
-                      lay.sizes[l + 1], NULL, ws + lay.work_off, n_threads)
-        if l < L - 1:
-            activation_forward(lay.hidden_act, z, n * lay.sizes[l + 1], <floating>lay.slope)
+                      lay.sizes[l + 1], NULL, ws + lay.work_off, n_threads,
+                      lay.hidden_act if l < L - 1 else IDENTITY, <floating>lay.slope)
         a = z
     if y == NULL:
         return 0
@@ -393,10 +393,9 @@ cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
         a_prev = x if l == 0 else ws + lay.a_off[l]
         dense_backward(a_prev, params + lay.w_off[l], delta, grads + lay.w_off[l],
                        grads + lay.b_off[l], prev if l > 0 else <floating *>NULL, n,
-                       lay.sizes[l], lay.sizes[l + 1], ws + lay.work_off, n_threads)
+                       lay.sizes[l], lay.sizes[l + 1], ws + lay.work_off, n_threads,
+                       lay.hidden_act, <floating>lay.slope)
         if l > 0:
-            activation_backward(lay.hidden_act, a_prev, prev, n * lay.sizes[l],
-                                <floating>lay.slope)
             tmp = delta
             delta = prev
             prev = tmp
@@ -488,6 +487,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
     cdef floating *mask
     cdef floating slope = <floating>lay.slope
     cdef uint64_t state
+    cdef bint masked
     if n <= 0:
         return
     cdef unsigned long mode = fp_enter()
@@ -498,9 +498,8 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
         z = ws + lay.a_off[l + 1] + r0 * width
         dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
                       width, ws + lay.wp_off[l] if packed and lay.wp_off[l] >= 0 else NULL,
-                      work, 1)
+                      work, 1, lay.hidden_act if l < L - 1 else IDENTITY, slope)
         if l < L - 1:
-            activation_forward(lay.hidden_act, z, n * width, slope)
             if dropout and lay.drop[l + 1] > 0:
                 for r in range(n):  # each row's mask from its own stream: split-independent
                     state = drop_seed ^ (<uint64_t>(start + r0 + r + 1) * 0x9E3779B97F4A7C15ULL)
@@ -520,11 +519,14 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
     for l in range(L - 1, 0, -1):
         width = lay.sizes[l]
         d = ws + lay.d_off[l] + r0 * width
-        gemm(n, width, lay.sizes[l + 1], ws + lay.d_off[l + 1] + r0 * lay.sizes[l + 1],
-             lay.sizes[l + 1], 1, params + lay.w_off[l], 1, lay.sizes[l + 1], NULL, d, width,
-             False, work, 1)
         a = ws + lay.a_off[l] + r0 * width
-        if dropout and lay.drop[l] > 0:
+        masked = dropout and lay.drop[l] > 0
+        # d = (delta_{l+1} . W_l^T) * f'(a_l), the derivative in the product's epilogue
+        gemm_epilogue(n, width, lay.sizes[l + 1], ws + lay.d_off[l + 1] + r0 * lay.sizes[l + 1],
+                      lay.sizes[l + 1], 1, params + lay.w_off[l], 1, lay.sizes[l + 1], NULL,
+                      d, width, False, work, 1, NULL,
+                      IDENTITY if masked else derivative_op(lay.hidden_act), a, width, slope)
+        if masked:
             mask = ws + lay.m_off[l] + r0 * width  # a holds f(z) * mask
             for k in range(n * width):
                 if mask[k] == 0:
@@ -532,8 +534,6 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
                 else:
                     d[k] *= mask[k] * activation_derivative(lay.hidden_act, a[k] / mask[k],
                                                             slope)
-        else:
-            activation_backward(lay.hidden_act, a, d, n * width, slope)
         if nb > 1:
             pack_rows(nb, width, r0, r1, ws + lay.d_off[l], width, 1, ws + lay.dp_off[l])
     fp_leave(mode)

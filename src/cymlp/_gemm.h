@@ -96,6 +96,29 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
            * (cymlp_gemm_b_panel(max_n) + cymlp_gemm_a_block() + cymlp_gemm_idx_block());
 }
 
+/* Epilogues (gemm's op): after the last block of the sum, each element x of C becomes
+ * f(x) for a hidden activation f, or x * f'(a) with a = f(z) the element of aux at the
+ * same place (the backward's delta_prev = (delta . W^T) * f'(a_prev)). The codes are
+ * _kernels.pxd's activation codes, CYMLP_DERIV added for the derivative. */
+enum {
+    CYMLP_OP_NONE = 0,
+    CYMLP_OP_LOGISTIC = 1,
+    CYMLP_OP_TANH = 2,
+    CYMLP_OP_RELU = 3,
+    CYMLP_OP_LEAKY_RELU = 4,
+    CYMLP_DERIV = 16
+};
+
+#if !defined(CYMLP_PORTABLE) && (defined(__x86_64__) || defined(_M_X64))
+#define CYMLP_X86 1
+#include <immintrin.h>
+#define CYMLP_AVX2_ATTR __attribute__((target("avx2,fma")))
+#define CYMLP_AVX512_ATTR \
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,popcnt,bmi2")))
+#endif
+
+#include "_vmath.h" /* the exponential and softmax, per variant too; expf for epilogues */
+
 /* ---- instantiations ------------------------------------------------------------- */
 #define GEMM_T float
 #define GEMM_T_SIZE 4
@@ -134,12 +157,7 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #include "_gemm_impl.h"
 #endif
 
-#if !defined(CYMLP_PORTABLE) && (defined(__x86_64__) || defined(_M_X64))
-#define CYMLP_X86 1
-#include <immintrin.h>
-#define CYMLP_AVX2_ATTR __attribute__((target("avx2,fma")))
-#define CYMLP_AVX512_ATTR \
-    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,popcnt,bmi2")))
+#ifdef CYMLP_X86
 #define GEMM_T float
 #define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx2
@@ -184,16 +202,18 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
 #include "_gemm_impl.h"
 #endif
 
-#include "_vmath.h" /* the exponential, sigmoid and softmax, per variant too */
-
 
 /* ---- run-time dispatch ---------------------------------------------------------- */
 typedef void (*cymlp_sgemm_fn)(size_t, size_t, size_t, const float *, ptrdiff_t, ptrdiff_t,
                                const float *, ptrdiff_t, ptrdiff_t, const float *, float *,
-                               size_t, int, float *, int);
+                               size_t, int, float *, int, const float *, int, const float *,
+                               size_t, float);
 typedef void (*cymlp_dgemm_fn)(size_t, size_t, size_t, const double *, ptrdiff_t, ptrdiff_t,
                                const double *, ptrdiff_t, ptrdiff_t, const double *, double *,
-                               size_t, int, double *, int);
+                               size_t, int, double *, int, const double *, int,
+                               const double *, size_t, double);
+typedef void (*cymlp_sapply_fn)(float *, size_t, int, const float *, float);
+typedef void (*cymlp_dapply_fn)(double *, size_t, int, const double *, double);
 typedef void (*cymlp_spack_fn)(size_t, size_t, size_t, size_t, const float *, ptrdiff_t,
                                ptrdiff_t, float *);
 typedef void (*cymlp_dpack_fn)(size_t, size_t, size_t, size_t, const double *, ptrdiff_t,
@@ -207,8 +227,9 @@ static cymlp_sgemm_fn cymlp_sgemm_impl = cymlp_gemm_f32_portable;
 static cymlp_dgemm_fn cymlp_dgemm_impl = cymlp_gemm_f64_portable;
 static cymlp_spack_fn cymlp_spack_rows_impl = cymlp_pack_rows_f32_portable;
 static cymlp_dpack_fn cymlp_dpack_rows_impl = cymlp_pack_rows_f64_portable;
+static cymlp_sapply_fn cymlp_sapply_impl = cymlp_apply_f32_portable;
+static cymlp_dapply_fn cymlp_dapply_impl = cymlp_apply_f64_portable;
 static cymlp_vexpf_fn cymlp_vexpf_impl = cymlp_vexpf_portable;
-static cymlp_sigmoidf_fn cymlp_sigmoidf_impl = cymlp_sigmoidf_portable;
 static cymlp_softmaxf_fn cymlp_softmaxf_impl = cymlp_softmaxf_portable;
 
 /* 1 when variant v is compiled in and this CPU can run it */
@@ -238,7 +259,6 @@ static inline void cymlp_set_variant(int v)
 {
     cymlp_variant = v;
     cymlp_vexpf_impl = cymlp_vexpf_portable; /* (the baseline's is the portable one) */
-    cymlp_sigmoidf_impl = cymlp_sigmoidf_portable;
     cymlp_softmaxf_impl = cymlp_softmaxf_portable;
     switch (v) {
 #ifndef CYMLP_PORTABLE
@@ -247,6 +267,8 @@ static inline void cymlp_set_variant(int v)
         cymlp_dgemm_impl = cymlp_gemm_f64_baseline;
         cymlp_spack_rows_impl = cymlp_pack_rows_f32_baseline;
         cymlp_dpack_rows_impl = cymlp_pack_rows_f64_baseline;
+        cymlp_sapply_impl = cymlp_apply_f32_baseline;
+        cymlp_dapply_impl = cymlp_apply_f64_baseline;
         break;
 #endif
 #ifdef CYMLP_X86
@@ -255,8 +277,9 @@ static inline void cymlp_set_variant(int v)
         cymlp_dgemm_impl = cymlp_gemm_f64_avx2;
         cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx2;
         cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx2;
+        cymlp_sapply_impl = cymlp_apply_f32_avx2;
+        cymlp_dapply_impl = cymlp_apply_f64_avx2;
         cymlp_vexpf_impl = cymlp_vexpf_avx2;
-        cymlp_sigmoidf_impl = cymlp_sigmoidf_avx2;
         cymlp_softmaxf_impl = cymlp_softmaxf_avx2;
         break;
     case CYMLP_AVX512_V:
@@ -264,8 +287,9 @@ static inline void cymlp_set_variant(int v)
         cymlp_dgemm_impl = cymlp_gemm_f64_avx512;
         cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx512;
         cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx512;
+        cymlp_sapply_impl = cymlp_apply_f32_avx512;
+        cymlp_dapply_impl = cymlp_apply_f64_avx512;
         cymlp_vexpf_impl = cymlp_vexpf_avx512;
-        cymlp_sigmoidf_impl = cymlp_sigmoidf_avx512;
         cymlp_softmaxf_impl = cymlp_softmaxf_avx512;
         break;
 #endif
@@ -275,6 +299,8 @@ static inline void cymlp_set_variant(int v)
         cymlp_dgemm_impl = cymlp_gemm_f64_portable;
         cymlp_spack_rows_impl = cymlp_pack_rows_f32_portable;
         cymlp_dpack_rows_impl = cymlp_pack_rows_f64_portable;
+        cymlp_sapply_impl = cymlp_apply_f32_portable;
+        cymlp_dapply_impl = cymlp_apply_f64_portable;
     }
 }
 

@@ -37,6 +37,26 @@
 /* what the scratch sizes of _gemm.h assume (idx lists, A block, packed widths) */
 _Static_assert(GEMM_KC <= CYMLP_GEMM_KC, "GEMM_KC above the scratch's CYMLP_GEMM_KC");
 _Static_assert(64 % GEMM_NR == 0, "GEMM_NR must divide cymlp_npad's 64");
+/* GEMM_AVX512: this instantiation may use AVX-512 intrinsics (masked loads, compress)
+ * where GCC's vector extensions have no equivalent. */
+#if defined(CYMLP_X86) && GEMM_VB == 64
+#define GEMM_AVX512 1
+#if GEMM_T_SIZE == 4
+#define GEMM_MASK __mmask16
+#define GEMM_MASKZ_LOAD _mm512_maskz_loadu_ps
+#define GEMM_MASK_STORE _mm512_mask_storeu_ps
+#define GEMM_CMPNEQ(x) _mm512_cmpneq_ps_mask((x), _mm512_setzero_ps())
+#else
+#define GEMM_MASK __mmask8
+#define GEMM_MASKZ_LOAD _mm512_maskz_loadu_pd
+#define GEMM_MASK_STORE _mm512_mask_storeu_pd
+#define GEMM_CMPNEQ(x) _mm512_cmpneq_pd_mask((x), _mm512_setzero_pd())
+#endif
+#else
+#define GEMM_AVX512 0
+#endif
+
+#include "_gemm_epi.h"   /* bias, activation and derivative on the way out of a tile */
 #include "_gemm_micro.h" /* micro_nv (vector builds) or micro (plain C) */
 #if GEMM_VB && GEMM_NV_MICRO
 /* GEMM_NV_MICRO: micro dispatches micro_nv on the nv vectors of columns a sliver really
@@ -44,15 +64,15 @@ _Static_assert(64 % GEMM_NR == 0, "GEMM_NR must divide cymlp_npad's 64");
  * costs its own vectors only (see _gemm.h's AVX-512 float instantiation). */
 GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
                                      const GEMM_T *restrict b, const unsigned short *idx,
-                                     size_t nidx, GEMM_T *restrict c, size_t ldc,
-                                     int accumulate, size_t mr, size_t nr)
+                                     size_t nidx, GEMM_T *c, size_t ldc, const GEMM_T *add,
+                                     size_t ldadd, size_t mr, size_t nr)
 {
     enum { V = GEMM_VB / sizeof(GEMM_T) };
     _Static_assert(GEMM_NR / V <= 8 && GEMM_NR / V != 5 && GEMM_NR / V != 6
                        && GEMM_NR / V != 7, "slivers of 1-4 or 8 vectors");
 #define NV_CASE(k)                                                                  \
     case k:                                                                             \
-        GEMM_FN(micro_nv)(k, kc, a, rsa, csa, b, idx, nidx, c, ldc, accumulate, mr, nr); \
+        GEMM_FN(micro_nv)(k, kc, a, rsa, csa, b, idx, nidx, c, ldc, add, ldadd, mr, nr);   \
         break
 #define SLIVER_NV (GEMM_NR * GEMM_T_SIZE / GEMM_VB) /* vectors of a whole sliver */
     switch ((nr + V - 1) / V) {
@@ -83,22 +103,22 @@ GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, 
  * the 4 columns left of N = 100 in 16-wide slivers), half the FMAs */
 GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
                                      const GEMM_T *restrict b, const unsigned short *idx,
-                                     size_t nidx, GEMM_T *restrict c, size_t ldc,
-                                     int accumulate, size_t mr, size_t nr)
+                                     size_t nidx, GEMM_T *c, size_t ldc, const GEMM_T *add,
+                                     size_t ldadd, size_t mr, size_t nr)
 {
     GEMM_FN(micro_nv)(GEMM_NR * GEMM_T_SIZE / GEMM_VB, kc, a, rsa, csa, b, idx, nidx, c, ldc,
-                      accumulate, mr, nr);
+                      add, ldadd, mr, nr);
 }
 #if GEMM_NR * GEMM_T_SIZE >= 2 * GEMM_VB
 #define GEMM_HALF 1
 GEMM_ATTR static void GEMM_FN(micro_half)(size_t kc, const GEMM_T *a, ptrdiff_t rsa,
                                           ptrdiff_t csa, const GEMM_T *restrict b,
                                           const unsigned short *idx, size_t nidx,
-                                          GEMM_T *restrict c, size_t ldc, int accumulate,
-                                          size_t mr, size_t nr)
+                                          GEMM_T *c, size_t ldc, const GEMM_T *add,
+                                          size_t ldadd, size_t mr, size_t nr)
 {
     GEMM_FN(micro_nv)(GEMM_NR * GEMM_T_SIZE / GEMM_VB / 2, kc, a, rsa, csa, b, idx, nidx, c,
-                      ldc, accumulate, mr, nr);
+                      ldc, add, ldadd, mr, nr);
 }
 #else
 #define GEMM_HALF 0
@@ -107,24 +127,6 @@ GEMM_ATTR static void GEMM_FN(micro_half)(size_t kc, const GEMM_T *a, ptrdiff_t 
 #define GEMM_HALF 0
 #endif
 
-/* GEMM_AVX512: this instantiation may use AVX-512 intrinsics (masked loads, compress)
- * where GCC's vector extensions have no equivalent. */
-#if defined(CYMLP_X86) && GEMM_VB == 64
-#define GEMM_AVX512 1
-#if GEMM_T_SIZE == 4
-#define GEMM_MASK __mmask16
-#define GEMM_MASKZ_LOAD _mm512_maskz_loadu_ps
-#define GEMM_MASK_STORE _mm512_mask_storeu_ps
-#define GEMM_CMPNEQ(x) _mm512_cmpneq_ps_mask((x), _mm512_setzero_ps())
-#else
-#define GEMM_MASK __mmask8
-#define GEMM_MASKZ_LOAD _mm512_maskz_loadu_pd
-#define GEMM_MASK_STORE _mm512_mask_storeu_pd
-#define GEMM_CMPNEQ(x) _mm512_cmpneq_pd_mask((x), _mm512_setzero_pd())
-#endif
-#else
-#define GEMM_AVX512 0
-#endif
 
 /* pack_a: rows [0, mc) x cols [0, kc) of op(A) into MR-row tiles (tile i at ap + i * kc,
  * element (r, p) at [p * MR + r]; a last partial tile leaves its missing rows unwritten:
@@ -341,12 +343,13 @@ GEMM_ATTR static void GEMM_FN(pack_rows)(size_t K, size_t N, size_t p0, size_t p
 
 /* small: the same sums for a few rows of C without packing (a single-sample predict or
  * SGD step). Each element is summed over p in the same order, from zero per KC block,
- * as the micro-kernel does, so a row gets the same bits whichever path computes it;
- * zeros of A (most MNIST pixels) are skipped, which adds exactly nothing. */
+ * as the micro-kernel does, and gets the same epilogue (ep: the whole product's, see
+ * gemm), so a row gets the same bits whichever path computes it; zeros of A (most MNIST
+ * pixels) are skipped, which adds exactly nothing. */
 GEMM_ATTR static void GEMM_FN(small)(size_t M, size_t N, size_t K, const GEMM_T *A,
                                      ptrdiff_t rsa, ptrdiff_t csa, const GEMM_T *B,
                                      ptrdiff_t rsb, ptrdiff_t csb, GEMM_T *C, size_t ldc,
-                                     int accumulate)
+                                     int accumulate, const GEMM_FN(epi) *ep)
 {
     GEMM_T t[CYMLP_GEMM_NC];
     for (size_t i = 0; i < M; ++i) {
@@ -368,10 +371,15 @@ GEMM_ATTR static void GEMM_FN(small)(size_t M, size_t N, size_t K, const GEMM_T 
                 GEMM_T *cj = c + jc;
                 if (accumulate || pc > 0)
                     for (size_t j = 0; j < nc; ++j) cj[j] += t[j];
+                else if (ep && ep->bias)
+                    for (size_t j = 0; j < nc; ++j) cj[j] = t[j] + ep->bias[jc + j];
                 else
                     for (size_t j = 0; j < nc; ++j) cj[j] = t[j];
             }
         }
+        if (ep && ep->op != CYMLP_OP_NONE)
+            GEMM_FN(block_op)(c, ldc, 1, N, ep->op, ep->aux ? ep->aux + i * ep->ldaux : NULL,
+                              ep->ldaux, ep->slope);
     }
 }
 
@@ -381,8 +389,8 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
                                          const GEMM_T *A, ptrdiff_t rsa, ptrdiff_t csa,
                                          const GEMM_T *B, ptrdiff_t rsb, ptrdiff_t csb,
                                          const GEMM_T *bpacked, GEMM_T *C, size_t ldc,
-                                         int accumulate, GEMM_T *work, size_t nblocks,
-                                         size_t mc)
+                                         int accumulate, const GEMM_FN(epi) *ep,
+                                         GEMM_T *work, size_t nblocks, size_t mc)
 {
     const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     const int packa = csa != 1;
@@ -401,6 +409,9 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
         for (size_t pc = 0; pc < K; pc += GEMM_KC) {
             const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             const int acc = accumulate || pc > 0;
+            /* the epilogue: the bias with the first block's sums, the op after the last */
+            const GEMM_T *bias = ep && ep->bias && !acc ? ep->bias : NULL;
+            const int with_op = ep && ep->op != CYMLP_OP_NONE && pc + kc >= K;
             const GEMM_T *bpack = bpacked ? bpacked + pc * npad + jc * kc : bwork;
             /* the next block of a packed B, asked into L2 a share per micro-kernel call:
              * another core may have written it (training's weights, deltas) */
@@ -455,36 +466,52 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
                         /* skip the zero steps when they are worth the indirection */
                         const int sparse = cnt[t] < kc - kc / 8;
                         const unsigned short *ix = sparse ? idx + t * CYMLP_GEMM_IDX_STRIDE : NULL;
+                        GEMM_T *ct = C + (ic + i) * ldc + jc + j;
+                        /* C += t, or bias + t, or t */
+                        const GEMM_T *add = acc ? ct : bias ? bias + jc + j : NULL;
+                        const size_t ldadd = acc ? ldc : 0;
 #if GEMM_HALF
                         if (nr <= GEMM_NR / 2) { /* ragged edge: half the FMAs */
                             GEMM_FN(micro_half)(kc, a, ars, acs, bpack + j * kc, ix, cnt[t],
-                                                C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
+                                                ct, ldc, add, ldadd, mr, nr);
                             continue;
                         }
 #endif
-                        GEMM_FN(micro)(kc, a, ars, acs, bpack + j * kc, ix, cnt[t],
-                                       C + (ic + i) * ldc + jc + j, ldc, acc, mr, nr);
+                        GEMM_FN(micro)(kc, a, ars, acs, bpack + j * kc, ix, cnt[t], ct, ldc,
+                                       add, ldadd, mr, nr);
                     }
                 }
+                /* the op on the block's rows of C, complete now and still in cache */
+                if (with_op)
+                    GEMM_FN(block_op)(C + ic * ldc + jc, ldc, mcb, nc, ep->op,
+                                      ep->aux ? ep->aux + ic * ep->ldaux + jc : NULL,
+                                      ep->ldaux, ep->slope);
             }
         }
     }
 }
 
+/* gemm: C = [C +] op(A) . op(B), then the epilogue (see _gemm_epi.h): bias (N values,
+ * or NULL; ignored when accumulating) added to every row, then op (CYMLP_OP_*) applied,
+ * with aux (M x N, row stride ldaux) the a of a CYMLP_DERIV op. */
 GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A,
                                     ptrdiff_t rsa, ptrdiff_t csa, const GEMM_T *B,
                                     ptrdiff_t rsb, ptrdiff_t csb, const GEMM_T *bpacked,
                                     GEMM_T *C, size_t ldc, int accumulate, GEMM_T *work,
-                                    int nthreads)
+                                    int nthreads, const GEMM_T *bias, int op,
+                                    const GEMM_T *aux, size_t ldaux, GEMM_T slope)
 {
+    const GEMM_FN(epi) epi = {bias, aux, ldaux, op, slope};
+    const GEMM_FN(epi) *ep = bias || op != CYMLP_OP_NONE ? &epi : NULL;
     if (M == 0 || N == 0) return;
-    if (K == 0) {
-        if (!accumulate)
-            for (size_t i = 0; i < M; ++i) memset(C + i * ldc, 0, N * sizeof(GEMM_T));
+    if (K == 0) { /* an empty sum: C, or 0, plus the bias */
+        for (size_t i = 0; i < M; ++i)
+            for (size_t j = 0; j < N && !accumulate; ++j) C[i * ldc + j] = bias ? bias[j] : 0;
+        GEMM_FN(block_op)(C, ldc, M, N, op, aux, ldaux, slope);
         return;
     }
     if (M <= CYMLP_GEMM_SMALL_M) {
-        GEMM_FN(small)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+        GEMM_FN(small)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, ep);
         return;
     }
     /* Split M into blocks of whole micro-tiles, a multiple of the thread count; thread
@@ -502,7 +529,7 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
     if (nthreads == 1) { /* (no parallel region: a team of one still costs its setup) */
         const unsigned long fp_mode = cymlp_fp_enter(); /* per thread, see _gemm.h */
         GEMM_FN(gemm_part)(0, 1, M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc,
-                           accumulate, work, nblocks, mc);
+                           accumulate, ep, work, nblocks, mc);
         cymlp_fp_leave(fp_mode);
         return;
     }
@@ -512,7 +539,7 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
         const unsigned long fp_mode = cymlp_fp_enter();
         /* the team may be smaller than asked (nested, limits) */
         GEMM_FN(gemm_part)(omp_get_thread_num(), omp_get_num_threads(), M, N, K, A, rsa, csa,
-                           B, rsb, csb, bpacked, C, ldc, accumulate, work, nblocks, mc);
+                           B, rsb, csb, bpacked, C, ldc, accumulate, ep, work, nblocks, mc);
         cymlp_fp_leave(fp_mode);
     }
 #endif

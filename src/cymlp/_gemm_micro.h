@@ -1,7 +1,9 @@
 /* The micro-kernel of a _gemm_impl.h instantiation (included once by it).
  *
  * t (mr, nr) = op(A)[:mr, :kc] . b (kc x nr, the first nr columns of a packed sliver
- * of GEMM_NR); then C[:mr, :nr] (+)= t. The tile of C stays in registers for the whole
+ * of GEMM_NR); then C[:mr, :nr] = t + add, add[r * ldadd + j] (add NULL: 0): C itself
+ * (ldadd = ldc) when accumulating, or the bias row (ldadd = 0) on the first block of a
+ * product with a bias (see _gemm_epi.h). The tile of C stays in registers for the whole
  * loop over p.
  * A is read in place or packed by the caller: element (r,p) is a[r*rsa + p*csa] (the
  * rows of a tile stay in L1 across the slivers of B). Rows r >= mr alias row 0, so
@@ -18,9 +20,10 @@
 GEMM_ATTR static inline __attribute__((always_inline)) void
 GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
                   const GEMM_T *restrict b, const unsigned short *idx, size_t nidx,
-                  GEMM_T *restrict c, size_t ldc, int accumulate, size_t mr, size_t nr)
+                  GEMM_T *c, size_t ldc, const GEMM_T *add, size_t ldadd, size_t mr,
+                  size_t nr)
 {
-    typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
+    typedef GEMM_FN(vec) vec;
     enum { V = GEMM_VB / sizeof(GEMM_T), NVMAX = GEMM_NR / V };
     const GEMM_T *ar[GEMM_MR];
     CYMLP_UNROLL
@@ -52,19 +55,20 @@ GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdi
     for (int r = 0; r < GEMM_MR; ++r) {
         if ((size_t)r >= mr) break;
         GEMM_T *cr = c + (size_t)r * ldc;
+        const GEMM_T *ar_ = add + (size_t)r * ldadd;
         CYMLP_UNROLL
         for (int v = 0; v < nv; ++v) {
             if ((size_t)(v + 1) * V <= nr) {
                 vec out = t[r][v];
-                if (accumulate) {
+                if (add) {
                     vec old;
-                    memcpy(&old, cr + v * V, sizeof(vec));
+                    memcpy(&old, ar_ + v * V, sizeof(vec));
                     out += old;
                 }
                 memcpy(cr + v * V, &out, sizeof(vec));
             } else {
                 for (int l = 0; l < V && (size_t)(v * V + l) < nr; ++l)
-                    cr[v * V + l] = accumulate ? cr[v * V + l] + t[r][v][l] : t[r][v][l];
+                    cr[v * V + l] = add ? ar_[v * V + l] + t[r][v][l] : t[r][v][l];
             }
         }
     }
@@ -72,8 +76,8 @@ GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdi
 #else
 GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
                                      const GEMM_T *restrict b, const unsigned short *idx,
-                                     size_t nidx, GEMM_T *restrict c, size_t ldc,
-                                     int accumulate, size_t mr, size_t nr)
+                                     size_t nidx, GEMM_T *c, size_t ldc, const GEMM_T *add,
+                                     size_t ldadd, size_t mr, size_t nr)
 {
     const GEMM_T *ar[GEMM_MR];
     for (int r = 0; r < GEMM_MR; ++r) ar[r] = a + ((size_t)r < mr ? r : 0) * rsa;
@@ -89,6 +93,6 @@ GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, 
     }
     for (size_t r = 0; r < mr; ++r)
         for (size_t j = 0; j < nr; ++j)
-            c[r * ldc + j] = accumulate ? c[r * ldc + j] + buf[r][j] : buf[r][j];
+            c[r * ldc + j] = add ? add[r * ldadd + j] + buf[r][j] : buf[r][j];
 }
 #endif

@@ -11,8 +11,9 @@ cimport cython
 from cython cimport floating
 
 # Activation codes (hidden layers and output layer), one table: see ACTIVATIONS in
-# cymlp._estimators. Adding one means a case in activation_forward and one in
-# activation_backward.
+# cymlp._estimators. The hidden ones (0-4) are also the matrix products' epilogue ops
+# (_gemm.h's CYMLP_OP_*, forward and, with DERIVATIVE added, backward): adding one means
+# a case in _gemm_epi.h's epi_vec and epi_one and one in activation_derivative.
 cdef enum:
     IDENTITY = 0
     LOGISTIC = 1
@@ -21,16 +22,23 @@ cdef enum:
     LEAKY_RELU = 4
     SOFTMAX = 5
     EXP = 6  # output only: Poisson regression's log link
+    DERIVATIVE = 16  # epilogue op x * f'(a) instead of f(x) (_gemm.h's CYMLP_DERIV)
 
 # Matrix products (implemented in _kernels.pyx over _gemm.h, run-time SIMD dispatch).
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
                 Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
                 const float *bpacked, float *C, Py_ssize_t ldc, bint accumulate, float *work,
-                int n_threads) noexcept nogil
+                int n_threads, const float *bias, int op, const float *aux,
+                Py_ssize_t ldaux, float slope) noexcept nogil
 cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t rsa,
                 Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
                 const double *bpacked, double *C, Py_ssize_t ldc, bint accumulate,
-                double *work, int n_threads) noexcept nogil
+                double *work, int n_threads, const double *bias, int op, const double *aux,
+                Py_ssize_t ldaux, double slope) noexcept nogil
+# an epilogue op on z[0:n) in place (aux: a[0:n) of a DERIVATIVE op), by the variant in use
+cdef void sapply(float *z, Py_ssize_t n, int op, const float *aux, float slope) noexcept nogil
+cdef void dapply(double *z, Py_ssize_t n, int op, const double *aux,
+                 double slope) noexcept nogil
 cdef void spack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1, const float *B,
                      Py_ssize_t rsb, Py_ssize_t csb, float *bp) noexcept nogil
 cdef void dpack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1,
@@ -43,8 +51,6 @@ cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil
 # flush-to-zero / denormals-are-zero for this thread; returns the mode to restore
 cdef unsigned long fp_enter() noexcept nogil
 cdef void fp_leave(unsigned long old) noexcept nogil
-# z = 1 / (1 + e^-z) in place, in float, by the variant in use (see _vmath.h)
-cdef void sigmoidf(float *z, Py_ssize_t n) noexcept nogil
 # softmax rows in place and their loss, in float (see output_forward and _vmath.h);
 # row_loss: NULL, or each row's weighted loss
 cdef double softmaxf(float *z, const float *y, const float *sw, Py_ssize_t n,
@@ -60,10 +66,28 @@ cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *
     bpacked: NULL, or op(B) already packed by pack_rows (B is still read directly by the
     path for one or two rows). work: gemm_work_size(n_threads, N) elements, always (A
     may be packed into it when csa != 1)."""
+    gemm_epilogue(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work,
+                  n_threads, NULL, IDENTITY, NULL, 0, 0)
+
+
+cdef inline void gemm_epilogue(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
+                               Py_ssize_t rsa, Py_ssize_t csa, const floating *B,
+                               Py_ssize_t rsb, Py_ssize_t csb, const floating *bpacked,
+                               floating *C, Py_ssize_t ldc, bint accumulate, floating *work,
+                               int n_threads, const floating *bias, int op,
+                               const floating *aux, Py_ssize_t ldaux,
+                               floating slope) noexcept nogil:
+    """gemm, with the epilogue fused into the kernel (see _gemm_epi.h): each row of C gets
+    ``bias`` (N values, or NULL; not when accumulating) added with the product, then the
+    activation ``op`` (IDENTITY: none) applied to each element, or with ``op`` =
+    DERIVATIVE + act, each element x becomes x * act'(a), a the element of ``aux`` (M, N,
+    row stride ldaux) at the same place. ``slope``: leaky relu's."""
     if floating is float:
-        sgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, n_threads)
+        sgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, n_threads,
+              bias, op, aux, ldaux, slope)
     else:
-        dgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, n_threads)
+        dgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, n_threads,
+              bias, op, aux, ldaux, slope)
 
 
 cdef inline void pack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1,
@@ -114,30 +138,31 @@ cdef inline floating _tanh(floating x) noexcept nogil:
 
 cdef inline void dense_forward(const floating *a, const floating *W, const floating *b,
                                floating *z, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
-                               const floating *W_packed, floating *work,
-                               int n_threads) noexcept nogil:
-    """Dense layer, z = a.W + b.
+                               const floating *W_packed, floating *work, int n_threads,
+                               int act, floating slope) noexcept nogil:
+    """Dense layer and its activation, z = f(a.W + b) (paper §4.3.2), in one pass: the
+    bias and f are the product's epilogue.
 
     a (n, n_in), W (n_in, n_out), b (n_out,), z (n, n_out); row-major. W_packed: NULL or
-    W packed by pack_rows.
+    W packed by pack_rows. act: a hidden activation code, or IDENTITY (the output layer's
+    logits); slope: leaky relu's.
     """
-    cdef Py_ssize_t i, j
-    for i in range(n):
-        for j in range(n_out):
-            z[i * n_out + j] = b[j]
-    gemm(n, n_out, n_in, a, n_in, 1, W, n_out, 1, W_packed, z, n_out, True, work, n_threads)
+    gemm_epilogue(n, n_out, n_in, a, n_in, 1, W, n_out, 1, W_packed, z, n_out, False, work,
+                  n_threads, b, act, <const floating *>NULL, 0, slope)
 
 
 cdef inline void dense_backward(const floating *a, const floating *W, const floating *delta,
                                 floating *grad_W, floating *grad_b, floating *delta_prev,
                                 Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
-                                floating *work, int n_threads) noexcept nogil:
+                                floating *work, int n_threads, int act,
+                                floating slope) noexcept nogil:
     """Gradient sums of a dense layer given delta = dLoss/dz (paper §4.3.3).
 
     a (n, n_in), W (n_in, n_out), delta (n, n_out) -> grad_W (n_in, n_out), grad_b (n_out,)
     grad_W = a^T . delta,   grad_b = sum_i delta[i]   (not yet averaged: the optimizer
     step applies 1 / sum(sample_weight) and the L2 term, see _optim)
-    delta_prev (n, n_in) = delta . W^T   (skipped when delta_prev is NULL)
+    delta_prev (n, n_in) = (delta . W^T) * f'(a), f the activation ``act`` that made a
+    (the derivative is the product's epilogue; skipped when delta_prev is NULL)
     """
     cdef Py_ssize_t i, j
     gemm(n_in, n_out, n, a, 1, n_in, delta, n_out, 1, NULL, grad_W, n_out, False, work,
@@ -148,60 +173,17 @@ cdef inline void dense_backward(const floating *a, const floating *W, const floa
         for j in range(n_out):
             grad_b[j] += delta[i * n_out + j]
     if delta_prev != NULL:
-        gemm(n, n_in, n_out, delta, n_out, 1, W, 1, n_out, NULL, delta_prev, n_in, False,
-             work, n_threads)
+        gemm_epilogue(n, n_in, n_out, delta, n_out, 1, W, 1, n_out, NULL, delta_prev, n_in,
+                      False, work, n_threads, NULL, derivative_op(act), a, n_in, slope)
 
 
-@cython.cdivision(True)
-cdef inline void activation_forward(int act, floating *z, Py_ssize_t size,
-                                    floating slope) noexcept nogil:
-    """a = f(z) in place, for the hidden activations.
-
-    logistic: sigma(z) = 1 / (1 + e^-z) (paper §2.2.3); tanh; relu: max(z, 0);
-    leaky_relu: z if z > 0 else slope * z; identity: z.
-    """
-    cdef Py_ssize_t k
-    if act == LOGISTIC:
-        if floating is float:
-            sigmoidf(z, size)  # vectorised exponential, _vmath.h
-        else:
-            for k in range(size):
-                z[k] = 1 / (1 + exp(-z[k]))
-    elif act == TANH:
-        for k in range(size):
-            z[k] = _tanh(z[k])
-    elif act == RELU:
-        for k in range(size):
-            z[k] = z[k] if z[k] > 0 else 0
-    elif act == LEAKY_RELU:
-        for k in range(size):
-            z[k] = z[k] if z[k] > 0 else slope * z[k]
-
-
-cdef inline void activation_backward(int act, const floating *a, floating *delta,
-                                     Py_ssize_t size, floating slope) noexcept nogil:
-    """delta *= f'(z), written with the activation's output a = f(z).
-
-    logistic: sigma' = sigma (1 - sigma) (paper §2.2.3); tanh: 1 - a^2;
-    relu: 1 if a > 0 else 0; leaky_relu: 1 if a > 0 else slope; identity: 1.
-    """
-    cdef Py_ssize_t k
-    if act == LOGISTIC:
-        for k in range(size):
-            delta[k] *= a[k] * (<floating>1 - a[k])
-    elif act == TANH:
-        for k in range(size):
-            delta[k] *= <floating>1 - a[k] * a[k]
-    elif act == RELU:  # selects, not branches: they vectorise, and the sign of a
-        for k in range(size):  # is a coin flip the branch predictor would miss
-            delta[k] = delta[k] if a[k] > 0 else 0
-    elif act == LEAKY_RELU:
-        for k in range(size):
-            delta[k] = delta[k] if a[k] > 0 else slope * delta[k]
+cdef inline int derivative_op(int act) noexcept nogil:
+    """The epilogue op that multiplies by act' (IDENTITY for the identity: nothing)."""
+    return DERIVATIVE + act if act != IDENTITY else IDENTITY
 
 
 cdef inline floating activation_derivative(int act, floating a, floating slope) noexcept nogil:
-    """f'(z) from a = f(z), one element (the table activation_backward vectorises)."""
+    """f'(z) from a = f(z), one element (as the backward's epilogue, _gemm_epi.h)."""
     if act == LOGISTIC:
         return a * (<floating>1 - a)
     elif act == TANH:

@@ -14,11 +14,15 @@ cdef extern from "_gemm.h" nogil:
     void cymlp_sgemm_impl(size_t M, size_t N, size_t K, const float *A, Py_ssize_t rsa,
                           Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
                           const float *bpacked, float *C, size_t ldc, int accumulate,
-                          float *work, int nthreads)
+                          float *work, int nthreads, const float *bias, int op,
+                          const float *aux, size_t ldaux, float slope)
     void cymlp_dgemm_impl(size_t M, size_t N, size_t K, const double *A, Py_ssize_t rsa,
                           Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
                           const double *bpacked, double *C, size_t ldc, int accumulate,
-                          double *work, int nthreads)
+                          double *work, int nthreads, const double *bias, int op,
+                          const double *aux, size_t ldaux, double slope)
+    void cymlp_sapply_impl(float *z, size_t n, int op, const float *aux, float slope)
+    void cymlp_dapply_impl(double *z, size_t n, int op, const double *aux, double slope)
     void cymlp_spack_rows_impl(size_t K, size_t N, size_t p0, size_t p1, const float *B,
                                Py_ssize_t rsb, Py_ssize_t csb, float *bp)
     void cymlp_dpack_rows_impl(size_t K, size_t N, size_t p0, size_t p1, const double *B,
@@ -34,7 +38,6 @@ cdef extern from "_gemm.h" nogil:
     unsigned long cymlp_fp_enter()
     void cymlp_fp_leave(unsigned long old)
     void cymlp_vexpf_impl(const float *x, float *out, size_t n)
-    void cymlp_sigmoidf_impl(float *z, size_t n)
     double cymlp_softmaxf_impl(float *z, const float *y, const float *sw, size_t n,
                                size_t n_out, double *row_loss)
 
@@ -42,21 +45,28 @@ cdef extern from "_gemm.h" nogil:
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
                 Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
                 const float *bpacked, float *C, Py_ssize_t ldc, bint accumulate, float *work,
-                int n_threads) noexcept nogil:
+                int n_threads, const float *bias, int op, const float *aux,
+                Py_ssize_t ldaux, float slope) noexcept nogil:
     cymlp_sgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work,
-                     n_threads)
+                     n_threads, bias, op, aux, ldaux, slope)
 
 
 cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t rsa,
                 Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
                 const double *bpacked, double *C, Py_ssize_t ldc, bint accumulate,
-                double *work, int n_threads) noexcept nogil:
+                double *work, int n_threads, const double *bias, int op, const double *aux,
+                Py_ssize_t ldaux, double slope) noexcept nogil:
     cymlp_dgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work,
-                     n_threads)
+                     n_threads, bias, op, aux, ldaux, slope)
 
 
-cdef void sigmoidf(float *z, Py_ssize_t n) noexcept nogil:
-    cymlp_sigmoidf_impl(z, n)
+cdef void sapply(float *z, Py_ssize_t n, int op, const float *aux, float slope) noexcept nogil:
+    cymlp_sapply_impl(z, n, op, aux, slope)
+
+
+cdef void dapply(double *z, Py_ssize_t n, int op, const double *aux,
+                 double slope) noexcept nogil:
+    cymlp_dapply_impl(z, n, op, aux, slope)
 
 
 cdef double softmaxf(float *z, const float *y, const float *sw, Py_ssize_t n,
@@ -135,25 +145,34 @@ def max_threads():
 
 
 def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1,
-           bint prepack=False):
+           bint prepack=False, bias=None, int op=IDENTITY, aux=None, double slope=0.01):
     """A @ B through cymlp's kernels (any strides, e.g. transposed views); for tests and
     benchmarks (``repeat`` runs the product that many times, to time the kernel alone;
     ``prepack`` packs B once, row by row, and passes it packed, as training does with
-    its weights)."""
+    its weights). ``bias``, ``op``, ``aux`` and ``slope``: the epilogue fused into the
+    product (see gemm_epilogue in _kernels.pxd): f(A @ B + bias) for an activation code
+    ``op``, or (A @ B) * f'(aux) for DERIVATIVE + code."""
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"shapes ({A.shape[0]}, {A.shape[1]}) and "
                          f"({B.shape[0]}, {B.shape[1]}) do not align")
     dtype = np.float32 if floating is float else np.float64
     cdef Py_ssize_t M = A.shape[0], N = B.shape[1], K = A.shape[1]
+    _check_op(op, aux, (M, N))
     C = np.empty((M, N), dtype=dtype)
     cdef floating[:, ::1] c = C
     cdef floating[::1] work = np.empty(gemm_work_size(n_threads, N), dtype=dtype)
+    cdef const floating[::1] b = np.ascontiguousarray(bias if bias is not None else [0],
+                                                      dtype=dtype)
+    cdef const floating[:, ::1] x = np.ascontiguousarray(aux if aux is not None else [[0]],
+                                                         dtype=dtype)
     cdef Py_ssize_t isz = sizeof(floating)
+    if bias is not None and b.shape[0] != N:
+        raise ValueError(f"bias must have {N} values, not {b.shape[0]}")
     if M == 0 or N == 0:
         return C
     if K == 0:
-        C[...] = 0
-        return C
+        C[...] = 0 if bias is None else bias
+        return apply_array(C, op, aux, slope)
     cdef floating[::1] packed = np.empty(packed_size(K, N) if prepack else 1, dtype=dtype)
     cdef const floating *bp = NULL
     cdef int _r
@@ -163,10 +182,40 @@ def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1,
                       &packed[0])
             bp = &packed[0]
         for _r in range(repeat):
-            gemm(M, N, K, &A[0, 0], A.strides[0] // isz, A.strides[1] // isz,
-                 &B[0, 0], B.strides[0] // isz, B.strides[1] // isz, bp, &c[0, 0], N, False,
-                 &work[0], n_threads)
+            gemm_epilogue(M, N, K, &A[0, 0], A.strides[0] // isz, A.strides[1] // isz,
+                          &B[0, 0], B.strides[0] // isz, B.strides[1] // isz, bp, &c[0, 0], N,
+                          False, &work[0], n_threads, &b[0] if bias is not None else NULL,
+                          op, &x[0, 0] if aux is not None else NULL, N, <floating>slope)
     return C
+
+
+def _check_op(int op, aux, shape):
+    cdef int act = op - DERIVATIVE if op >= DERIVATIVE else op
+    if act not in (IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU):
+        raise ValueError(f"unknown epilogue op {op}")
+    if (op >= DERIVATIVE) != (aux is not None):
+        raise ValueError("aux is needed by, and only by, a DERIVATIVE op")
+    if aux is not None and np.shape(aux) != shape:
+        raise ValueError(f"aux must have shape {shape}, not {np.shape(aux)}")
+
+
+def apply_array(floating[:, ::1] z, int op, aux=None, double slope=0.01):
+    """A copy of z with an epilogue op applied on its own (the variant's _gemm_epi.h code,
+    as the products apply it): an activation code, or DERIVATIVE + code with aux = f(z')
+    of z's shape (z * f'(aux)). For tests."""
+    _check_op(op, aux, (z.shape[0], z.shape[1]))
+    out = np.array(z, order="C")
+    cdef floating[:, ::1] o = out
+    cdef const floating[:, ::1] x = np.ascontiguousarray(aux if aux is not None else [[0]],
+                                                         dtype=out.dtype)
+    if o.shape[0] == 0 or o.shape[1] == 0:
+        return out
+    cdef const floating *a = &x[0, 0] if aux is not None else NULL
+    if floating is float:
+        sapply(&o[0, 0], o.shape[0] * o.shape[1], op, a, <float>slope)
+    else:
+        dapply(&o[0, 0], o.shape[0] * o.shape[1], op, a, slope)
+    return out
 
 
 def _init_variant():
@@ -198,11 +247,7 @@ def vexp_array(floating[::1] x):
 
 def sigmoid_array(float[::1] z):
     """1 / (1 + e^-z) elementwise, in float, as the hidden layers compute it; for tests."""
-    out = np.array(z, dtype=np.float32)
-    cdef float[::1] o = out
-    if o.shape[0]:
-        sigmoidf(&o[0], o.shape[0])
-    return out
+    return apply_array(np.reshape(z, (1, -1)), LOGISTIC)[0]
 
 
 def softmax_array(float[:, ::1] z, float[:, ::1] y=None):

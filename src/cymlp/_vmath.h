@@ -1,8 +1,8 @@
-/* _vmath.h: the float exponential, the logistic sigmoid of the hidden layers and the
- * softmax of the output layer,
- * compiled once per SIMD variant like the matrix products (_gemm.h includes this file
- * and dispatches them with the products), so that their loops vectorise to the width
- * of the CPU's vectors instead of the baseline's.
+/* _vmath.h: the float exponential and the softmax of the output layer, compiled once
+ * per SIMD variant like the matrix products (_gemm.h includes this file and dispatches
+ * them with the products), so that their loops vectorise to the width of the CPU's
+ * vectors instead of the baseline's. The hidden layers' sigmoid is a matrix product's
+ * epilogue (_gemm_epi.h: cymlp_expf1 on the instantiation's vectors).
  *
  * cymlp_expf1 is Cephes' expf: x = n ln2 + r with n = round(x / ln2) (adding and
  * subtracting 1.5 * 2^23 rounds to an integer), ln2 in two parts so that r is exact,
@@ -54,12 +54,6 @@ CYMLP_INLINE float cymlp_expf1(float x)
 CYMLP_INLINE void cymlp_vexpf_body(const float *restrict x, float *restrict out, size_t n)
 {
     for (size_t k = 0; k < n; ++k) out[k] = cymlp_expf1(x[k]);
-}
-
-/* z[k] = 1 / (1 + e^-z[k]) in place (paper section 2.2.3) */
-CYMLP_INLINE void cymlp_sigmoidf_body(float *restrict z, size_t n)
-{
-    for (size_t k = 0; k < n; ++k) z[k] = 1.0f / (1.0f + cymlp_expf1(-z[k]));
 }
 
 /* Softmax of n rows of n_out logits in place, in float, as _kernels.output_forward
@@ -140,7 +134,6 @@ CYMLP_INLINE double cymlp_softmaxf_body(float *restrict z, const float *y, const
 }
 
 typedef void (*cymlp_vexpf_fn)(const float *, float *, size_t);
-typedef void (*cymlp_sigmoidf_fn)(float *, size_t);
 typedef double (*cymlp_softmaxf_fn)(float *, const float *, const float *, size_t, size_t,
                                     double *);
 
@@ -149,7 +142,6 @@ typedef double (*cymlp_softmaxf_fn)(float *, const float *, const float *, size_
     {                                                                                      \
         cymlp_vexpf_body(x, out, n);                                                       \
     }                                                                                      \
-    attr static void cymlp_sigmoidf_##suffix(float *z, size_t n) { cymlp_sigmoidf_body(z, n); } \
     attr static double cymlp_softmaxf_##suffix(float *z, const float *y, const float *sw,      \
                                                size_t n, size_t n_out, double *row_loss)      \
     {                                                                                      \
