@@ -153,7 +153,7 @@ def test_zero_steps_are_skipped_without_changing_bits(variant, dtype, shape, lay
 
 
 def test_vectorised_exp_within_one_ulp_and_edge_values(variant):
-    """The sigmoid's float exponential (_vmath.h, compiled per variant) against exp in
+    """The float exponential (_vmath.h, compiled per variant) against exp in
     float64 over the whole range where e^x is a normal float, and at the edges."""
     x = np.linspace(-87.3, 88.72, 400_001).astype(np.float32)
     got = _kernels.vexp_array(x).astype(np.float64)
@@ -293,6 +293,10 @@ def test_fused_epilogue_single_rows_and_transposed_operands(variant, dtype):
         np.testing.assert_array_equal(full[:1], _kernels.matmul(A[:1], Bt, 1, op=op,
                                                                 aux=act[:1]))
         np.testing.assert_array_equal(full, _kernels.matmul(A, B, 2, op=op, aux=act))
+        wide = np.zeros((act.shape[0], act.shape[1] + 7), dtype)  # aux rows 107 apart
+        wide[:, 3:-4] = act
+        np.testing.assert_array_equal(full, _kernels.matmul(A, B, 2, op=op,
+                                                            aux=wide[:, 3:-4]))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -335,6 +339,9 @@ def test_epilogue_arguments_checked():
         _kernels.matmul(A, B, op=DERIVATIVE + RELU, aux=np.ones((5, 3), np.float32))
     with pytest.raises(ValueError, match="bias must have 5 values"):
         _kernels.matmul(A, B, bias=np.ones(4, np.float32))
-    empty = _kernels.matmul(np.ones((3, 0), np.float32), np.ones((0, 5), np.float32),
-                            bias=np.arange(5, dtype=np.float32), op=RELU)
-    np.testing.assert_array_equal(empty, np.tile(np.arange(5, dtype=np.float32), (3, 1)))
+    bias = np.arange(-2, 3, dtype=np.float32)
+    for rows in (1, 3):  # an empty sum (K = 0): the bias, then the op
+        A0, B0 = np.ones((rows, 0), np.float32), np.ones((0, 5), np.float32)
+        np.testing.assert_array_equal(_kernels.matmul(A0, B0, bias=bias, op=RELU),
+                                      np.tile([0, 0, 0, 1, 2], (rows, 1)))
+        np.testing.assert_array_equal(_kernels.matmul(A0, B0), np.zeros((rows, 5)))

@@ -38,8 +38,8 @@ from sklearn.utils.validation import (
 
 from cymlp import _engine, _kernels
 
-# One table for activations: name -> engine code (see _kernels.pxd). The derivative of
-# each lives beside its forward in _kernels.activation_backward.
+# One table for activations: name -> engine code (see _kernels.pxd). Each one's forward
+# and derivative are matrix-product epilogue ops, side by side in _gemm_epi.h.
 ACTIVATIONS = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
 OUTPUT_ACTIVATIONS = {"identity": 0, "logistic": 1, "softmax": 5, "exp": 6}
 _SOLVERS = {"sgd": 0, "adam": 1}

@@ -504,14 +504,17 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
     const GEMM_FN(epi) epi = {bias, aux, ldaux, op, slope};
     const GEMM_FN(epi) *ep = bias || op != CYMLP_OP_NONE ? &epi : NULL;
     if (M == 0 || N == 0) return;
-    if (K == 0) { /* an empty sum: C, or 0, plus the bias */
-        for (size_t i = 0; i < M; ++i)
-            for (size_t j = 0; j < N && !accumulate; ++j) C[i * ldc + j] = bias ? bias[j] : 0;
-        GEMM_FN(block_op)(C, ldc, M, N, op, aux, ldaux, slope);
-        return;
-    }
-    if (M <= CYMLP_GEMM_SMALL_M) {
-        GEMM_FN(small)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, ep);
+    if (K == 0 || M <= CYMLP_GEMM_SMALL_M) { /* (in the FP mode of the other paths) */
+        const unsigned long fp_mode = cymlp_fp_enter();
+        if (K == 0) { /* an empty sum: C, or 0, plus the bias */
+            for (size_t i = 0; i < M; ++i)
+                for (size_t j = 0; j < N && !accumulate; ++j)
+                    C[i * ldc + j] = bias ? bias[j] : 0;
+            GEMM_FN(block_op)(C, ldc, M, N, op, aux, ldaux, slope);
+        } else {
+            GEMM_FN(small)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, ep);
+        }
+        cymlp_fp_leave(fp_mode);
         return;
     }
     /* Split M into blocks of whole micro-tiles, a multiple of the thread count; thread

@@ -55,7 +55,7 @@ GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdi
     for (int r = 0; r < GEMM_MR; ++r) {
         if ((size_t)r >= mr) break;
         GEMM_T *cr = c + (size_t)r * ldc;
-        const GEMM_T *ar_ = add + (size_t)r * ldadd;
+        const GEMM_T *ar_ = add ? add + (size_t)r * ldadd : NULL;
         CYMLP_UNROLL
         for (int v = 0; v < nv; ++v) {
             if ((size_t)(v + 1) * V <= nr) {

@@ -6,14 +6,16 @@ finiteness are checked at the Python boundary, in ``cymlp._estimators``). Float 
 double share one source through the ``floating`` fused type. The equations refer to
 the paper in ``shared/reference`` and are derived in ``docs/math.md``.
 """
-from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf, logf, tanh, tanhf
+from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf, logf
 cimport cython
 from cython cimport floating
 
 # Activation codes (hidden layers and output layer), one table: see ACTIVATIONS in
 # cymlp._estimators. The hidden ones (0-4) are also the matrix products' epilogue ops
 # (_gemm.h's CYMLP_OP_*, forward and, with DERIVATIVE added, backward): adding one means
-# a case in _gemm_epi.h's epi_vec and epi_one and one in activation_derivative.
+# a CYMLP_OP_* code, its two cases in _gemm_epi.h's epi_vec, epi_one and EPI_SWITCH (a
+# code missing there is no op at all), one in activation_derivative, and the code in
+# _kernels._check_op.
 cdef enum:
     IDENTITY = 0
     LOGISTIC = 1
@@ -127,13 +129,6 @@ cdef inline floating _abs(floating x) noexcept nogil:
         return fabsf(x)
     else:
         return fabs(x)
-
-
-cdef inline floating _tanh(floating x) noexcept nogil:
-    if floating is float:
-        return tanhf(x)
-    else:
-        return tanh(x)
 
 
 cdef inline void dense_forward(const floating *a, const floating *W, const floating *b,

@@ -151,7 +151,7 @@ def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1,
     ``prepack`` packs B once, row by row, and passes it packed, as training does with
     its weights). ``bias``, ``op``, ``aux`` and ``slope``: the epilogue fused into the
     product (see gemm_epilogue in _kernels.pxd): f(A @ B + bias) for an activation code
-    ``op``, or (A @ B) * f'(aux) for DERIVATIVE + code."""
+    ``op``, or (A @ B) * f'(aux) for DERIVATIVE + code (aux's rows may be strided)."""
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"shapes ({A.shape[0]}, {A.shape[1]}) and "
                          f"({B.shape[0]}, {B.shape[1]}) do not align")
@@ -163,29 +163,34 @@ def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1,
     cdef floating[::1] work = np.empty(gemm_work_size(n_threads, N), dtype=dtype)
     cdef const floating[::1] b = np.ascontiguousarray(bias if bias is not None else [0],
                                                       dtype=dtype)
-    cdef const floating[:, ::1] x = np.ascontiguousarray(aux if aux is not None else [[0]],
-                                                         dtype=dtype)
+    if aux is not None:
+        aux = np.asarray(aux, dtype=dtype)
+        if (aux.strides[1] != aux.itemsize or aux.strides[0] < 0
+                or aux.strides[0] % aux.itemsize):
+            aux = np.ascontiguousarray(aux)
+    cdef const floating[:, :] x = aux if aux is not None else np.zeros((1, 1), dtype)
     cdef Py_ssize_t isz = sizeof(floating)
     if bias is not None and b.shape[0] != N:
         raise ValueError(f"bias must have {N} values, not {b.shape[0]}")
     if M == 0 or N == 0:
         return C
-    if K == 0:
-        C[...] = 0 if bias is None else bias
-        return apply_array(C, op, aux, slope)
-    cdef floating[::1] packed = np.empty(packed_size(K, N) if prepack else 1, dtype=dtype)
+    cdef floating[::1] packed = np.empty(packed_size(K, N) if prepack and K else 1,
+                                         dtype=dtype)
+    # (an empty sum, K == 0, reads neither A nor B)
+    cdef const floating *ap = &A[0, 0] if K else NULL
+    cdef const floating *bp0 = &B[0, 0] if K else NULL
     cdef const floating *bp = NULL
     cdef int _r
     with nogil:
-        if prepack:
-            pack_rows(K, N, 0, K, &B[0, 0], B.strides[0] // isz, B.strides[1] // isz,
-                      &packed[0])
+        if prepack and K:
+            pack_rows(K, N, 0, K, bp0, B.strides[0] // isz, B.strides[1] // isz, &packed[0])
             bp = &packed[0]
         for _r in range(repeat):
-            gemm_epilogue(M, N, K, &A[0, 0], A.strides[0] // isz, A.strides[1] // isz,
-                          &B[0, 0], B.strides[0] // isz, B.strides[1] // isz, bp, &c[0, 0], N,
-                          False, &work[0], n_threads, &b[0] if bias is not None else NULL,
-                          op, &x[0, 0] if aux is not None else NULL, N, <floating>slope)
+            gemm_epilogue(M, N, K, ap, A.strides[0] // isz, A.strides[1] // isz, bp0,
+                          B.strides[0] // isz, B.strides[1] // isz, bp, &c[0, 0], N, False,
+                          &work[0], n_threads, &b[0] if bias is not None else NULL, op,
+                          &x[0, 0] if aux is not None else NULL, x.strides[0] // isz,
+                          <floating>slope)
     return C
 
 
@@ -231,7 +236,8 @@ _init_variant()
 
 def vexp_array(floating[::1] x):
     """e^x elementwise: for float, the vectorised exponential of the variant in use
-    (_vmath.h, the sigmoid's); for double, libm's exp. For tests."""
+    (_vmath.h's cymlp_expf1, the softmax's; the sigmoid's is the same on vectors); for
+    double, libm's exp. For tests."""
     out = np.empty(x.shape[0], dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] o = out
     cdef Py_ssize_t k
