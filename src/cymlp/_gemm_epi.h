@@ -134,37 +134,26 @@ GEMM_FN(apply_op)(GEMM_T *z, size_t n, const int op, const GEMM_T *aux, GEMM_T s
     }
 }
 
-/* EPI_SWITCH(call): call with OP bound to each op as a constant, so that each case is
- * a loop of its own with the op's code inlined */
-#define EPI_CASE(o)                                                                      \
-    case o: {                                                                            \
-        enum { OP = o };                                                                 \
-        EPI_CALL;                                                                        \
-    } break
-#define EPI_SWITCH(opv)                                                                  \
-    switch (opv) {                                                                       \
-        EPI_CASE(CYMLP_OP_LOGISTIC);                                                     \
-        EPI_CASE(CYMLP_OP_TANH);                                                         \
-        EPI_CASE(CYMLP_OP_RELU);                                                         \
-        EPI_CASE(CYMLP_OP_LEAKY_RELU);                                                   \
-        EPI_CASE(CYMLP_DERIV | CYMLP_OP_LOGISTIC);                                       \
-        EPI_CASE(CYMLP_DERIV | CYMLP_OP_TANH);                                           \
-        EPI_CASE(CYMLP_DERIV | CYMLP_OP_RELU);                                           \
-        EPI_CASE(CYMLP_DERIV | CYMLP_OP_LEAKY_RELU);                                     \
-    default: break;                                                                      \
-    }
-
-/* apply: the op on z[0:n) (aux, for CYMLP_DERIV: a[0:n)), in place */
+/* apply: the op on z[0:n) (aux, for CYMLP_DERIV: a[0:n)), in place; each case is a
+ * loop of its own with its op's code inlined (a code not listed does nothing) */
 GEMM_ATTR static void GEMM_FN(apply)(GEMM_T *z, size_t n, int op, const GEMM_T *aux,
                                      GEMM_T slope)
 {
-#define EPI_CALL GEMM_FN(apply_op)(z, n, OP, aux, slope)
-    EPI_SWITCH(op)
-#undef EPI_CALL
-}
-
-#undef EPI_SWITCH
+#define EPI_CASE(o)                                                                      \
+    case o: GEMM_FN(apply_op)(z, n, o, aux, slope); break
+    switch (op) {
+        EPI_CASE(CYMLP_OP_LOGISTIC);
+        EPI_CASE(CYMLP_OP_TANH);
+        EPI_CASE(CYMLP_OP_RELU);
+        EPI_CASE(CYMLP_OP_LEAKY_RELU);
+        EPI_CASE(CYMLP_DERIV | CYMLP_OP_LOGISTIC);
+        EPI_CASE(CYMLP_DERIV | CYMLP_OP_TANH);
+        EPI_CASE(CYMLP_DERIV | CYMLP_OP_RELU);
+        EPI_CASE(CYMLP_DERIV | CYMLP_OP_LEAKY_RELU);
+    default: break;
+    }
 #undef EPI_CASE
+}
 #else
 /* plain C: the op on one element */
 static inline GEMM_T GEMM_FN(epi_one)(GEMM_T x, int op, GEMM_T a, GEMM_T slope)

@@ -13,7 +13,7 @@ from cython cimport floating
 # Activation codes (hidden layers and output layer), one table: see ACTIVATIONS in
 # cymlp._estimators. The hidden ones (0-4) are also the matrix products' epilogue ops
 # (_gemm.h's CYMLP_OP_*, forward and, with DERIVATIVE added, backward): adding one means
-# a CYMLP_OP_* code, its two cases in _gemm_epi.h's epi_vec, epi_one and EPI_SWITCH (a
+# a CYMLP_OP_* code, its two cases in _gemm_epi.h's epi_vec, epi_one and apply (a
 # code missing there is no op at all), one in activation_derivative, and the code in
 # _kernels._check_op.
 cdef enum:
