@@ -3,7 +3,10 @@
 Environment variables:
   CYMLP_NATIVE=1    add -march=native (local builds only; never for distributed wheels)
   CYMLP_PORTABLE=1  compile only the plain-C matrix kernel (what MSVC gets anyway)
-  CYMLP_NO_OPENMP=1 build without OpenMP
+  CYMLP_THREADS=    threading backend (src/cymlp/_threads.h): openmp, pthreads (a pool of
+                    POSIX threads), win32 (the same pool on Windows threads) or none.
+                    Unset: OpenMP when the compiler has it, else the platform's pool.
+  CYMLP_NO_OPENMP=1 the same as CYMLP_THREADS=none (older switch)
   CYMLP_SANITIZE=1  debug build for tests: Cython boundscheck/wraparound/initializedcheck
                     on, -fsanitize=address,undefined (run Python with LD_PRELOAD=libasan)
 """
@@ -18,18 +21,47 @@ from setuptools.command.build_ext import build_ext
 
 MODULES = ["_kernels", "_optim", "_engine"]
 OPENMP_TEST = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+THREADS = ("openmp", "pthreads", "win32", "none")
 
 
 def _flag(name):
     return os.environ.get(name, "").strip() not in ("", "0")
 
 
+def _threads_requested():
+    """CYMLP_THREADS (or "none" for CYMLP_NO_OPENMP=1); None: choose (see the docstring)."""
+    name = os.environ.get("CYMLP_THREADS", "").strip().lower()
+    if name and name not in THREADS:
+        sys.exit(f"cymlp: CYMLP_THREADS={name!r}: expected one of {', '.join(THREADS)}")
+    if not name and _flag("CYMLP_NO_OPENMP"):
+        name = "none"
+    native = "win32" if sys.platform == "win32" else "pthreads"
+    if name in ("pthreads", "win32") and name != native:
+        sys.exit(f"cymlp: CYMLP_THREADS={name} is not for this platform; use {native}")
+    return name or None
+
+
 class BuildExt(build_ext):
-    """build_ext that picks optimisation and OpenMP flags for the compiler in use."""
+    """build_ext that picks optimisation and threading flags for the compiler in use."""
+
+    def _threads_flags(self):
+        """(backend, compile flags, link flags)"""
+        name = _threads_requested()
+        native = "win32" if sys.platform == "win32" else "pthreads"
+        if name in (None, "openmp"):
+            cflags, lflags = self._openmp_flags()
+            if cflags:
+                return "openmp", cflags, lflags
+            if name == "openmp":
+                sys.exit("cymlp: CYMLP_THREADS=openmp, but the compiler has no OpenMP")
+            print(f"cymlp: OpenMP not found, threads from the {native} pool",
+                  file=sys.stderr)
+            name = native
+        if name == "pthreads" and self.compiler.compiler_type != "msvc":
+            return name, ["-pthread"], ["-pthread"]  # (glibc < 2.34: libpthread)
+        return name, [], []
 
     def _openmp_flags(self):
-        if _flag("CYMLP_NO_OPENMP"):
-            return [], []
         if self.compiler.compiler_type == "msvc":
             return ["/openmp"], []
         candidates = [(["-fopenmp"], ["-fopenmp"])]
@@ -48,11 +80,11 @@ class BuildExt(build_ext):
                 except Exception:
                     continue
             return cflags, lflags
-        print("cymlp: OpenMP not found, building single-threaded", file=sys.stderr)
         return [], []
 
     def build_extensions(self):
-        omp_c, omp_l = self._openmp_flags()
+        threads, omp_c, omp_l = self._threads_flags()
+        print(f"cymlp: threading backend {threads}", file=sys.stderr)
         lflags = [*omp_l]
         if self.compiler.compiler_type == "msvc":
             cflags = ["/O2", *omp_c]
@@ -70,6 +102,7 @@ class BuildExt(build_ext):
             if _flag("CYMLP_NATIVE"):
                 cflags.append("-march=native")
         for ext in self.extensions:
+            ext.define_macros = [*ext.define_macros, (f"CYMLP_THREADS_{threads.upper()}", "1")]
             ext.extra_compile_args = [*ext.extra_compile_args, *cflags]
             ext.extra_link_args = [*ext.extra_link_args, *lflags]
         super().build_extensions()
@@ -88,7 +121,7 @@ extensions = [
         define_macros=macros,
         # rebuild when the C headers change (Cython does not track them)
         depends=["src/cymlp/_gemm.h", "src/cymlp/_gemm_impl.h", "src/cymlp/_gemm_epi.h",
-                 "src/cymlp/_gemm_micro.h", "src/cymlp/_vmath.h"],
+                 "src/cymlp/_gemm_micro.h", "src/cymlp/_vmath.h", "src/cymlp/_threads.h"],
     )
     for name in MODULES
 ]

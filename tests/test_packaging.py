@@ -74,6 +74,12 @@ def test_openmp_as_built_for_this_platform():
     assert config()["openmp"] is (os.environ["CYMLP_EXPECT_OPENMP"] == "1")
 
 
+@pytest.mark.skipif("CYMLP_EXPECT_THREADS" not in os.environ,
+                    reason="CYMLP_EXPECT_THREADS (openmp, pthreads, win32, none) not set")
+def test_threads_backend_as_built_for_this_platform():
+    assert config()["threads_backend"] == os.environ["CYMLP_EXPECT_THREADS"]
+
+
 def test_simd_variants_are_runtime_choices():
     cfg = config()
     assert "portable" in cfg["simd_variants_available"]

@@ -1,4 +1,4 @@
-"""Build and run-time configuration: SIMD variant, threads, OpenMP."""
+"""Build and run-time configuration: SIMD variant, threading backend, threads."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from cymlp._version import __version__
 
 
 def config() -> dict:
-    """cymlp's version, matrix-product variant in use and available, threads, OpenMP."""
+    """cymlp's version, matrix-product variant in use and available, threading backend
+    ("openmp", "pthreads", "win32" or "none"; ``openmp`` is True for the first), and the
+    default thread count (``n_jobs=None``)."""
     return {
         "version": __version__,
         "simd_variant": _kernels.simd_variant(),
         "simd_variants_available": _kernels.simd_variants(),
+        "threads_backend": _kernels.threads_backend(),
         "openmp": _kernels.openmp_enabled(),
         "max_threads": _kernels.max_threads(),
     }

@@ -21,12 +21,12 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from cython cimport floating
-from cython.parallel cimport prange
 
 from cymlp._kernels cimport (IDENTITY, LOGISTIC, SOFTMAX, activation_derivative,
                              dense_backward, dense_forward, derivative_op, fp_enter, fp_leave,
                              gemm, gemm_epilogue, gemm_small_m, gemm_work_size,
-                             output_forward, output_log_proba, pack_rows, packed_size)
+                             output_forward, output_log_proba, pack_rows, packed_size,
+                             parallel_for)
 from cymlp._optim cimport SGD, adam_step, sgd_step
 
 import numpy as np
@@ -62,6 +62,56 @@ cdef struct Rows:
     const Py_ssize_t *indptr
     const void *Y           # (n, n_out) or NULL
     const void *sw          # (n,) or NULL
+
+
+# The arguments of a training step's two phases, for their tasks (_rows_task,
+# _features_task: task t of T, whichever thread runs it, see _kernels.parallel_for).
+# Pointers to float or double data, as f64 says.
+cdef struct RowsJob:
+    const Layout *lay
+    const Rows *src
+    const Py_ssize_t *order
+    Py_ssize_t start, nb    # the batch: rows start..start+nb of the epoch
+    const void *params
+    void *ws                # the (aligned) workspace
+    double *row_loss
+    uint64_t drop_seed
+    bint dropout, packed, f64
+
+
+cdef struct FeaturesJob:
+    const Layout *lay
+    const void *x           # the batch's inputs (n, n_in)
+    Py_ssize_t n
+    void *params
+    void *grads
+    void *ws
+    void *state1
+    void *state2
+    int solver
+    double lr, momentum, beta_1, beta_2, epsilon, scale, alpha
+    bint nesterov, packed, f64
+    long long step
+    double *sq_blocks
+
+
+# Debug counters: parallel regions of more than one thread (n_jobs > 1 and a phase worth
+# splitting) entered by train_epoch's phase 1 and phase 2 (not atomic: fits running at
+# once in several threads may miss counts). See parallel_counts().
+cdef Py_ssize_t _parallel_rows = 0, _parallel_features = 0
+
+
+def parallel_counts():
+    """``{"rows": ..., "features": ...}``: how many times train_epoch's phase 1 (batch
+    rows) and phase 2 (weight rows) were split over more than one thread since the last
+    :func:`reset_parallel_counts` (debug counters)."""
+    return {"rows": _parallel_rows, "features": _parallel_features}
+
+
+def reset_parallel_counts():
+    """Set both :func:`parallel_counts` to 0."""
+    global _parallel_rows, _parallel_features
+    _parallel_rows = _parallel_features = 0
 
 
 def workspace_size(sizes, Py_ssize_t rows, int n_threads, dropout=None, bint training=True):
@@ -608,6 +658,41 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
     fp_leave(mode)
 
 
+cdef void _rows_task(void *job, int t, int T) noexcept nogil:
+    """Task t of T of phase 1: batch rows nb*t//T .. nb*(t+1)//T, in scratch t."""
+    cdef const RowsJob *j = <const RowsJob *>job
+    if j.f64:
+        _rows_part(j, t, T, <const double *>j.params, <double *>j.ws)
+    else:
+        _rows_part(j, t, T, <const float *>j.params, <float *>j.ws)
+
+
+cdef inline void _rows_part(const RowsJob *j, int t, int T, const floating *params,
+                            floating *ws) noexcept nogil:
+    _rows_phase(j.lay, j.src, j.order, j.start, j.nb * t // T, j.nb * (t + 1) // T, j.nb,
+                params, ws, ws + j.lay.work_off + t * _thread_work(j.lay), j.row_loss,
+                j.drop_seed, j.dropout, j.packed)
+
+
+cdef void _features_task(void *job, int t, int T) noexcept nogil:
+    """Task t of T of phase 2 (its blocks of weight rows, see _features_phase), in
+    scratch t."""
+    cdef const FeaturesJob *j = <const FeaturesJob *>job
+    if j.f64:
+        _features_part(j, t, T, <double *>j.ws)
+    else:
+        _features_part(j, t, T, <float *>j.ws)
+
+
+cdef inline void _features_part(const FeaturesJob *j, int t, int T,
+                                floating *ws) noexcept nogil:
+    _features_phase(j.lay, t, T, <const floating *>j.x, j.n, <floating *>j.params,
+                    <floating *>j.grads, ws, ws + j.lay.work_off + t * _thread_work(j.lay),
+                    <floating *>j.state1, <floating *>j.state2, j.solver, j.lr, j.momentum,
+                    j.nesterov, j.beta_1, j.beta_2, j.epsilon, j.step, <floating>j.scale,
+                    <floating>j.alpha, j.sq_blocks, j.packed)
+
+
 cdef inline bint _outer_step(const floating *a, const floating *d, Py_ssize_t rows,
                              Py_ssize_t n_out, floating *params, floating *grads,
                              bint plain_sgd, double lr, floating scale) noexcept nogil:
@@ -635,10 +720,10 @@ cdef inline void _step(floating *params, const floating *grads, floating *state1
                        double epsilon, long long step, floating scale,
                        floating l2) noexcept nogil:
     if solver == SGD:
-        sgd_step(params, grads, state1, size, lr, momentum, nesterov, scale, l2, 1)
+        sgd_step(params, grads, state1, size, lr, momentum, nesterov, scale, l2)
     else:
         adam_step(params, grads, state1, state2, size, lr, beta_1, beta_2, epsilon, step,
-                  scale, l2, 1)
+                  scale, l2)
 
 
 cdef int _check_buffers(const Layout *lay, Py_ssize_t n_params, Py_ssize_t n_grads,
@@ -726,11 +811,14 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     + alpha/2 sum ||W||^2) / sum_i sw_i. Returns ``(mean over batches weighted by their
     size, number of updates made)``.
     """
+    global _parallel_rows, _parallel_features
     cdef Layout lay
     cdef Rows src
+    cdef RowsJob rows
+    cdef FeaturesJob feats
     cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, n_blocks = 0
     cdef Py_ssize_t size = params.shape[0]
-    cdef int t, T_rows, T_feat, T = n_threads if n_threads > 1 else 1
+    cdef int T_rows, T_feat, T = n_threads if n_threads > 1 else 1
     cdef double total = 0, batch_loss, sw_sum, sq
     cdef const floating *x
     cdef const floating *yb
@@ -765,6 +853,14 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
         sq_blocks = <double *>malloc(n_blocks * sizeof(double))
         if (shuffle and order == NULL) or row_loss == NULL or sq_blocks == NULL:
             raise MemoryError()
+        rows = RowsJob(lay=&lay, src=&src, order=order, start=0, nb=0, params=p, ws=w,
+                       row_loss=row_loss, drop_seed=0, dropout=lay.dropout, packed=packed,
+                       f64=floating is double)
+        feats = FeaturesJob(lay=&lay, x=NULL, n=0, params=p, grads=g, ws=w, state1=s1,
+                            state2=s2, solver=solver, lr=lr, momentum=momentum,
+                            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, scale=1,
+                            alpha=alpha, nesterov=nesterov, packed=packed,
+                            f64=floating is double, step=0, sq_blocks=sq_blocks)
         fp_mode = fp_enter()
         checked = cymlp_now()
         with nogil:
@@ -790,15 +886,12 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 # phase 1: rows split over threads (forward, losses, deltas); a few rows
                 # are not worth waking a thread for
                 T_rows = T if nb >= 16 * T else 1
-                if T_rows == 1:  # (no parallel region for one thread: it costs ~1 us)
-                    _rows_phase(&lay, &src, order, start, 0, nb, nb, p, w, w + lay.work_off,
-                                row_loss, drop_seed, lay.dropout, packed)
-                else:
-                    for t in prange(T_rows, schedule="static", num_threads=T_rows):
-                        _rows_phase(&lay, &src, order, start, nb * t // T_rows,
-                                    nb * (t + 1) // T_rows, nb, p, w,
-                                    w + lay.work_off + t * _thread_work(&lay),
-                                    row_loss, drop_seed, lay.dropout, packed)
+                rows.start = start
+                rows.nb = nb
+                rows.drop_seed = drop_seed
+                if T_rows > 1:
+                    _parallel_rows += 1
+                parallel_for(T_rows, _rows_task, &rows)  # (one task: run in this thread)
                 x = _gather(&lay, &src, order, start, 0, 0, w, &yb, &swb)  # pointers only
                 sw_sum = _weight_sum(swb, nb)
                 if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
@@ -811,19 +904,13 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 # waking a thread costs more than it saves on a few hundred thousand
                 # multiply-adds (a single row through the paper's network)
                 T_feat = T if (nb + 1) * lay.n_params >= 400000 else 1
-                if T_feat == 1:
-                    _features_phase(&lay, 0, 1, x, nb, p, g, w, w + lay.work_off, s1, s2,
-                                    solver, lr, momentum, nesterov, beta_1, beta_2, epsilon,
-                                    step + n_batches + 1, <floating>(1.0 / sw_sum),
-                                    <floating>alpha, sq_blocks, packed)
-                else:
-                    for t in prange(T_feat, schedule="static", num_threads=T_feat):
-                        _features_phase(&lay, t, T_feat, x, nb, p, g, w,
-                                        w + lay.work_off + t * _thread_work(&lay),
-                                        s1, s2, solver, lr, momentum, nesterov, beta_1,
-                                        beta_2, epsilon, step + n_batches + 1,
-                                        <floating>(1.0 / sw_sum), <floating>alpha,
-                                        sq_blocks, packed)
+                feats.x = x
+                feats.n = nb
+                feats.step = step + n_batches + 1
+                feats.scale = 1.0 / sw_sum
+                if T_feat > 1:
+                    _parallel_features += 1
+                parallel_for(T_feat, _features_task, &feats)
                 batch_loss *= loss_scale
                 if alpha != 0:
                     sq = 0

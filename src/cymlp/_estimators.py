@@ -809,9 +809,9 @@ _PARAMS_DOC = """
         Inverted dropout on the hidden layers during training only: one rate for all,
         or one per hidden layer. Needs 'sgd' or 'adam'.
     n_jobs : int or None, default=None
-        Threads for training and prediction; None uses OpenMP's default (all cores, or
-        ``OMP_NUM_THREADS`` / threadpoolctl's limit), -1 all, -2 all but one. Results do
-        not depend on it.
+        Threads for training and prediction; None uses the default (``OMP_NUM_THREADS``,
+        else all cores; in OpenMP builds also threadpoolctl's limit), -1 all, -2 all but
+        one. Results do not depend on it.
 """
 
 _ATTRS_DOC = """

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "_threads.h" /* cymlp_parallel_for: OpenMP, a pthreads / Win32 pool, or none */
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -314,20 +315,13 @@ static inline int cymlp_best_variant(void)
 
 static inline int cymlp_have_openmp(void)
 {
-#ifdef _OPENMP
+#ifdef CYMLP_THREADS_OPENMP
     return 1;
 #else
     return 0;
 #endif
 }
 
-static inline int cymlp_max_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
+static inline int cymlp_max_threads(void) { return cymlp_threads_default(); }
 
 #endif /* CYMLP_GEMM_H */

@@ -491,6 +491,33 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
     }
 }
 
+/* gemm_task: task t of n of a product split over threads (cymlp_parallel_for), in
+ * cymlp's FP mode (per thread, see _gemm.h) */
+typedef struct {
+    size_t M, N, K;
+    const GEMM_T *A;
+    ptrdiff_t rsa, csa;
+    const GEMM_T *B;
+    ptrdiff_t rsb, csb;
+    const GEMM_T *bpacked;
+    GEMM_T *C;
+    size_t ldc;
+    int accumulate;
+    const GEMM_FN(epi) *ep;
+    GEMM_T *work;
+    size_t nblocks, mc;
+} GEMM_FN(gemm_args);
+
+GEMM_ATTR static void GEMM_FN(gemm_task)(void *ctx, int t, int n)
+{
+    const GEMM_FN(gemm_args) *g = (const GEMM_FN(gemm_args) *)ctx;
+    const unsigned long fp_mode = cymlp_fp_enter();
+    GEMM_FN(gemm_part)(t, n, g->M, g->N, g->K, g->A, g->rsa, g->csa, g->B, g->rsb, g->csb,
+                       g->bpacked, g->C, g->ldc, g->accumulate, g->ep, g->work, g->nblocks,
+                       g->mc);
+    cymlp_fp_leave(fp_mode);
+}
+
 /* gemm: C = [C +] op(A) . op(B), then the epilogue (see _gemm_epi.h): bias (N values,
  * or NULL; ignored when accumulating) added to every row, then op (CYMLP_OP_*) applied,
  * with aux (M x N, row stride ldaux) the a of a CYMLP_DERIV op. */
@@ -522,30 +549,24 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
     size_t nblocks = (M + CYMLP_GEMM_MC - 1) / CYMLP_GEMM_MC;
     if (nthreads < 1) nthreads = 1;
     if ((double)M * N * K < CYMLP_GEMM_PARALLEL_MIN) nthreads = 1;
-#ifndef _OPENMP
+#if !CYMLP_THREADS_PARALLEL
     nthreads = 1;
 #endif
     nblocks = (nblocks + nthreads - 1) / nthreads * nthreads;
     size_t mc = (M + nblocks - 1) / nblocks;
     mc = (mc + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
     nblocks = (M + mc - 1) / mc;
-    if (nthreads == 1) { /* (no parallel region: a team of one still costs its setup) */
+    if (nthreads == 1) { /* (no parallel region: one task still costs a wake-up) */
         const unsigned long fp_mode = cymlp_fp_enter(); /* per thread, see _gemm.h */
         GEMM_FN(gemm_part)(0, 1, M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc,
                            accumulate, ep, work, nblocks, mc);
         cymlp_fp_leave(fp_mode);
         return;
     }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
-    {
-        const unsigned long fp_mode = cymlp_fp_enter();
-        /* the team may be smaller than asked (nested, limits) */
-        GEMM_FN(gemm_part)(omp_get_thread_num(), omp_get_num_threads(), M, N, K, A, rsa, csa,
-                           B, rsb, csb, bpacked, C, ldc, accumulate, ep, work, nblocks, mc);
-        cymlp_fp_leave(fp_mode);
-    }
-#endif
+    /* task t takes thread t's run of blocks, whichever thread runs it */
+    GEMM_FN(gemm_args) args = {M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc,
+                               accumulate, ep, work, nblocks, mc};
+    cymlp_parallel_for(nthreads, GEMM_FN(gemm_task), &args);
 }
 
 #undef GEMM_T

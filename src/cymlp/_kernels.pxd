@@ -50,6 +50,12 @@ cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil
 # rows of C up to which gemm reads B directly and ignores bpacked
 cdef Py_ssize_t gemm_small_m() noexcept nogil
 cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil
+# Threads (_threads.h): fn(ctx, t, n) once for each t in [0, n), concurrently on up to n
+# threads (the caller runs tasks too); returns when all have returned, with the number of
+# threads that ran tasks. Split work by t and n only, never by the threads that ran, so
+# that results do not depend on the thread count. Each task sets its own FP mode.
+ctypedef void (*task_fn)(void *ctx, int t, int n) noexcept nogil
+cdef int parallel_for(int n, task_fn fn, void *ctx) noexcept nogil
 # flush-to-zero / denormals-are-zero for this thread; returns the mode to restore
 cdef unsigned long fp_enter() noexcept nogil
 cdef void fp_leave(unsigned long old) noexcept nogil

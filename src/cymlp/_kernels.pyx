@@ -35,6 +35,9 @@ cdef extern from "_gemm.h" nogil:
     int cymlp_best_variant()
     int cymlp_have_openmp()
     int cymlp_max_threads()
+    ctypedef void (*cymlp_task_fn)(void *ctx, int t, int n) noexcept nogil
+    int cymlp_parallel_for(int n, cymlp_task_fn fn, void *ctx)
+    const char *cymlp_threads_backend()
     unsigned long cymlp_fp_enter()
     void cymlp_fp_leave(unsigned long old)
     void cymlp_vexpf_impl(const float *x, float *out, size_t n)
@@ -96,6 +99,10 @@ cdef Py_ssize_t gemm_work_size(int n_threads, Py_ssize_t max_n) noexcept nogil:
     return cymlp_gemm_work_size(n_threads, max_n)
 
 
+cdef int parallel_for(int n, task_fn fn, void *ctx) noexcept nogil:
+    return cymlp_parallel_for(n, <cymlp_task_fn>fn, ctx)
+
+
 cdef unsigned long fp_enter() noexcept nogil:
     return cymlp_fp_enter()
 
@@ -135,12 +142,20 @@ def set_simd_variant(name=None):
 
 
 def openmp_enabled():
-    """True when the extension was compiled with OpenMP."""
+    """True when the threads are OpenMP's (threads_backend() == "openmp")."""
     return bool(cymlp_have_openmp())
 
 
+def threads_backend():
+    """The threading backend compiled in: "openmp", "pthreads" (a pool of POSIX threads),
+    "win32" (the same pool on Windows threads) or "none" (one thread)."""
+    return cymlp_threads_backend().decode()
+
+
 def max_threads():
-    """OpenMP's default thread count (OMP_NUM_THREADS, or the number of cores)."""
+    """The default thread count (n_jobs=None): OpenMP's (omp_get_max_threads:
+    OMP_NUM_THREADS, threadpoolctl's limit, or the cores) with OpenMP; with the pools,
+    OMP_NUM_THREADS when set, else the CPUs this process may run on; 1 without threads."""
     return cymlp_max_threads()
 
 

@@ -7,76 +7,60 @@ layout (cymlp keeps every weight and bias in one contiguous buffer).
 from libc.math cimport sqrt, sqrtf
 cimport cython
 from cython cimport floating
-from cython.parallel cimport prange
-
-from cymlp._kernels cimport fp_enter, fp_leave
 
 cdef enum:
     SGD = 0
     ADAM = 1
 
 
-cdef enum:
-    BLOCK = 8192  # elements per task when a step is split over threads
-
-
-cdef inline void _sgd_block(floating *params, const floating *grads, floating *velocity,
-                            Py_ssize_t n, floating eta, floating mu, bint nesterov,
-                            floating scale, floating l2) noexcept nogil:
-    cdef Py_ssize_t k
-    cdef floating v, g
-    if mu == 0:
-        for k in range(n):
-            params[k] -= eta * (scale * (grads[k] + l2 * params[k]))
-    elif nesterov:
-        for k in range(n):
-            g = scale * (grads[k] + l2 * params[k])
-            v = mu * velocity[k] - eta * g
-            velocity[k] = v
-            params[k] += mu * v - eta * g
-    else:
-        for k in range(n):
-            g = scale * (grads[k] + l2 * params[k])
-            v = mu * velocity[k] - eta * g
-            velocity[k] = v
-            params[k] += v
-
-
 cdef inline void sgd_step(floating *params, const floating *grads, floating *velocity,
                           Py_ssize_t size, double lr, double momentum, bint nesterov,
-                          floating scale, floating l2, int n_threads) noexcept nogil:
+                          floating scale, floating l2) noexcept nogil:
     """Gradient descent with momentum, as scikit-learn's SGDOptimizer, on the gradient
     g = scale * (grads + l2 * W) (the batch average and the L2 term, fused here).
 
     v <- momentum * v - lr * g;  W <- W + v            (classical momentum)
     W <- W + momentum * v - lr * g  after updating v   (Nesterov)
     With momentum = 0 this is the paper's W_new = W_old - lr * dE/dW (§3.6, §4.3.4).
-    Elementwise, in blocks split over n_threads: the result does not depend on the
-    thread count.
+    Elementwise, in the caller's thread: the engine's threads each step the parameters
+    whose gradients they computed.
     """
-    cdef Py_ssize_t b, start, nblocks = (size + BLOCK - 1) // BLOCK
-    cdef unsigned long mode
-    if n_threads <= 1 or nblocks < 2:
-        _sgd_block(params, grads, velocity, size, <floating>lr, <floating>momentum, nesterov,
-                   scale, l2)
-        return
-    for b in prange(nblocks, schedule="static", num_threads=n_threads):
-        start = b * BLOCK
-        mode = fp_enter()
-        _sgd_block(params + start, grads + start, velocity + start,
-                   BLOCK if start + BLOCK <= size else size - start, <floating>lr,
-                   <floating>momentum, nesterov, scale, l2)
-        fp_leave(mode)
+    cdef Py_ssize_t k
+    cdef floating v, g, eta = <floating>lr, mu = <floating>momentum
+    if mu == 0:
+        for k in range(size):
+            params[k] -= eta * (scale * (grads[k] + l2 * params[k]))
+    elif nesterov:
+        for k in range(size):
+            g = scale * (grads[k] + l2 * params[k])
+            v = mu * velocity[k] - eta * g
+            velocity[k] = v
+            params[k] += mu * v - eta * g
+    else:
+        for k in range(size):
+            g = scale * (grads[k] + l2 * params[k])
+            v = mu * velocity[k] - eta * g
+            velocity[k] = v
+            params[k] += v
 
 
 @cython.cdivision(True)
-cdef inline void _adam_block(floating *params, const floating *grads, floating *m,
-                             floating *v, Py_ssize_t n, floating step, floating b1,
-                             floating b2, floating eps, floating scale,
-                             floating l2) noexcept nogil:
+cdef inline void adam_step(floating *params, const floating *grads, floating *m, floating *v,
+                           Py_ssize_t size, double lr, double beta_1, double beta_2,
+                           double epsilon, long long t, floating scale,
+                           floating l2) noexcept nogil:
+    """Adam (Kingma & Ba), as scikit-learn's AdamOptimizer; t is the step number (>= 1),
+    on the gradient g = scale * (grads + l2 * W).
+
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+    W <- W - lr_t m / (sqrt(v) + eps),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
+    Elementwise, in the caller's thread (see sgd_step).
+    """
     cdef Py_ssize_t k
+    cdef floating step = <floating>(lr * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t))
+    cdef floating b1 = <floating>beta_1, b2 = <floating>beta_2, eps = <floating>epsilon
     cdef floating g, mk, vk, c1 = 1 - b1, c2 = 1 - b2
-    for k in range(n):
+    for k in range(size):
         g = scale * (grads[k] + l2 * params[k])
         mk = b1 * m[k] + c1 * g
         vk = b2 * v[k] + c2 * g * g
@@ -86,32 +70,3 @@ cdef inline void _adam_block(floating *params, const floating *grads, floating *
             params[k] -= step * mk / (sqrtf(vk) + eps)
         else:
             params[k] -= step * mk / (sqrt(vk) + eps)
-
-
-@cython.cdivision(True)
-cdef inline void adam_step(floating *params, const floating *grads, floating *m, floating *v,
-                           Py_ssize_t size, double lr, double beta_1, double beta_2,
-                           double epsilon, long long t, floating scale, floating l2,
-                           int n_threads) noexcept nogil:
-    """Adam (Kingma & Ba), as scikit-learn's AdamOptimizer; t is the step number (>= 1),
-    on the gradient g = scale * (grads + l2 * W).
-
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
-    W <- W - lr_t m / (sqrt(v) + eps),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
-    Elementwise, in blocks split over n_threads: the result does not depend on the
-    thread count.
-    """
-    cdef Py_ssize_t b, start, nblocks = (size + BLOCK - 1) // BLOCK
-    cdef unsigned long mode
-    cdef floating step = <floating>(lr * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t))
-    if n_threads <= 1 or nblocks < 2:
-        _adam_block(params, grads, m, v, size, step, <floating>beta_1, <floating>beta_2,
-                    <floating>epsilon, scale, l2)
-        return
-    for b in prange(nblocks, schedule="static", num_threads=n_threads):
-        start = b * BLOCK
-        mode = fp_enter()
-        _adam_block(params + start, grads + start, m + start, v + start,
-                    BLOCK if start + BLOCK <= size else size - start, step,
-                    <floating>beta_1, <floating>beta_2, <floating>epsilon, scale, l2)
-        fp_leave(mode)

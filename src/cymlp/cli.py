@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     pr.add_argument("--top-k", type=int, default=1, help="print the k most likely digits")
 
-    sub.add_parser("info", help="version, SIMD variant, threads, OpenMP")
+    sub.add_parser("info", help="version, SIMD variant, threading backend, threads")
     return p
 
 
@@ -291,7 +291,7 @@ def _machine() -> str:
     return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, cymlp {c['version']} "
             f"({c['simd_variant']} kernels, {c['max_threads']} threads, "
-            f"OpenMP {'on' if c['openmp'] else 'off'})")
+            f"{c['threads_backend']} threading)")
 
 
 def _write_report(path: Path, config: dict, history: list[dict], total: float,

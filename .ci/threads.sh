@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Threads step of CI: the backend the macOS wheels ship (CYMLP_THREADS=pthreads: cymlp's
+# pool of POSIX threads, no OpenMP runtime), built on Linux into a fresh venv from a copy
+# of the tree, then:
+#   - tests/native/test_threads.c (the pool on its own: every task once, many jobs,
+#     concurrent callers, nesting, fork, shutdown), compiled natively with gcc;
+#   - the kernel, gradient, parity, estimator and thread tests under that build, with
+#     OMP_NUM_THREADS=2 (tests/test_threads.py: bit-identical results for n_jobs 1, 2, 3
+#     at shapes where the work is split).
+# The win32 pool is compiled with MinGW and run under wine by .ci/windows.sh, which runs
+# every tests/native/test_*.c.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data_home=$(cd "${CYMLP_DATA_HOME:-../shared/data}" && pwd)
+work=$(mktemp -d /tmp/cymlp-threads.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+start=$(date +%s)
+echo "== threads: the pthreads pool (macOS wheels' backend), built and tested on Linux"
+
+echo "== threads: tests/native/test_threads.c, pthreads pool, gcc"
+gcc -O2 -Wall -Wextra -I src/cymlp tests/native/test_threads.c -o "$work/test_threads"
+"$work/test_threads"
+
+# build from a copy, so the generated C never lands in the source tree
+mkdir -p "$work/src"
+cp -r src/cymlp "$work/src/"
+cp setup.py pyproject.toml README.md LICENSE MANIFEST.in "$work/"
+find "$work/src" \( -name '*.c' -o -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
+python3 -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install --quiet --upgrade pip
+echo "== threads: building with CYMLP_THREADS=pthreads"
+CYMLP_THREADS=pthreads "$work/venv/bin/python" -m pip install --quiet "$work[test]"
+
+cp -r tests "$work/tests"
+cd "$work"
+"$work/venv/bin/python" - <<'EOF'
+import subprocess
+import cymlp
+from cymlp import _kernels
+cymlp.show_config()
+assert _kernels.threads_backend() == "pthreads", _kernels.threads_backend()
+ldd = subprocess.run(["ldd", _kernels.__file__], capture_output=True, text=True).stdout
+assert "libgomp" not in ldd and "libomp" not in ldd, ldd  # no OpenMP runtime
+EOF
+echo "== threads: tests under the pthreads build"
+set +e
+CYMLP_DATA_HOME="$data_home" OMP_NUM_THREADS=2 CYMLP_EXPECT_THREADS=pthreads \
+    "$work/venv/bin/python" -m pytest -p no:cacheprovider -q \
+    tests/test_threads.py tests/test_kernels.py tests/test_gradients.py tests/test_parity.py \
+    tests/test_estimator.py tests/test_packaging.py
+rc=$?
+set -e
+echo "== threads: $(($(date +%s) - start)) s"
+if [ "$rc" -eq 5 ]; then
+    echo "threads: pytest collected no tests" >&2
+    exit 1
+fi
+exit "$rc"
