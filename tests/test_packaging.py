@@ -80,6 +80,16 @@ def test_threads_backend_as_built_for_this_platform():
     assert config()["threads_backend"] == os.environ["CYMLP_EXPECT_THREADS"]
 
 
+@pytest.mark.skipif(os.environ.get("CYMLP_EXPECT_SIMD") != "1",
+                    reason="CYMLP_EXPECT_SIMD=1 not set")
+def test_vector_kernels_compiled_in():
+    """A wheel built with vector kernels (e.g. Windows: clang-cl, not cl.exe's plain C)."""
+    cfg = config()
+    assert "baseline" in cfg["simd_variants_available"]  # SSE2 / NEON: every CPU has it
+    if not os.environ.get("CYMLP_SIMD"):
+        assert cfg["simd_variant"] != "portable"
+
+
 def test_simd_variants_are_runtime_choices():
     cfg = config()
     assert "portable" in cfg["simd_variants_available"]

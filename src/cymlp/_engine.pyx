@@ -288,8 +288,8 @@ cdef void _dropout(floating *a, floating *mask, Py_ssize_t size, double rate,
 
 cdef extern from *:
     """
-    /* a hint to bring the line of p into L2 (GCC/Clang; nothing elsewhere) */
-    #if defined(__GNUC__)
+    /* a hint to bring the line of p into L2 (GCC/Clang, clang-cl; nothing elsewhere) */
+    #if defined(__GNUC__) || defined(__clang__)
     #define _prefetch_l2(p) __builtin_prefetch((p), 0, 2)
     #else
     #define _prefetch_l2(p) ((void)(p))

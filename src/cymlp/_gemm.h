@@ -4,8 +4,10 @@
  * x86-64 SIMD level (AVX-512, AVX2+FMA, SSE2 baseline; NEON baseline on aarch64) and a
  * plain-C kernel. The variant is chosen once at import from the CPU (cpuid), never from
  * the compiler flags, so one generic wheel runs everywhere; CYMLP_SIMD forces one.
- * Define CYMLP_PORTABLE (or use a compiler without GCC vector extensions, e.g. MSVC)
- * to build the plain-C kernel only.
+ * The vector kernels need GCC vector extensions and target attributes: GCC, clang, and
+ * clang-cl (which defines __clang__ and _MSC_VER, not __GNUC__; the Windows wheels are
+ * built with it). Define CYMLP_PORTABLE (or use a compiler without them: plain MSVC,
+ * cl.exe) to build the plain-C kernel only.
  */
 #ifndef CYMLP_GEMM_H
 #define CYMLP_GEMM_H
@@ -18,7 +20,7 @@
 #include <omp.h>
 #endif
 
-#if !defined(__GNUC__) && !defined(CYMLP_PORTABLE)
+#if !defined(__GNUC__) && !defined(__clang__) && !defined(CYMLP_PORTABLE)
 #define CYMLP_PORTABLE 1
 #endif
 #if defined(_MSC_VER)
@@ -113,6 +115,16 @@ enum {
 #if !defined(CYMLP_PORTABLE) && (defined(__x86_64__) || defined(_M_X64))
 #define CYMLP_X86 1
 #include <immintrin.h>
+#if defined(_MSC_VER) && defined(__clang__)
+/* clang-cl's immintrin.h (in older LLVM releases, e.g. 14) includes only the headers of
+ * the features enabled on the command line, not those the target-attribute kernels use */
+#include <smmintrin.h>
+#include <avxintrin.h>
+#include <avx2intrin.h>
+#include <fmaintrin.h>
+#include <bmi2intrin.h>
+#include <avx512fintrin.h>
+#endif
 #define CYMLP_AVX2_ATTR __attribute__((target("avx2,fma")))
 #define CYMLP_AVX512_ATTR \
     __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,popcnt,bmi2")))
@@ -233,6 +245,62 @@ static cymlp_dapply_fn cymlp_dapply_impl = cymlp_apply_f64_portable;
 static cymlp_vexpf_fn cymlp_vexpf_impl = cymlp_vexpf_portable;
 static cymlp_softmaxf_fn cymlp_softmaxf_impl = cymlp_softmaxf_portable;
 
+#ifdef CYMLP_X86
+/* CPU features from cpuid, and whether the OS saves the vector registers on a context
+ * switch (XCR0 from xgetbv), with the same code under GCC, clang, clang-cl and MSVC.
+ * (Not __builtin_cpu_supports: under clang-cl it needs compiler-rt's __cpu_model, which
+ * MSVC's linker does not bring in.) */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h> /* MSVC: __cpuidex, _xgetbv */
+static inline void cymlp_cpuid(unsigned leaf, unsigned sub, unsigned r[4])
+{
+    int x[4];
+    __cpuidex(x, (int)leaf, (int)sub);
+    for (int k = 0; k < 4; ++k) r[k] = (unsigned)x[k];
+}
+static inline unsigned long long cymlp_xcr0(void) { return _xgetbv(0); }
+#else
+/* GCC, clang, clang-cl: the instructions themselves (cpuid.h's macros collide with
+ * intrin.h's functions under clang-cl, and clang's _xgetbv wants target("xsave")) */
+static inline void cymlp_cpuid(unsigned leaf, unsigned sub, unsigned r[4])
+{
+    __asm__ __volatile__("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
+                         : "a"(leaf), "c"(sub));
+}
+static inline unsigned long long cymlp_xcr0(void)
+{
+    unsigned lo, hi;
+    __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+#endif
+enum { CYMLP_CPU_AVX2 = 1, CYMLP_CPU_AVX512 = 2 };
+/* CYMLP_CPU_* bits of the variants this CPU and OS can run */
+static inline int cymlp_cpu_features(void)
+{
+    unsigned r[4], l1[4], l7[4] = {0, 0, 0, 0}; /* eax, ebx, ecx, edx */
+    cymlp_cpuid(0, 0, r);
+    const unsigned max_leaf = r[0];
+    if (max_leaf < 1) return 0;
+    cymlp_cpuid(1, 0, l1);
+    if (max_leaf >= 7) cymlp_cpuid(7, 0, l7);
+    const int osxsave = (l1[2] >> 27) & 1; /* xgetbv works */
+    const unsigned long long xcr0 = osxsave ? cymlp_xcr0() : 0;
+    const int ymm_os = (xcr0 & 0x6) == 0x6;   /* XMM and YMM state */
+    const int zmm_os = (xcr0 & 0xe6) == 0xe6; /* ... opmask, ZMM0-15 upper, ZMM16-31 */
+    const int fma = (l1[2] >> 12) & 1, popcnt = (l1[2] >> 23) & 1, avx = (l1[2] >> 28) & 1;
+    const int avx2 = (l7[1] >> 5) & 1, bmi2 = (l7[1] >> 8) & 1;
+    const int avx512f = (l7[1] >> 16) & 1, avx512dq = (l7[1] >> 17) & 1;
+    const int avx512bw = (l7[1] >> 30) & 1, avx512vl = (l7[1] >> 31) & 1;
+    int f = 0;
+    if (ymm_os && avx && avx2 && fma) f |= CYMLP_CPU_AVX2;
+    if ((f & CYMLP_CPU_AVX2) && zmm_os && avx512f && avx512dq && avx512bw && avx512vl && popcnt
+        && bmi2)
+        f |= CYMLP_CPU_AVX512;
+    return f;
+}
+#endif
+
 /* 1 when variant v is compiled in and this CPU can run it */
 static inline int cymlp_variant_available(int v)
 {
@@ -242,14 +310,8 @@ static inline int cymlp_variant_available(int v)
     case CYMLP_BASELINE_V: return 1;
 #endif
 #ifdef CYMLP_X86
-    case CYMLP_AVX2_V:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case CYMLP_AVX512_V:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
-               && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
-               && __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi2");
+    case CYMLP_AVX2_V: return (cymlp_cpu_features() & CYMLP_CPU_AVX2) != 0;
+    case CYMLP_AVX512_V: return (cymlp_cpu_features() & CYMLP_CPU_AVX512) != 0;
 #endif
     default: return 0;
     }

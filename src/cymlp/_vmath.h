@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__)
+#if defined(__GNUC__) || defined(__clang__) /* (clang-cl: __clang__ only) */
 #define CYMLP_INLINE static inline __attribute__((always_inline))
 #else
 #define CYMLP_INLINE static inline
