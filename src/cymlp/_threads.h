@@ -262,10 +262,30 @@ static inline void cymlp_pool_atfork(void) { pthread_atfork(NULL, NULL, cymlp_po
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #include <emmintrin.h>
 #define CYMLP_PAUSE() _mm_pause()
+/* The caller's floating-point controls (MXCSR and the x87 control word, in one word),
+ * which a worker takes on while it runs the caller's tasks, so that a task gives the
+ * same bits on any thread: libm's exp may use the x87 unit, whose precision control is
+ * per thread (under Wine, 64-bit in the main thread and 53-bit in new ones). */
+static inline uint64_t cymlp_fpenv_get(void)
+{
+    unsigned short x87;
+    __asm__ __volatile__("fnstcw %0" : "=m"(x87));
+    return (uint64_t)_mm_getcsr() | (uint64_t)x87 << 32;
+}
+static inline void cymlp_fpenv_set(uint64_t env)
+{
+    const unsigned short x87 = (unsigned short)(env >> 32);
+    _mm_setcsr((unsigned int)env);
+    __asm__ __volatile__("fldcw %0" : : "m"(x87));
+}
 #elif (defined(__aarch64__) || defined(__arm__)) && (defined(__GNUC__) || defined(__clang__))
 #define CYMLP_PAUSE() __asm__ __volatile__("yield")
 #else
 #define CYMLP_PAUSE() ((void)0)
+#endif
+#if !(defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86))
+static inline uint64_t cymlp_fpenv_get(void) { return 0; } /* (new threads inherit it) */
+static inline void cymlp_fpenv_set(uint64_t env) { (void)env; }
 #endif
 
 /* ---- the pool ------------------------------------------------------------------------ */
@@ -285,6 +305,7 @@ typedef struct cymlp_pool {
     cymlp_task_fn fn;
     void *ctx;
     int n;
+    uint64_t fpenv; /* the caller's cymlp_fpenv_get() */
     char pad0[64];
     uint64_t claim; /* generation << 32 | next task; odd generation: job being set up */
     char pad1[64 - sizeof(uint64_t)];
@@ -318,16 +339,22 @@ static int cymlp_pool_atfork_done = 0;
 static inline int cymlp_pool_run(cymlp_pool *p, uint32_t gen, int worker)
 {
     int ran = 0;
+    uint64_t own = 0; /* a worker's FP controls, restored after the job */
     for (;;) {
         uint64_t w = CYMLP_LOAD_ACQ(&p->claim);
-        if ((uint32_t)(w >> 32) != gen) return ran;
+        if ((uint32_t)(w >> 32) != gen) break;
         const cymlp_task_fn fn = CYMLP_LOAD_ACQ(&p->fn);
         void *const ctx = CYMLP_LOAD_ACQ(&p->ctx);
         const int n = CYMLP_LOAD_ACQ(&p->n);
+        const uint64_t fpenv = CYMLP_LOAD_ACQ(&p->fpenv);
         const uint32_t t = (uint32_t)w;
-        if (t >= (uint32_t)n) return ran;
+        if (t >= (uint32_t)n) break;
         if (!CYMLP_CAS(&p->claim, &w, w + 1)) continue;
-        if (!ran++ && worker) CYMLP_ADD_SC(&p->joined, 1); /* (before its pending) */
+        if (!ran++ && worker) {
+            CYMLP_ADD_SC(&p->joined, 1); /* (before its pending) */
+            own = cymlp_fpenv_get();
+            cymlp_fpenv_set(fpenv);
+        }
         fn(ctx, (int)t, n);
         if (CYMLP_ADD_SC(&p->pending, -1) == 0 && CYMLP_LOAD_SC(&p->caller_asleep)) {
             cymlp_mutex_lock(&p->lock);
@@ -335,6 +362,8 @@ static inline int cymlp_pool_run(cymlp_pool *p, uint32_t gen, int worker)
             cymlp_mutex_unlock(&p->lock);
         }
     }
+    if (ran && worker) cymlp_fpenv_set(own);
+    return ran;
 }
 
 /* seconds to spin before sleeping */
@@ -461,6 +490,7 @@ static inline int cymlp_parallel_for(int n, cymlp_task_fn fn, void *ctx)
     CYMLP_STORE_REL(&p->fn, fn);
     CYMLP_STORE_REL(&p->ctx, ctx);
     CYMLP_STORE_REL(&p->n, n);
+    CYMLP_STORE_REL(&p->fpenv, cymlp_fpenv_get());
     CYMLP_STORE_RELAXED(&p->pending, n);
     CYMLP_STORE_RELAXED(&p->joined, 0);
     CYMLP_STORE_SC(&p->claim, (uint64_t)gen << 32);

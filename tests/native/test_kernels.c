@@ -665,14 +665,10 @@ int main(void)
         fflush(stdout);
     }
     cymlp_set_variant(cymlp_best_variant());
-#ifdef _OPENMP
-    const char *threads = "OpenMP, 1 and 2 threads compared";
-#else
-    const char *threads = "none compiled in, nthreads 2 runs one thread";
-#endif
     printf("test_kernels: variants run: %s; not on this CPU: %s; not compiled in: %s; "
-           "threads: %s\n", ran, no_cpu[0] ? no_cpu : "-", not_built[0] ? not_built : "-",
-           threads);
+           "threads: %s%s\n", ran, no_cpu[0] ? no_cpu : "-", not_built[0] ? not_built : "-",
+           cymlp_threads_backend(),
+           CYMLP_THREADS_PARALLEL ? ", 1 and 2 threads compared" : " (nthreads 2 runs one)");
     printf("test_kernels: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
