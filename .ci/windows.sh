@@ -122,7 +122,7 @@ build_mingw_gcc() {
     # GCC PR 54412: an aligned 32/64-byte move at a stack address may fault on Windows
     local aligned
     aligned=$(x86_64-w64-mingw32-objdump -d --no-show-raw-insn "$2" \
-        | grep -E 'vmova(ps|pd)|vmovdqa(32|64)?' | grep -E '%[yz]mm' | grep -E '\(%r[sb]p\)' \
+        | grep -E 'vmova(ps|pd)|vmovdqa(32|64)?' | grep -E '%[yz]mm' | grep -E '\(%r[sb]p[,)]' \
         || true)
     if [ -n "$aligned" ]; then
         echo "$aligned" | head -n 5
