@@ -21,7 +21,7 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 
 from cymlp._kernels cimport (IDENTITY, LOGISTIC, SOFTMAX, activation_derivative,
                              dense_backward, dense_forward, derivative_op, fp_enter, fp_leave,
@@ -304,6 +304,43 @@ cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_
         for j in range(src.indptr[i], src.indptr[i + 1]):
             xb[r * n_in + src.indices[j]] = data[j]
     return xb
+
+
+# ---- debug counters (tests only) ----------------------------------------------------------
+# Parallel regions actually entered with more than one thread, per site, so that tests can
+# assert that a threaded path ran (issue 19) and cannot silently shrink below it. A region
+# counts when any of its iterations ran on a thread other than the one that opened it (a
+# sum reduction of threadid() != 0 over the team; 0 without OpenMP). train_epoch adds its
+# counts once per call, holding the GIL, so concurrent fits do not race on them. A site
+# moved to another threading backend keeps its counter the same way. The products' own
+# OpenMP region (gemm in _gemm_impl.h: forward, loss_and_grad) is not counted here: it
+# threads when M > GEMM_SMALL_M and M * N * K >= GEMM_PARALLEL_MIN, exported for tests.
+cdef enum:
+    SITE_ROWS = 0       # train_epoch phase 1: batch rows split over threads
+    SITE_FEATURES = 1   # train_epoch phase 2: weight rows split over threads
+    N_SITES = 2
+
+cdef long long _parallel_counts[N_SITES]  # (static storage: starts at zero)
+
+cdef extern from "_gemm.h":
+    double CYMLP_GEMM_PARALLEL_MIN
+    int CYMLP_GEMM_SMALL_M
+
+GEMM_PARALLEL_MIN = CYMLP_GEMM_PARALLEL_MIN
+GEMM_SMALL_M = CYMLP_GEMM_SMALL_M
+
+
+def parallel_counts():
+    """{'rows': n, 'features': n}: train_epoch's parallel regions entered with more than
+    one thread since the last :func:`reset_parallel_counts` (a debug aid for tests)."""
+    return {"rows": _parallel_counts[SITE_ROWS], "features": _parallel_counts[SITE_FEATURES]}
+
+
+def reset_parallel_counts():
+    """Set every :func:`parallel_counts` counter back to zero."""
+    cdef int i
+    for i in range(N_SITES):
+        _parallel_counts[i] = 0
 
 
 cdef extern from "Python.h":
@@ -731,6 +768,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, n_blocks = 0
     cdef Py_ssize_t size = params.shape[0]
     cdef int t, T_rows, T_feat, T = n_threads if n_threads > 1 else 1
+    cdef int off_main  # (debug counters) iterations run off the opening thread
+    cdef long long par_rows = 0, par_feat = 0
     cdef double total = 0, batch_loss, sw_sum, sq
     cdef const floating *x
     cdef const floating *yb
@@ -794,11 +833,14 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                     _rows_phase(&lay, &src, order, start, 0, nb, nb, p, w, w + lay.work_off,
                                 row_loss, drop_seed, lay.dropout, packed)
                 else:
+                    off_main = 0
                     for t in prange(T_rows, schedule="static", num_threads=T_rows):
                         _rows_phase(&lay, &src, order, start, nb * t // T_rows,
                                     nb * (t + 1) // T_rows, nb, p, w,
                                     w + lay.work_off + t * _thread_work(&lay),
                                     row_loss, drop_seed, lay.dropout, packed)
+                        off_main += threadid() != 0  # (debug counter)
+                    par_rows += off_main > 0
                 x = _gather(&lay, &src, order, start, 0, 0, w, &yb, &swb)  # pointers only
                 sw_sum = _weight_sum(swb, nb)
                 if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
@@ -817,6 +859,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                                     step + n_batches + 1, <floating>(1.0 / sw_sum),
                                     <floating>alpha, sq_blocks, packed)
                 else:
+                    off_main = 0
                     for t in prange(T_feat, schedule="static", num_threads=T_feat):
                         _features_phase(&lay, t, T_feat, x, nb, p, g, w,
                                         w + lay.work_off + t * _thread_work(&lay),
@@ -824,6 +867,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                                         beta_2, epsilon, step + n_batches + 1,
                                         <floating>(1.0 / sw_sum), <floating>alpha,
                                         sq_blocks, packed)
+                        off_main += threadid() != 0  # (debug counter)
+                    par_feat += off_main > 0
                 batch_loss *= loss_scale
                 if alpha != 0:
                     sq = 0
@@ -839,6 +884,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
         free(row_loss)
         free(sq_blocks)
         _free_layout(&lay)
+        _parallel_counts[SITE_ROWS] += par_rows  # (debug counters, under the GIL)
+        _parallel_counts[SITE_FEATURES] += par_feat
     return total / n, n_batches
 
 
