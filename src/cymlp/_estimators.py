@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.optimize
@@ -27,6 +27,13 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, compute_sample_weight
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
@@ -51,6 +58,50 @@ _WORKSPACES = threading.local()  # predict scratch, per thread: see _BaseMLP._wo
 def n_params(sizes) -> int:
     """Length of the flat parameter buffer for layer widths ``sizes`` (weights + biases)."""
     return sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(sizes))
+
+
+# scikit-learn 1.9's BaseMultilayerPerceptron._parameter_constraints, for the parameters
+# cymlp shares with it (tests/test_params.py compares them with the installed
+# scikit-learn's); 'activation' adds 'leaky_relu'.
+_SHARED_CONSTRAINTS: dict = {
+    "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+    "activation": [StrOptions(set(ACTIVATIONS))],
+    "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+    "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+    "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+    "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+    "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+    "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+    "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    "shuffle": ["boolean"],
+    "random_state": ["random_state"],
+    "tol": [Interval(numbers.Real, 0, None, closed="left")],
+    "verbose": ["verbose"],
+    "warm_start": ["boolean"],
+    "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+    "nesterovs_momentum": ["boolean"],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+    "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+    "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+    "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+    "n_iter_no_change": [
+        Interval(numbers.Integral, 1, None, closed="left"),
+        Options(numbers.Real, {np.inf}),
+    ],
+    "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+}
+# cymlp's own parameters (a rate list for dropout is checked by _dropout_rates)
+_OWN_CONSTRAINTS: dict = {
+    "init": [StrOptions({"glorot", "paper"})],
+    "negative_slope": [Interval(numbers.Real, 0, None, closed="left")],
+    "dropout": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
+    "n_jobs": [
+        None,
+        Interval(numbers.Integral, None, -1, closed="right"),
+        Interval(numbers.Integral, 1, None, closed="left"),
+    ],
+}
 
 
 def _memory_limit() -> int:
@@ -135,6 +186,8 @@ def _as_engine_input(X, dtype):
 class _BaseMLP(BaseEstimator):
     """Shared fit loop of cymlp's multilayer perceptrons (not for direct use)."""
 
+    _parameter_constraints: ClassVar[dict] = {**_SHARED_CONSTRAINTS, **_OWN_CONSTRAINTS}
+
     def __init__(
         self,
         hidden_layer_sizes=(100,),
@@ -197,18 +250,13 @@ class _BaseMLP(BaseEstimator):
     # ---- validation -------------------------------------------------------------------
 
     def _hidden_sizes(self) -> list[int]:
+        """Widths of the hidden layers (after _validate_params' type check): each an
+        int >= 1, as scikit-learn's fit requires (it says so for 0 and crashes on 2.5)."""
         hls = self.hidden_layer_sizes
-        if isinstance(hls, numbers.Integral):
-            hls = [hls]
-        try:
-            sizes = list(hls)
-        except TypeError:
-            raise ValueError(
-                f"hidden_layer_sizes must be an int or a sequence of ints, got {hls!r}"
-            ) from None
+        sizes = [hls] if isinstance(hls, numbers.Integral) else list(hls)
         for s in sizes:
             if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 1:
-                raise ValueError(f"hidden_layer_sizes must be > 0, got {hls!r}.")
+                raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
         return [int(s) for s in sizes]
 
     def _dropout_rates(self) -> list[float] | None:
@@ -220,74 +268,20 @@ class _BaseMLP(BaseEstimator):
             isinstance(r, numbers.Real) and not isinstance(r, bool) and 0 <= r < 1
             for r in rates
         ):
-            raise ValueError(
-                "dropout must be a float in [0, 1) or one such rate per hidden layer "
-                f"({n_hidden}), got {d!r}"
+            raise InvalidParameterError(
+                f"The 'dropout' parameter of {type(self).__name__} must be a float in "
+                f"[0, 1) or one such rate per hidden layer ({n_hidden}). Got {d!r} instead."
             )
         return [float(r) for r in rates] if any(r > 0 for r in rates) else None
 
     def _validate_params(self) -> None:
-        def check(name, ok, expected):
-            if not ok:
-                raise ValueError(
-                    f"The '{name}' parameter of {type(self).__name__} must be {expected}. "
-                    f"Got {getattr(self, name)!r} instead."
-                )
-
-        def real(name, low, high=np.inf, low_open=False, high_open=False):
-            v = getattr(self, name)
-            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
-            if ok:
-                ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-            lo, hi = "(" if low_open else "[", ")" if high_open or high == np.inf else "]"
-            check(name, ok, f"a float in the range {lo}{low}, {high}{hi}")
-
-        def integer(name, low):
-            v = getattr(self, name)
-            ok = isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low
-            check(name, ok, f"an int in the range [{low}, inf)")
-
-        def option(name, options):
-            check(name, getattr(self, name) in options, f"one of {sorted(options)}")
-
+        """scikit-learn's parameter rules (InvalidParameterError, as its fit raises),
+        then what they cannot say: layer widths, dropout rates, dropout with lbfgs."""
+        validate_parameter_constraints(self._parameter_constraints,
+                                       self.get_params(deep=False),
+                                       caller_name=type(self).__name__)
         self._hidden_sizes()
         self._dropout_rates()
-        option("activation", set(ACTIVATIONS))
-        option("solver", {"sgd", "adam", "lbfgs"})
-        real("alpha", 0.0)
-        bs = self.batch_size
-        check(
-            "batch_size",
-            bs == "auto" or (isinstance(bs, numbers.Integral) and not isinstance(bs, bool)),
-            "'auto' or an int",
-        )
-        option("learning_rate", {"constant", "invscaling", "adaptive"})
-        real("learning_rate_init", 0.0, low_open=True)
-        real("power_t", 0.0)
-        integer("max_iter", 1)
-        option("shuffle", {True, False})
-        check("verbose", isinstance(self.verbose, numbers.Integral) and self.verbose >= 0,
-              "a bool or an int >= 0")
-        option("warm_start", {True, False})
-        real("momentum", 0.0, 1.0)
-        option("nesterovs_momentum", {True, False})
-        option("early_stopping", {True, False})
-        real("validation_fraction", 0.0, 1.0, low_open=True, high_open=True)
-        real("beta_1", 0.0, 1.0, high_open=True)
-        real("beta_2", 0.0, 1.0, high_open=True)
-        real("epsilon", 0.0, low_open=True)
-        real("tol", 0.0)
-        integer("n_iter_no_change", 1)
-        integer("max_fun", 1)
-        option("init", {"glorot", "paper"})
-        real("negative_slope", 0.0)
-        nj = self.n_jobs
-        check(
-            "n_jobs",
-            nj is None
-            or (isinstance(nj, numbers.Integral) and not isinstance(nj, bool) and nj != 0),
-            "None or a non-zero int",
-        )
         if self.solver == "lbfgs" and self._dropout_rates() is not None:
             raise ValueError("dropout needs a stochastic solver ('sgd' or 'adam'), not lbfgs")
 
@@ -492,7 +486,7 @@ class _BaseMLP(BaseEstimator):
     def _batch_size(self, n):
         if self.batch_size == "auto":
             return min(200, n)
-        if self.batch_size < 1 or self.batch_size > n:
+        if self.batch_size > n:  # (< 1 is refused by _validate_params, as in scikit-learn)
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. "
                 "It is going to be clipped",
@@ -506,6 +500,9 @@ class _BaseMLP(BaseEstimator):
         state = self._optimizer_state
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError("validation_fraction=0.0 leaves no validation split for "
+                             "early_stopping=True; use a fraction in (0, 1)")
         X_val = Y_val = sw_val = None
         if self.early_stopping:
             stratify = None  # stratified for binary and multiclass, not multilabel
@@ -851,6 +848,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     classes_ : ndarray of shape (n_classes,)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMLP._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
     def __init__(
         self,
         hidden_layer_sizes=(100,),
@@ -909,6 +911,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         ``classes`` (all labels that will ever appear) is required on the first call.
         """
+        self._validate_params()  # (before the classes, as scikit-learn)
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
@@ -1022,6 +1025,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 %(attrs)s
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
     def __init__(
         self,
         loss="squared_error",
@@ -1066,14 +1074,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             n_jobs=n_jobs,
         )
         self.loss = loss
-
-    def _validate_params(self):
-        if self.loss not in ("squared_error", "poisson"):
-            raise ValueError(
-                "The 'loss' parameter of MLPRegressor must be a str among "
-                f"{{'poisson', 'squared_error'}}. Got {self.loss!r} instead."
-            )
-        super()._validate_params()
 
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
             ) -> MLPRegressor:
