@@ -237,6 +237,95 @@ def test_sigint_during_fit_keeps_last_completed_epoch(tmp_path):
     assert int(words[1]) >= 2 and words[2] == "True" and words[3] == "True", out
 
 
+def _interrupt_at(monkeypatch, where, epoch):
+    """Send this process a SIGINT at one point of epoch ``epoch`` of the next fit:
+    'after_epoch' as the engine's epoch returns (before any of its bookkeeping),
+    'bookkeeping' in the middle of it (when the epoch's loss is recorded and the
+    no-improvement count is next), 'scoring' while the validation split is scored."""
+    import cymlp._estimators as est
+
+    seen = {"epochs": 0}
+    real_epoch = est._engine.train_epoch
+
+    def train_epoch(*args):
+        out = real_epoch(*args)
+        seen["epochs"] += 1
+        if where == "after_epoch" and seen["epochs"] == epoch:
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(est._engine, "train_epoch", train_epoch)
+    if where in ("bookkeeping", "scoring"):
+        name = "_update_no_improvement_count" if where == "bookkeeping" else "_forward"
+        real = getattr(est._BaseMLP, name)
+
+        def hook(self, *args, **kw):
+            if seen["epochs"] == epoch:
+                signal.raise_signal(signal.SIGINT)
+            return real(self, *args, **kw)
+
+        monkeypatch.setattr(est._BaseMLP, name, hook)
+
+
+@pytest.mark.parametrize("where", ["after_epoch", "bookkeeping"])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_interrupt_then_partial_fit_equals_fit_of_one_more_epoch(data, monkeypatch, where,
+                                                                 solver):
+    """An interrupt leaves the model at the end of its last completed epoch, parameters,
+    optimizer state, generator and bookkeeping alike: one more partial_fit then gives
+    the bits of a fresh fit of that many epochs plus one."""
+    X, y = data
+    kw = dict(hidden_layer_sizes=(16,), solver=solver, batch_size=32, random_state=0,
+              max_iter=50, n_iter_no_change=10**6, dropout=0.1, learning_rate="invscaling",
+              learning_rate_init=0.05)
+    batches = -(-len(X) // 32)
+    clf = MLPClassifier(**kw)
+    _interrupt_at(monkeypatch, where, 3)
+    with pytest.warns(UserWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    done = clf.n_iter_
+    # interrupted before the epoch's bookkeeping began, the epoch is dropped; once it
+    # began, the epoch is completed
+    assert done == (2 if where == "after_epoch" else 3)
+    assert len(clf.loss_curve_) == len(clf.history_["loss"]) == done
+    assert clf.t_ == done * len(X) and clf._optimizer_state["step"] == done * batches
+    clf.partial_fit(X, y)
+    ref = MLPClassifier(**dict(kw, max_iter=done + 1)).fit(X, y)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    for key in ("m", "v", "step", "lr"):
+        np.testing.assert_array_equal(clf._optimizer_state[key], ref._optimizer_state[key])
+    np.testing.assert_array_equal(clf._rng, ref._rng)
+    assert clf.loss_curve_ == ref.loss_curve_ and clf.t_ == ref.t_
+
+
+@pytest.mark.parametrize("where", ["after_epoch", "bookkeeping", "scoring"])
+def test_interrupt_with_early_stopping_keeps_the_best_weights(data, monkeypatch, where):
+    """With early stopping an interrupted fit ends as a finished one does: the weights of
+    the best validation score among the completed epochs, which every record counts."""
+    X, y = data
+    kw = dict(hidden_layer_sizes=(16,), batch_size=32, random_state=0, max_iter=50,
+              early_stopping=True, n_iter_no_change=10**6, learning_rate_init=0.01)
+    clf = MLPClassifier(**kw)
+    _interrupt_at(monkeypatch, where, 4)
+    with pytest.warns(UserWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    done = clf.n_iter_
+    assert done == (3 if where == "after_epoch" else 4)
+    assert len(clf.loss_curve_) == len(clf.validation_scores_) == done
+    assert len(clf.history_["val_score"]) == len(clf.history_["val_loss"]) == done
+    ref = MLPClassifier(**dict(kw, max_iter=done))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref.fit(X, y)
+    assert clf.validation_scores_ == ref.validation_scores_
+    assert clf.best_validation_score_ == ref.best_validation_score_
+    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---- 4. threads -------------------------------------------------------------------------
 
 def test_predict_from_8_threads_equals_serial(data):

@@ -9,9 +9,11 @@ which trusts its inputs, runs. Names, defaults and semantics follow
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import numbers
 import os
+import signal
 import threading
 import time
 import warnings
@@ -102,6 +104,30 @@ _OWN_CONSTRAINTS: dict = {
         Interval(numbers.Integral, 1, None, closed="left"),
     ],
 }
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block is done, then
+    hand it to the handler that was installed (Python's default raises KeyboardInterrupt
+    there). Only the main thread runs Python's signal handlers, so elsewhere, or when the
+    handler is not a Python callable, this does nothing."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held = []
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    except ValueError:  # (not the main interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(signal.SIGINT, held[0])
 
 
 def _memory_limit() -> int:
@@ -503,7 +529,7 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and self.validation_fraction == 0:
             raise ValueError("validation_fraction=0.0 leaves no validation split for "
                              "early_stopping=True; use a fraction in (0, 1)")
-        X_val = Y_val = sw_val = None
+        X_val = Y_val = y_val = sw_val = None
         if self.early_stopping:
             stratify = None  # stratified for binary and multiclass, not multilabel
             if is_classifier(self) and self.out_activation_ == "softmax":
@@ -538,15 +564,13 @@ class _BaseMLP(BaseEstimator):
         grads = np.empty_like(self._params)
         rows = _rows(X)
         self.n_iter_ = 0  # as scikit-learn: epochs of this call
-        # the state at the start of the epoch under way: restored when it is interrupted
-        # or diverges, so the model always holds the last completed, finite epoch
+        # the state of the last completed epoch: what an interrupt (or a diverging
+        # epoch) puts back. _end_epoch updates it in the same step
+        # as the epoch's bookkeeping, so the two always agree.
         saved = [self._params.copy(), state["m"].copy(), state["v"].copy(), self._rng.copy()]
         try:
             for _ in range(self.max_iter):
                 start = time.perf_counter()
-                for keep, current in zip(saved, (self._params, state["m"], state["v"],
-                                                 self._rng)):
-                    np.copyto(keep, current)
                 loss, n_batches = _engine.train_epoch(
                     *self._engine_args(), dropout, *rows, Y, sample_weight, self._params,
                     grads, ws, n, batch_size, bool(self.shuffle), self._rng,
@@ -555,35 +579,12 @@ class _BaseMLP(BaseEstimator):
                     float(self.beta_1), float(self.beta_2), float(self.epsilon),
                     state["step"], float(self.alpha), self._loss_scale, n_threads,
                 )
-                if not (np.isfinite(loss) and np.isfinite(self._params).all()):
-                    self._restore(saved, state)
-                    raise ValueError(
-                        "Solver produced non-finite parameter weights. The input data may"
-                        " contain large values and need to be preprocessed. (cymlp kept "
-                        "the weights of the last finite epoch; a smaller learning_rate_init "
-                        "may help.)"
-                    )
-                state["step"] += n_batches
-                self.n_iter_ += 1
-                self.loss_ = float(loss)
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                self.history_["loss"].append(self.loss_)
-                self.history_["seconds"].append(time.perf_counter() - start)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(X_val, Y_val, y_val if self.early_stopping
-                                                  else None, sw_val)
-                if self.learning_rate == "invscaling" and self.solver == "sgd":
-                    state["lr"] = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if self.early_stopping else "Training loss"
-                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
-                           f"{self.n_iter_no_change} consecutive epochs.")
-                    if self._trigger_stopping(msg, state):
-                        break
-                    self._no_improvement_count = 0
-                if incremental:
+                # An interrupt up to here drops the epoch (the except clause restores
+                # `saved`); from here on it is held until the epoch is recorded whole.
+                with _sigint_held():
+                    stop = self._end_epoch(loss, n_batches, n, time.perf_counter() - start,
+                                           state, saved, (X_val, Y_val, y_val, sw_val))
+                if stop or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(
@@ -593,15 +594,53 @@ class _BaseMLP(BaseEstimator):
                         stacklevel=4,
                     )
         except KeyboardInterrupt:
-            # stop after the current batch, keep the last completed epoch, re-raise
+            # stopped within an epoch: back to the last completed one, then re-raise
             self._restore(saved, state)
             if self.early_stopping and hasattr(self, "_best_params"):
-                self._params[...] = self._best_params
-            warnings.warn("Training interrupted by user; the model keeps the weights of "
-                          "the last completed epoch.", stacklevel=4)
+                self._params[...] = self._best_params  # as at the end of a fit
+            what = "best validation score" if self.early_stopping else "last completed epoch"
+            warnings.warn(f"Training interrupted by user; the model keeps the weights of "
+                          f"the {what}.", stacklevel=4)
             raise
         if self.early_stopping:
             self._params[...] = self._best_params
+
+    def _end_epoch(self, loss, n_batches, n, seconds, state, saved, validation) -> bool:
+        """Everything that records a finished epoch, as one step (run under _sigint_held):
+        the divergence check, counters, curves, validation score, learning-rate schedule,
+        stopping rule, and last the snapshot `saved` of the epoch's parameters, optimizer
+        state and generator. Returns True to stop training."""
+        if not (np.isfinite(loss) and np.isfinite(self._params).all()):
+            self._restore(saved, state)
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed. (cymlp kept "
+                "the weights of the last finite epoch; a smaller learning_rate_init "
+                "may help.)"
+            )
+        state["step"] += n_batches
+        self.n_iter_ += 1
+        self.loss_ = float(loss)
+        self.t_ += n
+        self.loss_curve_.append(self.loss_)
+        self.history_["loss"].append(self.loss_)
+        self.history_["seconds"].append(seconds)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+        self._update_no_improvement_count(*validation)
+        if self.learning_rate == "invscaling" and self.solver == "sgd":
+            state["lr"] = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+        stop = False
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if self.early_stopping else "Training loss"
+            msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                   f"{self.n_iter_no_change} consecutive epochs.")
+            stop = self._trigger_stopping(msg, state)
+            if not stop:
+                self._no_improvement_count = 0
+        for keep, current in zip(saved, (self._params, state["m"], state["v"], self._rng)):
+            np.copyto(keep, current)
+        return stop
 
     def _restore(self, saved, state) -> None:
         for keep, current in zip(saved, (self._params, state["m"], state["v"], self._rng)):
