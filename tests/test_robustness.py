@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn import neural_network as sk
 from sklearn.exceptions import ConvergenceWarning
 
 from cymlp import MLPClassifier, MLPRegressor
@@ -160,6 +161,57 @@ def test_divergence_keeps_last_finite_weights(data, solver):
     X32 = (X * 1e18).astype(np.float32)
     with pytest.raises(ValueError, match="non-finite parameter weights"):
         clf.fit(X32, y)
+    assert all(np.isfinite(c).all() for c in clf.coefs_ + clf.intercepts_)
+    _finite_or_clear_error(clf.predict_proba, X32)
+
+
+@pytest.mark.parametrize("lr, scale", [(10.0, 1.0), (1e20, 1.0), (1e150, 1e150)],
+                         ids=["diverges-epoch-5", "diverges-epoch-2", "diverges-at-once"])
+def test_divergence_with_early_stopping_finishes_as_scikit_learn_does(data, lr, scale):
+    """scikit-learn >= 1.6 (#29504): with early stopping a diverging fit raises nothing;
+    the diverged epochs score nan and the fit ends with the weights of the best score
+    (the initial ones if no epoch had a finite score)."""
+    X, _ = data
+    X = X * scale
+    target = X[:, 0] / scale * 100
+    kw = dict(hidden_layer_sizes=(10,), solver="sgd", learning_rate_init=lr, momentum=0.0,
+              max_iter=15, random_state=0, early_stopping=True, shuffle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (scikit-learn's overflows)
+        ref = sk.MLPRegressor(**kw).fit(X, target)
+    ours = MLPRegressor(**kw).fit(X, target)
+    scores, ref_scores = np.array(ours.validation_scores_), np.array(ref.validation_scores_)
+    assert np.isnan(scores).any() and ours.n_iter_ == ref.n_iter_ == 15
+    np.testing.assert_array_equal(np.isnan(scores), np.isnan(ref_scores))
+    np.testing.assert_allclose(scores[~np.isnan(scores)], ref_scores[~np.isnan(scores)],
+                               rtol=1e-9)
+    assert ours.best_validation_score_ == pytest.approx(ref.best_validation_score_, rel=1e-9)
+    np.testing.assert_array_equal(np.isfinite(ours.loss_curve_), np.isfinite(ref.loss_curve_))
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert len(ours.history_["val_score"]) == len(ours.loss_curve_) == 15
+
+
+def test_divergence_with_early_stopping_classifier(data):
+    """The same for a classifier: the epochs after the divergence score nan (scikit-learn
+    scores the labels it reads off NaN probabilities, unless they are floats), and the
+    model keeps the weights of the best finite score, which predict finite values."""
+    X, y = data
+    y = y % 2
+    kw = dict(hidden_layer_sizes=(10,), solver="sgd", momentum=0.0, learning_rate_init=1e3,
+              max_iter=15, random_state=0, early_stopping=True, shuffle=False)
+    X32 = (X * 1e5).astype(np.float32)  # (float32 overflows in the 6th epoch)
+    clf = MLPClassifier(**kw).fit(X32, y)
+    scores = np.array(clf.validation_scores_)
+    first_nan = np.flatnonzero(np.isnan(scores))[0]
+    assert 0 < first_nan and np.isnan(scores[first_nan:]).all()
+    assert clf.best_validation_score_ == np.max(scores[:first_nan])
+    assert len(clf.loss_curve_) == len(scores) == clf.n_iter_ == 15
+    # the weights are those of the best epoch: a fit that ends there ends with them
+    best = int(np.argmax(scores[:first_nan])) + 1
+    ref = MLPClassifier(**dict(kw, max_iter=best)).fit(X32, y)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(a, b)
     assert all(np.isfinite(c).all() for c in clf.coefs_ + clf.intercepts_)
     _finite_or_clear_error(clf.predict_proba, X32)
 

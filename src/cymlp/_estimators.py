@@ -421,7 +421,8 @@ class _BaseMLP(BaseEstimator):
         self._rng = None  # seeded on first use, after the early-stopping split (as sklearn)
         self._optimizer_state = None
         for attr in ("loss_curve_", "best_loss_", "validation_scores_",
-                     "best_validation_score_", "history_", "_no_improvement_count"):
+                     "best_validation_score_", "history_", "_no_improvement_count",
+                     "_best_params"):
             self.__dict__.pop(attr, None)
         if self.solver in _STOCHASTIC:
             self.loss_curve_ = []
@@ -530,6 +531,9 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("validation_fraction=0.0 leaves no validation split for "
                              "early_stopping=True; use a fraction in (0, 1)")
         X_val = Y_val = y_val = sw_val = None
+        if self.early_stopping and "_best_params" not in self.__dict__:
+            # as scikit-learn's _best_coefs: what the fit ends with if no epoch scores
+            self._best_params = self._params.copy()
         if self.early_stopping:
             stratify = None  # stratified for binary and multiclass, not multilabel
             if is_classifier(self) and self.out_activation_ == "softmax":
@@ -564,8 +568,8 @@ class _BaseMLP(BaseEstimator):
         grads = np.empty_like(self._params)
         rows = _rows(X)
         self.n_iter_ = 0  # as scikit-learn: epochs of this call
-        # the state of the last completed epoch: what an interrupt (or a diverging
-        # epoch) puts back. _end_epoch updates it in the same step
+        # the state of the last completed epoch: what an interrupt (or, without early
+        # stopping, a diverging epoch) puts back. _end_epoch updates it in the same step
         # as the epoch's bookkeeping, so the two always agree.
         saved = [self._params.copy(), state["m"].copy(), state["v"].copy(), self._rng.copy()]
         try:
@@ -596,8 +600,8 @@ class _BaseMLP(BaseEstimator):
         except KeyboardInterrupt:
             # stopped within an epoch: back to the last completed one, then re-raise
             self._restore(saved, state)
-            if self.early_stopping and hasattr(self, "_best_params"):
-                self._params[...] = self._best_params  # as at the end of a fit
+            if self.early_stopping:  # as at the end of a fit: the best weights so far
+                self._params[...] = self._best_params
             what = "best validation score" if self.early_stopping else "last completed epoch"
             warnings.warn(f"Training interrupted by user; the model keeps the weights of "
                           f"the {what}.", stacklevel=4)
@@ -611,13 +615,16 @@ class _BaseMLP(BaseEstimator):
         stopping rule, and last the snapshot `saved` of the epoch's parameters, optimizer
         state and generator. Returns True to stop training."""
         if not (np.isfinite(loss) and np.isfinite(self._params).all()):
-            self._restore(saved, state)
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed. (cymlp kept "
-                "the weights of the last finite epoch; a smaller learning_rate_init "
-                "may help.)"
-            )
+            if not self.early_stopping:
+                self._restore(saved, state)
+                raise ValueError(
+                    "Solver produced non-finite parameter weights. The input data may"
+                    " contain large values and need to be preprocessed. (cymlp kept "
+                    "the weights of the last finite epoch; a smaller learning_rate_init "
+                    "may help.)"
+                )
+            # with early stopping, scikit-learn (>= 1.6, #29504) carries on: the epoch
+            # scores nan, and the fit ends with the best weights it saw
         state["step"] += n_batches
         self.n_iter_ += 1
         self.loss_ = float(loss)
@@ -663,7 +670,9 @@ class _BaseMLP(BaseEstimator):
 
     def _update_no_improvement_count(self, X_val, Y_val, y_val, sw_val):
         if self.early_stopping:
-            score = self._score_from_output(self._forward(X_val, mode=1), y_val, sw_val)
+            # (non-finite outputs of a diverged epoch score nan, as in scikit-learn)
+            P = self._forward(X_val, mode=1, finite=False)
+            score = self._score_from_output(P, y_val, sw_val)
             self.validation_scores_.append(score)
             self.history_["val_score"].append(score)
             self.history_["val_loss"].append(self._data_loss(X_val, Y_val, sw_val))
@@ -695,8 +704,9 @@ class _BaseMLP(BaseEstimator):
 
     # ---- prediction ---------------------------------------------------------------------
 
-    def _forward(self, X, mode: int) -> np.ndarray:
-        """Last-layer values for validated X: mode 0 raw, 1 outputs, 2 log-outputs."""
+    def _forward(self, X, mode: int, finite: bool = True) -> np.ndarray:
+        """Last-layer values for validated X: mode 0 raw, 1 outputs, 2 log-outputs;
+        ``finite``: a ValueError when any is not finite (else they are returned)."""
         self._sync_params()
         out = np.empty((X.shape[0], self.n_outputs_), dtype=self._params.dtype)
         if X.shape[0] == 0:
@@ -708,7 +718,7 @@ class _BaseMLP(BaseEstimator):
         if status < 0:  # NaN or inf in X (the fast path of _validate_X_predict leaves
             validate_data(self, X, reset=False)  # that scan to the engine): its error
             raise ValueError("Input X contains NaN or infinity.")
-        if status > 0:
+        if status > 0 and finite:
             raise ValueError(
                 "The network's outputs overflowed (non-finite values) for some rows of X; "
                 "the inputs may contain values far larger than those it was trained on."
