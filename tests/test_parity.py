@@ -347,7 +347,8 @@ def test_history(blobs):
 
 
 def test_feature_names(blobs):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # (in the 'test' extra)
+
     X, y = blobs
     df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
     clf = MLPClassifier((4,), max_iter=3, random_state=0).fit(df, y)
