@@ -5,7 +5,7 @@
 #   - tests/native/test_threads.c (the pool on its own: every task once, many jobs,
 #     concurrent callers, nesting, fork, shutdown), compiled natively with gcc;
 #   - the kernel, gradient, parity, estimator and thread tests under that build, with
-#     OMP_NUM_THREADS=2 (tests/test_threads.py: bit-identical results for n_jobs 1, 2, 3
+#     OMP_NUM_THREADS=2 (tests/test_n_jobs.py: bit-identical results for n_jobs 1, 2, 3
 #     at shapes where the work is split).
 # The win32 pool is compiled with MinGW and run under wine by .ci/windows.sh, which runs
 # every tests/native/test_*.c.
@@ -46,7 +46,8 @@ echo "== threads: tests under the pthreads build"
 set +e
 CYMLP_DATA_HOME="$data_home" OMP_NUM_THREADS=2 CYMLP_EXPECT_THREADS=pthreads \
     "$work/venv/bin/python" -m pytest -p no:cacheprovider -q \
-    tests/test_threads.py tests/test_kernels.py tests/test_gradients.py tests/test_parity.py \
+    tests/test_threads.py tests/test_n_jobs.py tests/test_kernels.py tests/test_gradients.py \
+    tests/test_parity.py \
     tests/test_estimator.py tests/test_packaging.py
 rc=$?
 set -e

@@ -1,10 +1,61 @@
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# ---- skips under CI ------------------------------------------------------------------------
+# With CI set, a skipped (or xfailed) test fails the run unless its reason is one of these,
+# each allowed only where it is expected. Anything else that skips (a missing data file, a
+# dependency of the 'test' extra that does not import, a build that lost OpenMP) is a break
+# to see, not a skip to read past.
+ALLOWED_SKIPS = [
+    # test_packaging: the build-configuration check where the job does not say what to expect
+    (r"CYMLP_EXPECT_OPENMP \(0 or 1\) not set", lambda: "CYMLP_EXPECT_OPENMP" not in os.environ),
+    # test_threads: a build without OpenMP (macOS wheels), when the job says so
+    (r"built without OpenMP", lambda: os.environ.get("CYMLP_EXPECT_OPENMP") == "0"),
+    # test_sklearn_checks: scikit-learn's own conditional skips inside its estimator checks
+    # (array API inputs are checked only with SCIPY_ARRAY_API=1; no decision_function)
+    (r"SCIPY_ARRAY_API is not set", lambda: os.environ.get("SCIPY_ARRAY_API") != "1"),
+    (r"^MLP(Classifier|Regressor) does not have a decision_function method", lambda: True),
+    # test_robustness: the memory-growth test reads /proc (Linux)
+    (r"needs /proc \(Linux\)", lambda: not os.path.exists("/proc/self/statm")),
+    # test_kernels: a known defect of the float32 Adam step, marked strict (the day it is
+    # fixed the test passes, which fails the run until the mark goes)
+    (r"^xfail: _optim\.pxd's _adam_block computes 1 - beta_1", lambda: True),
+]
+
+
+def _skip_reason(report) -> str:
+    if hasattr(report, "wasxfail"):
+        return f"xfail: {report.wasxfail}"
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # (path, line, "Skipped: why")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _allowed(reason: str) -> bool:
+    return any(re.search(pattern, reason) and when() for pattern, when in ALLOWED_SKIPS)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not os.environ.get("CI") or not report.skipped:
+        return
+    reason = _skip_reason(report)
+    if _allowed(reason):
+        return
+    if hasattr(report, "wasxfail"):
+        del report.wasxfail  # (else reported as an xpass/xfail, not a failure)
+    report.outcome = "failed"
+    report.longrepr = (f"{item.nodeid} skipped under CI ({reason}); only the skips listed in "
+                       "ALLOWED_SKIPS (tests/conftest.py) may skip when CI is set")
 
 
 def _data_home():

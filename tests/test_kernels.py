@@ -104,6 +104,48 @@ def test_adam_step_matches_formula():
     np.testing.assert_allclose(p, p2)
 
 
+ADAM_FLOAT32_COEFFICIENTS = pytest.mark.xfail(
+    strict=True,
+    reason="_optim.pxd's _adam_block computes 1 - beta_1 and 1 - beta_2 in float32 (1 - "
+    "float32(0.999) = 0.00099998713), scikit-learn in float64 before rounding to float32: "
+    "m, v and the weights land hundreds of ulps away. Computing them in adam_step as "
+    "<floating>(1 - beta_1) and passing them in brings this to <= 2 ulps")
+
+
+@pytest.mark.parametrize("solver, dtype", [
+    ("sgd", np.float32), ("sgd", np.float64), ("adam", np.float64),
+    pytest.param("adam", np.float32, marks=ADAM_FLOAT32_COEFFICIENTS),
+])
+def test_optimizer_steps_match_scikit_learns_optimizers(solver, dtype):
+    """Five steps of cymlp's optimizers and scikit-learn's (the classes its MLPs use),
+    on the same arrays of the same dtype, with gradients from 1e-8 to 1: within 2 ulps
+    (the steps are the same formulas, rounded in the same places)."""
+    from sklearn.neural_network import _stochastic_optimizers as skopt
+
+    rng = np.random.RandomState(0)
+    p0 = rng.uniform(-1, 1, 1000).astype(dtype)
+    grads = [(rng.normal(size=1000) * 10.0 ** rng.uniform(-8, 0, 1000)).astype(dtype)
+             for _ in range(5)]
+    p, s1, s2 = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    ref = [p0.copy()]
+    if solver == "sgd":
+        opt = skopt.SGDOptimizer(ref, 0.01, "constant", 0.9, True, 0.5)
+        for g in grads:
+            opt.update_params(ref, [g])
+            _optim.sgd(p, g, s1, 0.01, 0.9, True)
+        pairs = [(p, ref[0]), (s1, opt.velocities[0])]
+    else:
+        opt = skopt.AdamOptimizer(ref, 0.001, 0.9, 0.999, 1e-8)
+        for t, g in enumerate(grads, 1):
+            opt.update_params(ref, [g])
+            _optim.adam(p, g, s1, s2, 0.001, 0.9, 0.999, 1e-8, t)
+        pairs = [(p, ref[0]), (s1, opt.ms[0]), (s2, opt.vs[0])]
+    for ours, theirs in pairs:
+        assert ours.dtype == theirs.dtype == dtype
+        ulps = np.abs(ours.astype(np.float64) - theirs) / np.spacing(np.abs(theirs))
+        assert ulps.max() <= 2, ulps.max()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("K", [5, 300, 784])
 def test_single_rows_get_the_same_bits_as_in_a_batch(variant, dtype, K):

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn import neural_network as sk
 from sklearn.exceptions import ConvergenceWarning
 
 from cymlp import MLPClassifier, MLPRegressor
@@ -164,6 +165,57 @@ def test_divergence_keeps_last_finite_weights(data, solver):
     _finite_or_clear_error(clf.predict_proba, X32)
 
 
+@pytest.mark.parametrize("lr, scale", [(10.0, 1.0), (1e20, 1.0), (1e150, 1e150)],
+                         ids=["diverges-epoch-5", "diverges-epoch-2", "diverges-at-once"])
+def test_divergence_with_early_stopping_finishes_as_scikit_learn_does(data, lr, scale):
+    """scikit-learn >= 1.6 (#29504): with early stopping a diverging fit raises nothing;
+    the diverged epochs score nan and the fit ends with the weights of the best score
+    (the initial ones if no epoch had a finite score)."""
+    X, _ = data
+    X = X * scale
+    target = X[:, 0] / scale * 100
+    kw = dict(hidden_layer_sizes=(10,), solver="sgd", learning_rate_init=lr, momentum=0.0,
+              max_iter=15, random_state=0, early_stopping=True, shuffle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (scikit-learn's overflows)
+        ref = sk.MLPRegressor(**kw).fit(X, target)
+    ours = MLPRegressor(**kw).fit(X, target)
+    scores, ref_scores = np.array(ours.validation_scores_), np.array(ref.validation_scores_)
+    assert np.isnan(scores).any() and ours.n_iter_ == ref.n_iter_ == 15
+    np.testing.assert_array_equal(np.isnan(scores), np.isnan(ref_scores))
+    np.testing.assert_allclose(scores[~np.isnan(scores)], ref_scores[~np.isnan(scores)],
+                               rtol=1e-9)
+    assert ours.best_validation_score_ == pytest.approx(ref.best_validation_score_, rel=1e-9)
+    np.testing.assert_array_equal(np.isfinite(ours.loss_curve_), np.isfinite(ref.loss_curve_))
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert len(ours.history_["val_score"]) == len(ours.loss_curve_) == 15
+
+
+def test_divergence_with_early_stopping_classifier(data):
+    """The same for a classifier: the epochs after the divergence score nan (scikit-learn
+    scores the labels it reads off NaN probabilities, unless they are floats), and the
+    model keeps the weights of the best finite score, which predict finite values."""
+    X, y = data
+    y = y % 2
+    kw = dict(hidden_layer_sizes=(10,), solver="sgd", momentum=0.0, learning_rate_init=1e3,
+              max_iter=15, random_state=0, early_stopping=True, shuffle=False)
+    X32 = (X * 1e5).astype(np.float32)  # (float32 overflows in the 6th epoch)
+    clf = MLPClassifier(**kw).fit(X32, y)
+    scores = np.array(clf.validation_scores_)
+    first_nan = np.flatnonzero(np.isnan(scores))[0]
+    assert 0 < first_nan and np.isnan(scores[first_nan:]).all()
+    assert clf.best_validation_score_ == np.max(scores[:first_nan])
+    assert len(clf.loss_curve_) == len(scores) == clf.n_iter_ == 15
+    # the weights are those of the best epoch: a fit that ends there ends with them
+    best = int(np.argmax(scores[:first_nan])) + 1
+    ref = MLPClassifier(**dict(kw, max_iter=best)).fit(X32, y)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.isfinite(c).all() for c in clf.coefs_ + clf.intercepts_)
+    _finite_or_clear_error(clf.predict_proba, X32)
+
+
 def test_overflowing_outputs_are_an_error_not_nan(data):
     X, _ = data
     reg = MLPRegressor(hidden_layer_sizes=(4,), loss="poisson", max_iter=5,
@@ -235,6 +287,95 @@ def test_sigint_during_fit_keeps_last_completed_epoch(tmp_path):
     words = out.strip().splitlines()[-1].split()
     assert words[0] == "INTERRUPTED", out
     assert int(words[1]) >= 2 and words[2] == "True" and words[3] == "True", out
+
+
+def _interrupt_at(monkeypatch, where, epoch):
+    """Send this process a SIGINT at one point of epoch ``epoch`` of the next fit:
+    'after_epoch' as the engine's epoch returns (before any of its bookkeeping),
+    'bookkeeping' in the middle of it (when the epoch's loss is recorded and the
+    no-improvement count is next), 'scoring' while the validation split is scored."""
+    import cymlp._estimators as est
+
+    seen = {"epochs": 0}
+    real_epoch = est._engine.train_epoch
+
+    def train_epoch(*args):
+        out = real_epoch(*args)
+        seen["epochs"] += 1
+        if where == "after_epoch" and seen["epochs"] == epoch:
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(est._engine, "train_epoch", train_epoch)
+    if where in ("bookkeeping", "scoring"):
+        name = "_update_no_improvement_count" if where == "bookkeeping" else "_forward"
+        real = getattr(est._BaseMLP, name)
+
+        def hook(self, *args, **kw):
+            if seen["epochs"] == epoch:
+                signal.raise_signal(signal.SIGINT)
+            return real(self, *args, **kw)
+
+        monkeypatch.setattr(est._BaseMLP, name, hook)
+
+
+@pytest.mark.parametrize("where", ["after_epoch", "bookkeeping"])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_interrupt_then_partial_fit_equals_fit_of_one_more_epoch(data, monkeypatch, where,
+                                                                 solver):
+    """An interrupt leaves the model at the end of its last completed epoch, parameters,
+    optimizer state, generator and bookkeeping alike: one more partial_fit then gives
+    the bits of a fresh fit of that many epochs plus one."""
+    X, y = data
+    kw = dict(hidden_layer_sizes=(16,), solver=solver, batch_size=32, random_state=0,
+              max_iter=50, n_iter_no_change=10**6, dropout=0.1, learning_rate="invscaling",
+              learning_rate_init=0.05)
+    batches = -(-len(X) // 32)
+    clf = MLPClassifier(**kw)
+    _interrupt_at(monkeypatch, where, 3)
+    with pytest.warns(UserWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    done = clf.n_iter_
+    # interrupted before the epoch's bookkeeping began, the epoch is dropped; once it
+    # began, the epoch is completed
+    assert done == (2 if where == "after_epoch" else 3)
+    assert len(clf.loss_curve_) == len(clf.history_["loss"]) == done
+    assert clf.t_ == done * len(X) and clf._optimizer_state["step"] == done * batches
+    clf.partial_fit(X, y)
+    ref = MLPClassifier(**dict(kw, max_iter=done + 1)).fit(X, y)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    for key in ("m", "v", "step", "lr"):
+        np.testing.assert_array_equal(clf._optimizer_state[key], ref._optimizer_state[key])
+    np.testing.assert_array_equal(clf._rng, ref._rng)
+    assert clf.loss_curve_ == ref.loss_curve_ and clf.t_ == ref.t_
+
+
+@pytest.mark.parametrize("where", ["after_epoch", "bookkeeping", "scoring"])
+def test_interrupt_with_early_stopping_keeps_the_best_weights(data, monkeypatch, where):
+    """With early stopping an interrupted fit ends as a finished one does: the weights of
+    the best validation score among the completed epochs, which every record counts."""
+    X, y = data
+    kw = dict(hidden_layer_sizes=(16,), batch_size=32, random_state=0, max_iter=50,
+              early_stopping=True, n_iter_no_change=10**6, learning_rate_init=0.01)
+    clf = MLPClassifier(**kw)
+    _interrupt_at(monkeypatch, where, 4)
+    with pytest.warns(UserWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    done = clf.n_iter_
+    assert done == (3 if where == "after_epoch" else 4)
+    assert len(clf.loss_curve_) == len(clf.validation_scores_) == done
+    assert len(clf.history_["val_score"]) == len(clf.history_["val_loss"]) == done
+    ref = MLPClassifier(**dict(kw, max_iter=done))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref.fit(X, y)
+    assert clf.validation_scores_ == ref.validation_scores_
+    assert clf.best_validation_score_ == ref.best_validation_score_
+    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(a, b)
 
 
 # ---- 4. threads -------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Threads, with whatever backend this build has (OpenMP, the pthreads / Win32 pool, or
-none): results bit-identical for any n_jobs at shapes where the work really is split,
-n_jobs and OMP_NUM_THREADS honoured, fits in several Python threads at once, and (POSIX
+none): n_jobs and OMP_NUM_THREADS honoured, fits in several Python threads at once, and (POSIX
 pool) a fork child with its own workers. ``.ci/threads.sh`` runs these against the
-pthreads build, which is what the macOS wheels ship."""
+pthreads build, which is what the macOS wheels ship. Bit-identity for any n_jobs, at
+shapes where the work really is split: test_n_jobs.py."""
 
 import os
 import subprocess
@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from cymlp import MLPClassifier, _engine, _kernels
+from cymlp import MLPClassifier, _kernels
 from cymlp._config import config
 
 BACKENDS = ("openmp", "pthreads", "win32", "none")
@@ -48,40 +48,6 @@ def test_backend_named():
     assert cfg["max_threads"] >= 1
     if cfg["threads_backend"] == "none":
         assert cfg["max_threads"] == 1
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_bit_identical_for_any_n_jobs(wide, dtype, solver):
-    X, y = wide
-    X = X.astype(dtype)
-    kw = dict(hidden_layer_sizes=(256,), batch_size=200, solver=solver, max_iter=2,
-              learning_rate_init=0.05 if solver == "sgd" else 1e-3, alpha=1e-4,
-              random_state=0, n_iter_no_change=10**9)
-    fits = {}
-    for n_jobs in (1, 2, 3):
-        _engine.reset_parallel_counts()
-        fits[n_jobs] = _fit(X, y, n_jobs=n_jobs, **kw)
-        counts = _engine.parallel_counts()
-        if n_jobs == 1:
-            assert counts == {"rows": 0, "features": 0}
-        else:  # 15 batches per epoch, each phase split over threads
-            assert counts == {"rows": 30, "features": 30}, counts
-    _assert_same(fits[1], fits[2])
-    _assert_same(fits[1], fits[3])
-    P1 = fits[1].predict_proba(X)
-    for n_jobs in (2, 3):  # the forward products split over threads (gemm's tasks)
-        fits[1].set_params(n_jobs=n_jobs)
-        np.testing.assert_array_equal(fits[1].predict_proba(X), P1)
-
-
-def test_lbfgs_bit_identical_for_any_n_jobs(wide):
-    X, y = wide
-    kw = dict(hidden_layer_sizes=(64,), solver="lbfgs", max_iter=5, random_state=0)
-    a = _fit(X[:1500], y[:1500], n_jobs=1, **kw)
-    b = _fit(X[:1500], y[:1500], n_jobs=3, **kw)
-    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
-        np.testing.assert_array_equal(u, v)
 
 
 def test_fits_in_several_python_threads_at_once(wide):

@@ -95,25 +95,6 @@ cdef struct FeaturesJob:
     double *sq_blocks
 
 
-# Debug counters: parallel regions of more than one thread (n_jobs > 1 and a phase worth
-# splitting) entered by train_epoch's phase 1 and phase 2 (not atomic: fits running at
-# once in several threads may miss counts). See parallel_counts().
-cdef Py_ssize_t _parallel_rows = 0, _parallel_features = 0
-
-
-def parallel_counts():
-    """``{"rows": ..., "features": ...}``: how many times train_epoch's phase 1 (batch
-    rows) and phase 2 (weight rows) were split over more than one thread since the last
-    :func:`reset_parallel_counts` (debug counters)."""
-    return {"rows": _parallel_rows, "features": _parallel_features}
-
-
-def reset_parallel_counts():
-    """Set both :func:`parallel_counts` to 0."""
-    global _parallel_rows, _parallel_features
-    _parallel_rows = _parallel_features = 0
-
-
 def workspace_size(sizes, Py_ssize_t rows, int n_threads, dropout=None, bint training=True):
     """Scratch elements for batches of up to ``rows`` rows (see module docstring);
     ``training=False`` is enough for forward, data_loss and loss_and_grad, which do not
@@ -354,6 +335,43 @@ cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_
         for j in range(src.indptr[i], src.indptr[i + 1]):
             xb[r * n_in + src.indices[j]] = data[j]
     return xb
+
+
+# ---- debug counters (tests only) ----------------------------------------------------------
+# Parallel regions split into more than one task, per site, so that tests can assert that
+# a threaded path ran (issue 19) and cannot silently shrink below it. Which threads ran
+# the tasks is the backend's business (a pool under load may run them all in the caller)
+# and the results do not depend on it: they depend only on the split. train_epoch adds its
+# counts once per call, holding the GIL, so concurrent fits do not race on them. The
+# products' own parallel region (gemm in _gemm_impl.h: forward, loss_and_grad) is not
+# counted here: it splits when M > GEMM_SMALL_M and M * N * K >= GEMM_PARALLEL_MIN,
+# exported for tests.
+cdef enum:
+    SITE_ROWS = 0       # train_epoch phase 1: batch rows split over threads
+    SITE_FEATURES = 1   # train_epoch phase 2: weight rows split over threads
+    N_SITES = 2
+
+cdef long long _parallel_counts[N_SITES]  # (static storage: starts at zero)
+
+cdef extern from "_gemm.h":
+    double CYMLP_GEMM_PARALLEL_MIN
+    int CYMLP_GEMM_SMALL_M
+
+GEMM_PARALLEL_MIN = CYMLP_GEMM_PARALLEL_MIN
+GEMM_SMALL_M = CYMLP_GEMM_SMALL_M
+
+
+def parallel_counts():
+    """{'rows': n, 'features': n}: train_epoch's parallel regions split into more than
+    one task since the last :func:`reset_parallel_counts` (a debug aid for tests)."""
+    return {"rows": _parallel_counts[SITE_ROWS], "features": _parallel_counts[SITE_FEATURES]}
+
+
+def reset_parallel_counts():
+    """Set every :func:`parallel_counts` counter back to zero."""
+    cdef int i
+    for i in range(N_SITES):
+        _parallel_counts[i] = 0
 
 
 cdef extern from "Python.h":
@@ -811,7 +829,6 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     + alpha/2 sum ||W||^2) / sum_i sw_i. Returns ``(mean over batches weighted by their
     size, number of updates made)``.
     """
-    global _parallel_rows, _parallel_features
     cdef Layout lay
     cdef Rows src
     cdef RowsJob rows
@@ -819,6 +836,7 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, n_blocks = 0
     cdef Py_ssize_t size = params.shape[0]
     cdef int T_rows, T_feat, T = n_threads if n_threads > 1 else 1
+    cdef long long par_rows = 0, par_feat = 0  # (debug counters, see parallel_counts)
     cdef double total = 0, batch_loss, sw_sum, sq
     cdef const floating *x
     cdef const floating *yb
@@ -889,9 +907,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 rows.start = start
                 rows.nb = nb
                 rows.drop_seed = drop_seed
-                if T_rows > 1:
-                    _parallel_rows += 1
                 parallel_for(T_rows, _rows_task, &rows)  # (one task: run in this thread)
+                par_rows += T_rows > 1
                 x = _gather(&lay, &src, order, start, 0, 0, w, &yb, &swb)  # pointers only
                 sw_sum = _weight_sum(swb, nb)
                 if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
@@ -908,9 +925,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 feats.n = nb
                 feats.step = step + n_batches + 1
                 feats.scale = 1.0 / sw_sum
-                if T_feat > 1:
-                    _parallel_features += 1
                 parallel_for(T_feat, _features_task, &feats)
+                par_feat += T_feat > 1
                 batch_loss *= loss_scale
                 if alpha != 0:
                     sq = 0
@@ -926,6 +942,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
         free(row_loss)
         free(sq_blocks)
         _free_layout(&lay)
+        _parallel_counts[SITE_ROWS] += par_rows  # (debug counters, under the GIL)
+        _parallel_counts[SITE_FEATURES] += par_feat
     return total / n, n_batches
 
 

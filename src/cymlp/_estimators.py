@@ -9,13 +9,15 @@ which trusts its inputs, runs. Names, defaults and semantics follow
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import numbers
 import os
+import signal
 import threading
 import time
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.optimize
@@ -27,6 +29,13 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, compute_sample_weight
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
@@ -51,6 +60,74 @@ _WORKSPACES = threading.local()  # predict scratch, per thread: see _BaseMLP._wo
 def n_params(sizes) -> int:
     """Length of the flat parameter buffer for layer widths ``sizes`` (weights + biases)."""
     return sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(sizes))
+
+
+# scikit-learn 1.9's BaseMultilayerPerceptron._parameter_constraints, for the parameters
+# cymlp shares with it (tests/test_params.py compares them with the installed
+# scikit-learn's); 'activation' adds 'leaky_relu'.
+_SHARED_CONSTRAINTS: dict = {
+    "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+    "activation": [StrOptions(set(ACTIVATIONS))],
+    "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+    "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+    "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+    "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+    "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+    "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+    "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    "shuffle": ["boolean"],
+    "random_state": ["random_state"],
+    "tol": [Interval(numbers.Real, 0, None, closed="left")],
+    "verbose": ["verbose"],
+    "warm_start": ["boolean"],
+    "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+    "nesterovs_momentum": ["boolean"],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+    "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+    "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+    "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+    "n_iter_no_change": [
+        Interval(numbers.Integral, 1, None, closed="left"),
+        Options(numbers.Real, {np.inf}),
+    ],
+    "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+}
+# cymlp's own parameters (a rate list for dropout is checked by _dropout_rates)
+_OWN_CONSTRAINTS: dict = {
+    "init": [StrOptions({"glorot", "paper"})],
+    "negative_slope": [Interval(numbers.Real, 0, None, closed="left")],
+    "dropout": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
+    "n_jobs": [
+        None,
+        Interval(numbers.Integral, None, -1, closed="right"),
+        Interval(numbers.Integral, 1, None, closed="left"),
+    ],
+}
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block is done, then
+    hand it to the handler that was installed (Python's default raises KeyboardInterrupt
+    there). Only the main thread runs Python's signal handlers, so elsewhere, or when the
+    handler is not a Python callable, this does nothing."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held = []
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    except ValueError:  # (not the main interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(signal.SIGINT, held[0])
 
 
 def _memory_limit() -> int:
@@ -135,6 +212,8 @@ def _as_engine_input(X, dtype):
 class _BaseMLP(BaseEstimator):
     """Shared fit loop of cymlp's multilayer perceptrons (not for direct use)."""
 
+    _parameter_constraints: ClassVar[dict] = {**_SHARED_CONSTRAINTS, **_OWN_CONSTRAINTS}
+
     def __init__(
         self,
         hidden_layer_sizes=(100,),
@@ -197,18 +276,13 @@ class _BaseMLP(BaseEstimator):
     # ---- validation -------------------------------------------------------------------
 
     def _hidden_sizes(self) -> list[int]:
+        """Widths of the hidden layers (after _validate_params' type check): each an
+        int >= 1, as scikit-learn's fit requires (it says so for 0 and crashes on 2.5)."""
         hls = self.hidden_layer_sizes
-        if isinstance(hls, numbers.Integral):
-            hls = [hls]
-        try:
-            sizes = list(hls)
-        except TypeError:
-            raise ValueError(
-                f"hidden_layer_sizes must be an int or a sequence of ints, got {hls!r}"
-            ) from None
+        sizes = [hls] if isinstance(hls, numbers.Integral) else list(hls)
         for s in sizes:
             if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 1:
-                raise ValueError(f"hidden_layer_sizes must be > 0, got {hls!r}.")
+                raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
         return [int(s) for s in sizes]
 
     def _dropout_rates(self) -> list[float] | None:
@@ -220,74 +294,20 @@ class _BaseMLP(BaseEstimator):
             isinstance(r, numbers.Real) and not isinstance(r, bool) and 0 <= r < 1
             for r in rates
         ):
-            raise ValueError(
-                "dropout must be a float in [0, 1) or one such rate per hidden layer "
-                f"({n_hidden}), got {d!r}"
+            raise InvalidParameterError(
+                f"The 'dropout' parameter of {type(self).__name__} must be a float in "
+                f"[0, 1) or one such rate per hidden layer ({n_hidden}). Got {d!r} instead."
             )
         return [float(r) for r in rates] if any(r > 0 for r in rates) else None
 
     def _validate_params(self) -> None:
-        def check(name, ok, expected):
-            if not ok:
-                raise ValueError(
-                    f"The '{name}' parameter of {type(self).__name__} must be {expected}. "
-                    f"Got {getattr(self, name)!r} instead."
-                )
-
-        def real(name, low, high=np.inf, low_open=False, high_open=False):
-            v = getattr(self, name)
-            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
-            if ok:
-                ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-            lo, hi = "(" if low_open else "[", ")" if high_open or high == np.inf else "]"
-            check(name, ok, f"a float in the range {lo}{low}, {high}{hi}")
-
-        def integer(name, low):
-            v = getattr(self, name)
-            ok = isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low
-            check(name, ok, f"an int in the range [{low}, inf)")
-
-        def option(name, options):
-            check(name, getattr(self, name) in options, f"one of {sorted(options)}")
-
+        """scikit-learn's parameter rules (InvalidParameterError, as its fit raises),
+        then what they cannot say: layer widths, dropout rates, dropout with lbfgs."""
+        validate_parameter_constraints(self._parameter_constraints,
+                                       self.get_params(deep=False),
+                                       caller_name=type(self).__name__)
         self._hidden_sizes()
         self._dropout_rates()
-        option("activation", set(ACTIVATIONS))
-        option("solver", {"sgd", "adam", "lbfgs"})
-        real("alpha", 0.0)
-        bs = self.batch_size
-        check(
-            "batch_size",
-            bs == "auto" or (isinstance(bs, numbers.Integral) and not isinstance(bs, bool)),
-            "'auto' or an int",
-        )
-        option("learning_rate", {"constant", "invscaling", "adaptive"})
-        real("learning_rate_init", 0.0, low_open=True)
-        real("power_t", 0.0)
-        integer("max_iter", 1)
-        option("shuffle", {True, False})
-        check("verbose", isinstance(self.verbose, numbers.Integral) and self.verbose >= 0,
-              "a bool or an int >= 0")
-        option("warm_start", {True, False})
-        real("momentum", 0.0, 1.0)
-        option("nesterovs_momentum", {True, False})
-        option("early_stopping", {True, False})
-        real("validation_fraction", 0.0, 1.0, low_open=True, high_open=True)
-        real("beta_1", 0.0, 1.0, high_open=True)
-        real("beta_2", 0.0, 1.0, high_open=True)
-        real("epsilon", 0.0, low_open=True)
-        real("tol", 0.0)
-        integer("n_iter_no_change", 1)
-        integer("max_fun", 1)
-        option("init", {"glorot", "paper"})
-        real("negative_slope", 0.0)
-        nj = self.n_jobs
-        check(
-            "n_jobs",
-            nj is None
-            or (isinstance(nj, numbers.Integral) and not isinstance(nj, bool) and nj != 0),
-            "None or a non-zero int",
-        )
         if self.solver == "lbfgs" and self._dropout_rates() is not None:
             raise ValueError("dropout needs a stochastic solver ('sgd' or 'adam'), not lbfgs")
 
@@ -401,7 +421,8 @@ class _BaseMLP(BaseEstimator):
         self._rng = None  # seeded on first use, after the early-stopping split (as sklearn)
         self._optimizer_state = None
         for attr in ("loss_curve_", "best_loss_", "validation_scores_",
-                     "best_validation_score_", "history_", "_no_improvement_count"):
+                     "best_validation_score_", "history_", "_no_improvement_count",
+                     "_best_params"):
             self.__dict__.pop(attr, None)
         if self.solver in _STOCHASTIC:
             self.loss_curve_ = []
@@ -492,7 +513,7 @@ class _BaseMLP(BaseEstimator):
     def _batch_size(self, n):
         if self.batch_size == "auto":
             return min(200, n)
-        if self.batch_size < 1 or self.batch_size > n:
+        if self.batch_size > n:  # (< 1 is refused by _validate_params, as in scikit-learn)
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. "
                 "It is going to be clipped",
@@ -506,7 +527,13 @@ class _BaseMLP(BaseEstimator):
         state = self._optimizer_state
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        X_val = Y_val = sw_val = None
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError("validation_fraction=0.0 leaves no validation split for "
+                             "early_stopping=True; use a fraction in (0, 1)")
+        X_val = Y_val = y_val = sw_val = None
+        if self.early_stopping and "_best_params" not in self.__dict__:
+            # as scikit-learn's _best_coefs: what the fit ends with if no epoch scores
+            self._best_params = self._params.copy()
         if self.early_stopping:
             stratify = None  # stratified for binary and multiclass, not multilabel
             if is_classifier(self) and self.out_activation_ == "softmax":
@@ -541,15 +568,13 @@ class _BaseMLP(BaseEstimator):
         grads = np.empty_like(self._params)
         rows = _rows(X)
         self.n_iter_ = 0  # as scikit-learn: epochs of this call
-        # the state at the start of the epoch under way: restored when it is interrupted
-        # or diverges, so the model always holds the last completed, finite epoch
+        # the state of the last completed epoch: what an interrupt (or, without early
+        # stopping, a diverging epoch) puts back. _end_epoch updates it in the same step
+        # as the epoch's bookkeeping, so the two always agree.
         saved = [self._params.copy(), state["m"].copy(), state["v"].copy(), self._rng.copy()]
         try:
             for _ in range(self.max_iter):
                 start = time.perf_counter()
-                for keep, current in zip(saved, (self._params, state["m"], state["v"],
-                                                 self._rng)):
-                    np.copyto(keep, current)
                 loss, n_batches = _engine.train_epoch(
                     *self._engine_args(), dropout, *rows, Y, sample_weight, self._params,
                     grads, ws, n, batch_size, bool(self.shuffle), self._rng,
@@ -558,35 +583,12 @@ class _BaseMLP(BaseEstimator):
                     float(self.beta_1), float(self.beta_2), float(self.epsilon),
                     state["step"], float(self.alpha), self._loss_scale, n_threads,
                 )
-                if not (np.isfinite(loss) and np.isfinite(self._params).all()):
-                    self._restore(saved, state)
-                    raise ValueError(
-                        "Solver produced non-finite parameter weights. The input data may"
-                        " contain large values and need to be preprocessed. (cymlp kept "
-                        "the weights of the last finite epoch; a smaller learning_rate_init "
-                        "may help.)"
-                    )
-                state["step"] += n_batches
-                self.n_iter_ += 1
-                self.loss_ = float(loss)
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                self.history_["loss"].append(self.loss_)
-                self.history_["seconds"].append(time.perf_counter() - start)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(X_val, Y_val, y_val if self.early_stopping
-                                                  else None, sw_val)
-                if self.learning_rate == "invscaling" and self.solver == "sgd":
-                    state["lr"] = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if self.early_stopping else "Training loss"
-                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
-                           f"{self.n_iter_no_change} consecutive epochs.")
-                    if self._trigger_stopping(msg, state):
-                        break
-                    self._no_improvement_count = 0
-                if incremental:
+                # An interrupt up to here drops the epoch (the except clause restores
+                # `saved`); from here on it is held until the epoch is recorded whole.
+                with _sigint_held():
+                    stop = self._end_epoch(loss, n_batches, n, time.perf_counter() - start,
+                                           state, saved, (X_val, Y_val, y_val, sw_val))
+                if stop or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(
@@ -596,15 +598,56 @@ class _BaseMLP(BaseEstimator):
                         stacklevel=4,
                     )
         except KeyboardInterrupt:
-            # stop after the current batch, keep the last completed epoch, re-raise
+            # stopped within an epoch: back to the last completed one, then re-raise
             self._restore(saved, state)
-            if self.early_stopping and hasattr(self, "_best_params"):
+            if self.early_stopping:  # as at the end of a fit: the best weights so far
                 self._params[...] = self._best_params
-            warnings.warn("Training interrupted by user; the model keeps the weights of "
-                          "the last completed epoch.", stacklevel=4)
+            what = "best validation score" if self.early_stopping else "last completed epoch"
+            warnings.warn(f"Training interrupted by user; the model keeps the weights of "
+                          f"the {what}.", stacklevel=4)
             raise
         if self.early_stopping:
             self._params[...] = self._best_params
+
+    def _end_epoch(self, loss, n_batches, n, seconds, state, saved, validation) -> bool:
+        """Everything that records a finished epoch, as one step (run under _sigint_held):
+        the divergence check, counters, curves, validation score, learning-rate schedule,
+        stopping rule, and last the snapshot `saved` of the epoch's parameters, optimizer
+        state and generator. Returns True to stop training."""
+        if not (np.isfinite(loss) and np.isfinite(self._params).all()):
+            if not self.early_stopping:
+                self._restore(saved, state)
+                raise ValueError(
+                    "Solver produced non-finite parameter weights. The input data may"
+                    " contain large values and need to be preprocessed. (cymlp kept "
+                    "the weights of the last finite epoch; a smaller learning_rate_init "
+                    "may help.)"
+                )
+            # with early stopping, scikit-learn (>= 1.6, #29504) carries on: the epoch
+            # scores nan, and the fit ends with the best weights it saw
+        state["step"] += n_batches
+        self.n_iter_ += 1
+        self.loss_ = float(loss)
+        self.t_ += n
+        self.loss_curve_.append(self.loss_)
+        self.history_["loss"].append(self.loss_)
+        self.history_["seconds"].append(seconds)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+        self._update_no_improvement_count(*validation)
+        if self.learning_rate == "invscaling" and self.solver == "sgd":
+            state["lr"] = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+        stop = False
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if self.early_stopping else "Training loss"
+            msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                   f"{self.n_iter_no_change} consecutive epochs.")
+            stop = self._trigger_stopping(msg, state)
+            if not stop:
+                self._no_improvement_count = 0
+        for keep, current in zip(saved, (self._params, state["m"], state["v"], self._rng)):
+            np.copyto(keep, current)
+        return stop
 
     def _restore(self, saved, state) -> None:
         for keep, current in zip(saved, (self._params, state["m"], state["v"], self._rng)):
@@ -627,7 +670,9 @@ class _BaseMLP(BaseEstimator):
 
     def _update_no_improvement_count(self, X_val, Y_val, y_val, sw_val):
         if self.early_stopping:
-            score = self._score_from_output(self._forward(X_val, mode=1), y_val, sw_val)
+            # (non-finite outputs of a diverged epoch score nan, as in scikit-learn)
+            P = self._forward(X_val, mode=1, finite=False)
+            score = self._score_from_output(P, y_val, sw_val)
             self.validation_scores_.append(score)
             self.history_["val_score"].append(score)
             self.history_["val_loss"].append(self._data_loss(X_val, Y_val, sw_val))
@@ -659,8 +704,9 @@ class _BaseMLP(BaseEstimator):
 
     # ---- prediction ---------------------------------------------------------------------
 
-    def _forward(self, X, mode: int) -> np.ndarray:
-        """Last-layer values for validated X: mode 0 raw, 1 outputs, 2 log-outputs."""
+    def _forward(self, X, mode: int, finite: bool = True) -> np.ndarray:
+        """Last-layer values for validated X: mode 0 raw, 1 outputs, 2 log-outputs;
+        ``finite``: a ValueError when any is not finite (else they are returned)."""
         self._sync_params()
         out = np.empty((X.shape[0], self.n_outputs_), dtype=self._params.dtype)
         if X.shape[0] == 0:
@@ -672,7 +718,7 @@ class _BaseMLP(BaseEstimator):
         if status < 0:  # NaN or inf in X (the fast path of _validate_X_predict leaves
             validate_data(self, X, reset=False)  # that scan to the engine): its error
             raise ValueError("Input X contains NaN or infinity.")
-        if status > 0:
+        if status > 0 and finite:
             raise ValueError(
                 "The network's outputs overflowed (non-finite values) for some rows of X; "
                 "the inputs may contain values far larger than those it was trained on."
@@ -851,6 +897,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     classes_ : ndarray of shape (n_classes,)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMLP._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
     def __init__(
         self,
         hidden_layer_sizes=(100,),
@@ -909,6 +960,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         ``classes`` (all labels that will ever appear) is required on the first call.
         """
+        self._validate_params()  # (before the classes, as scikit-learn)
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
@@ -1022,6 +1074,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 %(attrs)s
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
     def __init__(
         self,
         loss="squared_error",
@@ -1066,14 +1123,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             n_jobs=n_jobs,
         )
         self.loss = loss
-
-    def _validate_params(self):
-        if self.loss not in ("squared_error", "poisson"):
-            raise ValueError(
-                "The 'loss' parameter of MLPRegressor must be a str among "
-                f"{{'poisson', 'squared_error'}}. Got {self.loss!r} instead."
-            )
-        super()._validate_params()
 
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
             ) -> MLPRegressor:
