@@ -36,11 +36,12 @@ cd "$work"
 "$work/venv/bin/python" - <<'EOF'
 import subprocess
 import cymlp
-from cymlp import _kernels
+from cymlp import _engine, _kernels, _optim
 cymlp.show_config()
 assert _kernels.threads_backend() == "pthreads", _kernels.threads_backend()
-ldd = subprocess.run(["ldd", _kernels.__file__], capture_output=True, text=True).stdout
-assert "libgomp" not in ldd and "libomp" not in ldd, ldd  # no OpenMP runtime
+for mod in (_kernels, _engine, _optim):  # no OpenMP runtime anywhere
+    ldd = subprocess.run(["ldd", mod.__file__], capture_output=True, text=True).stdout
+    assert "libgomp" not in ldd and "libomp" not in ldd, ldd
 EOF
 echo "== threads: tests under the pthreads build"
 set +e

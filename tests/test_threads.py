@@ -18,7 +18,7 @@ from cymlp._config import config
 BACKENDS = ("openmp", "pthreads", "win32", "none")
 POOL = _kernels.threads_backend() in ("pthreads", "win32")
 # (fits of a few epochs do not converge)
-pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 def _fit(X, y, **kw):

@@ -206,7 +206,8 @@ static inline void cymlp_cond_broadcast(cymlp_cond *c) { pthread_cond_broadcast(
 static inline void cymlp_cond_signal(cymlp_cond *c) { pthread_cond_signal(c); }
 static void *cymlp_pool_main_posix(void *arg);
 /* 1 on success. Workers get a 4 MiB stack (macOS gives new threads 512 KiB) and block
- * every signal, so that signals go to the Python threads that handle them. */
+ * the asynchronous signals, so that those go to the Python threads that handle them (a
+ * fault in a worker still reaches faulthandler). */
 static inline int cymlp_thread_start(cymlp_thread *th, void *arg)
 {
     pthread_attr_t attr;
@@ -215,6 +216,12 @@ static inline int cymlp_thread_start(cymlp_thread *th, void *arg)
     if (pthread_attr_init(&attr) != 0) return 0;
     pthread_attr_setstacksize(&attr, (size_t)4 << 20);
     sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    sigdelset(&all, SIGTRAP);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* (a new thread inherits the mask) */
     rc = pthread_create(th, &attr, cymlp_pool_main_posix, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

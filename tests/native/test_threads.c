@@ -40,6 +40,7 @@
 #endif
 
 static int passed = 0, failed = 0;
+#define UNUSED_OK __attribute__((unused)) /* (helpers some backends' tests do not use) */
 
 #define CHECK(cond, ...)                                                                  \
     do {                                                                                  \
@@ -56,7 +57,7 @@ static int passed = 0, failed = 0;
 
 /* ---- small portable helpers (test only) ---------------------------------------------- */
 static void add_int(int *p, int v) { __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST); }
-static int load_int(int *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+UNUSED_OK static int load_int(int *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 
 static double now_s(void)
 {
@@ -72,7 +73,7 @@ static double now_s(void)
 #endif
 }
 
-static void sleep_ms(int ms)
+UNUSED_OK static void sleep_ms(int ms)
 {
 #ifdef _WIN32
     Sleep((DWORD)ms);
@@ -120,7 +121,7 @@ static void join_thread(test_thread th)
     WaitForSingleObject(th, INFINITE);
     CloseHandle(th);
 }
-static unsigned long self_id(void) { return (unsigned long)GetCurrentThreadId(); }
+UNUSED_OK static unsigned long self_id(void) { return (unsigned long)GetCurrentThreadId(); }
 #else
 typedef pthread_t test_thread;
 static void *thread_main(void *a)
@@ -134,7 +135,10 @@ static void start_thread(test_thread *th, thread_arg *a)
     pthread_create(th, NULL, thread_main, a);
 }
 static void join_thread(test_thread th) { pthread_join(th, NULL); }
-static unsigned long self_id(void) { return (unsigned long)(uintptr_t)pthread_self(); }
+UNUSED_OK static unsigned long self_id(void)
+{
+    return (unsigned long)(uintptr_t)pthread_self();
+}
 #endif
 
 /* ---- tasks --------------------------------------------------------------------------- */
