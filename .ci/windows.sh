@@ -77,11 +77,16 @@ trap 'rm -rf "$work"' EXIT
 cat >"$work/clang_cl_prelude.h" <<'EOF'
 #define __GNUC__ 4
 #include <_mingw.h>
+#ifndef __MINGW_IMPORT
+#define __MINGW_IMPORT extern __declspec(dllimport)
+#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <math.h>
+#include <time.h>
+#include <sys/types.h>
 #undef __MINGW_ATTRIB_DEPRECATED
 #define __MINGW_ATTRIB_DEPRECATED
 #include <stdlib.h>
