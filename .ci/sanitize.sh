@@ -45,7 +45,7 @@ CYMLP_DATA_HOME="$data_home" OMP_NUM_THREADS=2 CI="${CI:-true}" \
     "$work/venv/bin/python" -m pytest -p no:cacheprovider -q -k "not release_the_gil" \
     tests/test_kernels.py tests/test_gradients.py tests/test_estimator.py tests/test_parity.py \
     tests/test_io.py tests/test_datasets.py tests/test_robustness.py tests/test_sklearn_checks.py \
-    tests/test_fuzz_files.py tests/test_threads.py tests/test_params.py
+    tests/test_fuzz_files.py tests/test_threads.py tests/test_n_jobs.py tests/test_params.py
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

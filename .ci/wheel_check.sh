@@ -178,7 +178,7 @@ if not gomp or "cymlp.libs" not in gomp[0]:
     sys.exit("the extension does not load the vendored libgomp")
 EOF
 set +e
-CYMLP_EXPECT_OPENMP=1 CYMLP_EXPECT_THREADS=openmp "$wpy" -m pytest -p no:cacheprovider
+CYMLP_EXPECT_OPENMP=1 CYMLP_EXPECT_THREADS=openmp CYMLP_EXPECT_SIMD=1 "$wpy" -m pytest -p no:cacheprovider
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

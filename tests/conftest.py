@@ -15,6 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 ALLOWED_SKIPS = [
     # test_packaging: the build-configuration check where the job does not say what to expect
     (r"CYMLP_EXPECT_OPENMP \(0 or 1\) not set", lambda: "CYMLP_EXPECT_OPENMP" not in os.environ),
+    # test_packaging: the threading backend / vector-kernel checks where the job does not
+    # say what to expect (the wheel jobs and .ci/run do)
+    (r"CYMLP_EXPECT_THREADS \(openmp, pthreads, win32, none\) not set",
+     lambda: "CYMLP_EXPECT_THREADS" not in os.environ),
+    (r"CYMLP_EXPECT_SIMD=1 not set", lambda: os.environ.get("CYMLP_EXPECT_SIMD") != "1"),
+    # test_threads: the fork test of the POSIX pool, in builds with another backend
+    (r"the POSIX pool's fork handling", lambda: _threads_backend() != "pthreads"),
     # test_threads: a build without OpenMP (macOS wheels), when the job says so
     (r"built without OpenMP", lambda: os.environ.get("CYMLP_EXPECT_OPENMP") == "0"),
     # test_sklearn_checks: scikit-learn's own conditional skips inside its estimator checks
@@ -27,6 +34,12 @@ ALLOWED_SKIPS = [
     # fixed the test passes, which fails the run until the mark goes)
     (r"^xfail: _optim\.pxd's _adam_block computes 1 - beta_1", lambda: True),
 ]
+
+
+def _threads_backend() -> str:
+    from cymlp import _kernels
+
+    return _kernels.threads_backend()
 
 
 def _skip_reason(report) -> str:

@@ -407,31 +407,37 @@ def test_predict_from_8_threads_equals_serial(data):
 
 
 def test_two_fits_in_two_threads_release_the_gil():
+    """Fits in two Python threads give the serial results, and an epoch runs without the
+    GIL: while a fit runs, the main thread keeps running Python. Holding the GIL for an
+    epoch (one of three) would stall it for about a third of the fit; the check allows
+    stalls up to 15% of it, so a busy machine does not fail it (no speed is measured)."""
     rng = np.random.RandomState(0)
     X = rng.rand(20000, 300).astype(np.float32)
     y = rng.randint(0, 5, 20000)
-    kw = dict(hidden_layer_sizes=(256,), max_iter=6, n_iter_no_change=10**9, n_jobs=1)
+    kw = dict(hidden_layer_sizes=(256,), max_iter=3, n_iter_no_change=10**9, n_jobs=1)
 
     def fit(seed, out):
         out[seed] = MLPClassifier(random_state=seed, **kw).fit(X, y)
 
     serial = {}
-    start = time.perf_counter()
     fit(0, serial)
     fit(1, serial)
-    t_serial = time.perf_counter() - start
     parallel = {}
     threads = [threading.Thread(target=fit, args=(s, parallel)) for s in (0, 1)]
-    start = time.perf_counter()
+    start = last = time.perf_counter()
+    gap = 0.0
     for t in threads:
         t.start()
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.001)
+        now = time.perf_counter()
+        gap, last = max(gap, now - last), now
+    total = time.perf_counter() - start
     for t in threads:
         t.join()
-    t_parallel = time.perf_counter() - start
     for s in (0, 1):
         np.testing.assert_array_equal(parallel[s].coefs_[0], serial[s].coefs_[0])
-    if (os.cpu_count() or 1) >= 2:
-        assert t_parallel < 0.85 * t_serial, (t_parallel, t_serial)
+    assert gap < 0.15 * total, (gap, total)
 
 
 # ---- 7. leaks ---------------------------------------------------------------------------
