@@ -22,15 +22,9 @@ done
 work=$(mktemp -d /tmp/cymlp-asan.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-# build from a copy, so the sanitized generated C never lands in the source tree
-mkdir -p "$work/src"
-cp -r src/cymlp "$work/src/"
-cp setup.py pyproject.toml README.md LICENSE MANIFEST.in "$work/"
-find "$work/src" \( -name '*.c' -o -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
-python3 -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet --upgrade pip
 echo "== sanitize: building with CYMLP_SANITIZE=1"
-CYMLP_SANITIZE=1 "$work/venv/bin/python" -m pip install --quiet "$work[test]"
+. .ci/_copy_build.sh
+copy_build "$work" CYMLP_SANITIZE=1
 
 libasan=$(gcc -print-file-name=libasan.so)
 [ -f "$libasan" ] || { echo "libasan not found (gcc -print-file-name=libasan.so)" >&2; exit 1; }

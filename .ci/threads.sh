@@ -21,15 +21,9 @@ echo "== threads: tests/native/test_threads.c, pthreads pool, gcc"
 gcc -O2 -Wall -Wextra -I src/cymlp tests/native/test_threads.c -o "$work/test_threads"
 "$work/test_threads"
 
-# build from a copy, so the generated C never lands in the source tree
-mkdir -p "$work/src"
-cp -r src/cymlp "$work/src/"
-cp setup.py pyproject.toml README.md LICENSE MANIFEST.in "$work/"
-find "$work/src" \( -name '*.c' -o -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
-python3 -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet --upgrade pip
 echo "== threads: building with CYMLP_THREADS=pthreads"
-CYMLP_THREADS=pthreads "$work/venv/bin/python" -m pip install --quiet "$work[test]"
+. .ci/_copy_build.sh
+copy_build "$work" CYMLP_THREADS=pthreads
 
 cp -r tests "$work/tests"
 cd "$work"
