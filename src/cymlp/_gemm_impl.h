@@ -55,6 +55,13 @@ _Static_assert(64 % GEMM_NR == 0, "GEMM_NR must divide cymlp_npad's 64");
 #else
 #define GEMM_AVX512 0
 #endif
+/* GEMM_AVX2: an AVX2+FMA instantiation (32-byte vectors on x86-64), which may use AVX2
+ * intrinsics (movemask) where GCC's vector extensions have no equivalent. */
+#if defined(CYMLP_X86) && GEMM_VB == 32
+#define GEMM_AVX2 1
+#else
+#define GEMM_AVX2 0
+#endif
 
 #include "_gemm_epi.h"   /* bias, activation and derivative on the way out of a tile */
 #include "_gemm_micro.h" /* micro_nv (vector builds) or micro (plain C) */
@@ -180,11 +187,45 @@ GEMM_ATTR static void GEMM_FN(pack_a)(size_t mc, size_t kc, const GEMM_T *A, ptr
     }
 }
 
+/* GEMM_SPARSE: a tile with n of its kc steps not zero skips the others (the micro-kernel
+ * reads its list); denser tiles run every step, the list unused */
+#define GEMM_SPARSE(n, kc) ((n) < (kc) - (kc) / 8)
+
+#if GEMM_AVX2
+/* AVX2 has no compress instruction: a tile's steps are collected as bits, 64 steps to a
+ * word (words[k] bit b: step 64 k + b), counted, and listed only when the list will be
+ * read (GEMM_SPARSE), a bit scan per set bit. */
+enum { GEMM_FN(nwords) = (GEMM_KC + 63) / 64 };
+
+static inline __attribute__((always_inline)) size_t GEMM_FN(popcount64)(uint64_t w)
+{ /* (no popcnt instruction in the AVX2 target) */
+    w -= (w >> 1) & 0x5555555555555555ull;
+    w = (w & 0x3333333333333333ull) + ((w >> 2) & 0x3333333333333333ull);
+    w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+    return (size_t)((w * 0x0101010101010101ull) >> 56);
+}
+
+/* words_out: the count of the set bits of words[0:nw); the steps they stand for,
+ * ascending, into out when the tile is sparse (kc steps) */
+static inline __attribute__((always_inline)) size_t
+GEMM_FN(words_out)(const uint64_t *words, size_t nw, size_t kc, unsigned short *restrict out)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < nw; ++k) n += GEMM_FN(popcount64)(words[k]);
+    if (!GEMM_SPARSE(n, kc)) return n;
+    n = 0;
+    for (size_t k = 0; k < nw; ++k)
+        for (uint64_t w = words[k]; w; w &= w - 1)
+            out[n++] = (unsigned short)(64 * k + (size_t)__builtin_ctzll(w));
+    return n;
+}
+#endif
+
 /* nonzero: the p in [0, kc), ascending, at which some row r < mr of a tile of op(A) is
  * not zero (element (r, p) at a[r * rsa + p]: rows contiguous), into idx (room for
  * CYMLP_GEMM_IDX_STRIDE); returns their count. The micro-kernel skips the other steps,
  * which add exactly 0 (most of an MNIST image is 0, and the images of a tile share
- * their blank borders). */
+ * their blank borders). (AVX2 leaves idx unwritten when the tile is not GEMM_SPARSE.) */
 GEMM_ATTR static size_t GEMM_FN(nonzero)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, size_t mr,
                                          unsigned short *restrict idx)
 {
@@ -203,6 +244,33 @@ GEMM_ATTR static size_t GEMM_FN(nonzero)(size_t kc, const GEMM_T *a, ptrdiff_t r
                             _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(m, iota)));
         n += (size_t)__builtin_popcount((unsigned)m);
     }
+#elif GEMM_AVX2
+    /* per vector of steps, the rows' "not zero" lanes (NaN too) ORed, as a movemask
+     * (a last partial vector by a masked load, which reads none of the other lanes) */
+    enum { V = 32 / sizeof(GEMM_T) };
+    uint64_t words[GEMM_FN(nwords)] = {0};
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (; p < kc; p += V) {
+        const size_t live = kc - p < V ? kc - p : V;
+#if GEMM_T_SIZE == 4
+        const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)live), lane);
+        __m256 m = _mm256_setzero_ps();
+        for (size_t r = 0; r < mr; ++r)
+            m = _mm256_or_ps(m, _mm256_cmp_ps(_mm256_maskload_ps(a + (ptrdiff_t)r * rsa + p, lm),
+                                              _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        const unsigned bits = (unsigned)_mm256_movemask_ps(m);
+#else
+        const __m256i lm = _mm256_cvtepi32_epi64(_mm_cmpgt_epi32(_mm_set1_epi32((int)live),
+                                                                 _mm256_castsi256_si128(lane)));
+        __m256d m = _mm256_setzero_pd();
+        for (size_t r = 0; r < mr; ++r)
+            m = _mm256_or_pd(m, _mm256_cmp_pd(_mm256_maskload_pd(a + (ptrdiff_t)r * rsa + p, lm),
+                                              _mm256_setzero_pd(), _CMP_NEQ_UQ));
+        const unsigned bits = (unsigned)_mm256_movemask_pd(m);
+#endif
+        words[p / 64] |= (uint64_t)bits << (p % 64);
+    }
+    return GEMM_FN(words_out)(words, (kc + 63) / 64, kc, idx);
 #elif GEMM_VB
     typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
 #if GEMM_T_SIZE == 4
@@ -464,7 +532,7 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
                         for (size_t q = 0; q < pf_per && pf < pf_end; ++q, pf += 64)
                             __builtin_prefetch(pf, 0, 2);
                         /* skip the zero steps when they are worth the indirection */
-                        const int sparse = cnt[t] < kc - kc / 8;
+                        const int sparse = GEMM_SPARSE(cnt[t], kc);
                         const unsigned short *ix = sparse ? idx + t * CYMLP_GEMM_IDX_STRIDE : NULL;
                         GEMM_T *ct = C + (ic + i) * ldc + jc + j;
                         /* C += t, or bias + t, or t */
@@ -560,6 +628,8 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #undef GEMM_NV_MICRO
 #undef GEMM_KC
 #undef GEMM_AVX512
+#undef GEMM_AVX2
+#undef GEMM_SPARSE
 #undef GEMM_MASK
 #undef GEMM_MASKZ_LOAD
 #undef GEMM_MASK_STORE
