@@ -8,7 +8,7 @@
  *   GEMM_T_SIZE sizeof(GEMM_T), for the preprocessor
  *   GEMM_MR    rows of C per micro-tile
  *   GEMM_NR    columns of C per micro-tile (a multiple of GEMM_VB / sizeof(GEMM_T),
- *              dividing 64: cymlp_npad's packed width)
+ *              dividing 64, or 24: cymlp_npad's packed widths)
  * and optionally GEMM_KC (steps per block, default and at most CYMLP_GEMM_KC) and
  * GEMM_NV_MICRO (1: the micro-kernel dispatches on the vectors a sliver has).
  *
@@ -20,8 +20,8 @@
  * comes packed already: bpacked, laid out by pack_rows, e.g. weights packed once after
  * their update instead of by every thread in every product that reads them); A is read
  * in place when its rows are contiguous (csa == 1: a tile's MR rows are MR streams the
- * prefetchers follow) and, on AVX-512 float, when it is the transpose of a row-major
- * matrix (rsa == 1: a step's MR values share a line; see nonzero_cols), else each
+ * prefetchers follow) and, on AVX-512 and AVX2 float, when it is the transpose of a
+ * row-major matrix (rsa == 1: a step's MR values share a line; see nonzero_cols), else each
  * thread packs its block of A into MR-row tiles; the
  * micro-kernel keeps an MR x NR tile of C in registers for the whole KC loop. Every element of C
  * is summed over p in the same order whatever the thread count, so results do not
@@ -36,7 +36,8 @@
 #endif
 /* what the scratch sizes of _gemm.h assume (idx lists, A block, packed widths) */
 _Static_assert(GEMM_KC <= CYMLP_GEMM_KC, "GEMM_KC above the scratch's CYMLP_GEMM_KC");
-_Static_assert(64 % GEMM_NR == 0, "GEMM_NR must divide cymlp_npad's 64");
+_Static_assert(64 % GEMM_NR == 0 || GEMM_NR == 24, "cymlp_npad rounds to 64 and to 24");
+#define GEMM_NC (CYMLP_GEMM_NC / GEMM_NR * GEMM_NR) /* column blocks of whole slivers */
 /* GEMM_AVX512: this instantiation may use AVX-512 intrinsics (masked loads, compress)
  * where GCC's vector extensions have no equivalent. */
 #if defined(CYMLP_X86) && GEMM_VB == 64
@@ -198,7 +199,7 @@ GEMM_ATTR static void GEMM_FN(pack_a)(size_t mc, size_t kc, const GEMM_T *A, ptr
 enum { GEMM_FN(nwords) = (GEMM_KC + 63) / 64 };
 
 static inline __attribute__((always_inline)) size_t GEMM_FN(popcount64)(uint64_t w)
-{ /* (no popcnt instruction in the AVX2 target) */
+{ /* (popcnt is not part of AVX2; GCC makes this one instruction where it is implied) */
     w -= (w >> 1) & 0x5555555555555555ull;
     w = (w & 0x3333333333333333ull) + ((w >> 2) & 0x3333333333333333ull);
     w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0Full;
@@ -351,6 +352,56 @@ GEMM_ATTR static void GEMM_FN(nonzero_cols)(size_t mc, size_t kc, const GEMM_T *
         cnt[t] = n;
     }
 }
+#elif GEMM_AVX2 && GEMM_T_SIZE == 4 && GEMM_MR == 4
+#define GEMM_COLS_LISTS 1
+/* nonzero_cols, AVX2 (see the AVX-512 one above): per step, each vector of 8 values
+ * holds 2 whole tiles of 4, its movemask their "some row is not zero" bits; then per
+ * tile, 8 steps' bits at a time by a movemask, into words_out's words. */
+GEMM_ATTR static void GEMM_FN(nonzero_cols)(size_t mc, size_t kc, const GEMM_T *a,
+                                            ptrdiff_t csa, unsigned short *restrict idx,
+                                            size_t *restrict cnt)
+{
+    uint32_t bits[2][GEMM_KC + 8]; /* step p: bit t of bits[t / 32][p] for tile t */
+    const size_t ntiles = (mc + 3) / 4, nfull = mc / 8;
+    _Static_assert(CYMLP_GEMM_MC + 16 <= 256, "a block's tile bits fit 64 bits");
+    /* lanes l < mc % 8 of the last, partial vector (maskload reads no others) */
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(mc % 8)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (size_t p = 0; p < kc; ++p) {
+        const GEMM_T *row = a + (ptrdiff_t)p * csa;
+        uint64_t w = 0;
+        size_t v = 0;
+        for (; v < nfull; ++v) {
+            unsigned m = (unsigned)_mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_loadu_ps(row + 8 * v), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+            m |= m >> 1;
+            m |= m >> 2; /* bit 4k: some bit of 4k..4k+3 */
+            w |= (uint64_t)((m & 1) | (m >> 3 & 2)) << (2 * v);
+        }
+        if (mc % 8) {
+            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(
+                _mm256_maskload_ps(row + 8 * v, tail), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+            m |= m >> 1;
+            m |= m >> 2;
+            w |= (uint64_t)((m & 1) | (m >> 3 & 2)) << (2 * v);
+        }
+        bits[0][p] = (uint32_t)w;
+        bits[1][p] = (uint32_t)(w >> 32);
+    }
+    for (size_t p = kc; p < kc + 8; ++p) bits[0][p] = bits[1][p] = 0;
+    for (size_t t = 0; t < ntiles; ++t) {
+        const uint32_t *bt = bits[t / 32];
+        const __m256i sel = _mm256_set1_epi32((int)(1u << (t % 32)));
+        uint64_t words[GEMM_FN(nwords)] = {0};
+        for (size_t p = 0; p < kc; p += 8) {
+            const __m256i x = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(bt + p)), sel);
+            const unsigned m = (unsigned)_mm256_movemask_ps(
+                _mm256_castsi256_ps(_mm256_cmpeq_epi32(x, sel)));
+            words[p / 64] |= (uint64_t)m << (p % 64);
+        }
+        cnt[t] = GEMM_FN(words_out)(words, (kc + 63) / 64, kc, idx + t * CYMLP_GEMM_IDX_STRIDE);
+    }
+}
 #else
 #define GEMM_COLS_LISTS 0
 #endif
@@ -472,8 +523,8 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
     size_t cnt[CYMLP_GEMM_MAX_TILES];
     const ptrdiff_t blk0 = (ptrdiff_t)(nblocks * tid / nth);
     const ptrdiff_t blk1 = (ptrdiff_t)(nblocks * (tid + 1) / nth);
-    for (size_t jc = 0; jc < N && blk1 > blk0; jc += CYMLP_GEMM_NC) {
-        const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
+    for (size_t jc = 0; jc < N && blk1 > blk0; jc += GEMM_NC) {
+        const size_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         for (size_t pc = 0; pc < K; pc += GEMM_KC) {
             const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             const int acc = accumulate || pc > 0;
@@ -627,6 +678,7 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #undef GEMM_COLS_LISTS
 #undef GEMM_NV_MICRO
 #undef GEMM_KC
+#undef GEMM_NC
 #undef GEMM_AVX512
 #undef GEMM_AVX2
 #undef GEMM_SPARSE
