@@ -246,8 +246,12 @@ GEMM_ATTR static size_t GEMM_FN(nonzero)(size_t kc, const GEMM_T *a, ptrdiff_t r
         n += (size_t)__builtin_popcount((unsigned)m);
     }
 #elif GEMM_AVX2
-    /* per vector of steps, the rows' "not zero" lanes (NaN too) ORed, as a movemask
-     * (a last partial vector by a masked load, which reads none of the other lanes) */
+    /* per vector of steps, the rows ORed bit by bit, compared with 0 and taken as a
+     * movemask (a last partial vector by a masked load, which reads no other lanes).
+     * The OR of values is a non-zero value exactly when one of them is: NaN, inf and
+     * normal values keep a non-zero exponent, and ORed zeros and denormals stay zeros
+     * and denormals, which count as zero when denormals-are-zero is on, as the products
+     * run (then they also add exactly 0). */
     enum { V = 32 / sizeof(GEMM_T) };
     uint64_t words[GEMM_FN(nwords)] = {0};
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -255,19 +259,19 @@ GEMM_ATTR static size_t GEMM_FN(nonzero)(size_t kc, const GEMM_T *a, ptrdiff_t r
         const size_t live = kc - p < V ? kc - p : V;
 #if GEMM_T_SIZE == 4
         const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)live), lane);
-        __m256 m = _mm256_setzero_ps();
+        __m256 x = _mm256_setzero_ps();
         for (size_t r = 0; r < mr; ++r)
-            m = _mm256_or_ps(m, _mm256_cmp_ps(_mm256_maskload_ps(a + (ptrdiff_t)r * rsa + p, lm),
-                                              _mm256_setzero_ps(), _CMP_NEQ_UQ));
-        const unsigned bits = (unsigned)_mm256_movemask_ps(m);
+            x = _mm256_or_ps(x, _mm256_maskload_ps(a + (ptrdiff_t)r * rsa + p, lm));
+        const unsigned bits = (unsigned)_mm256_movemask_ps(
+            _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ));
 #else
         const __m256i lm = _mm256_cvtepi32_epi64(_mm_cmpgt_epi32(_mm_set1_epi32((int)live),
                                                                  _mm256_castsi256_si128(lane)));
-        __m256d m = _mm256_setzero_pd();
+        __m256d x = _mm256_setzero_pd();
         for (size_t r = 0; r < mr; ++r)
-            m = _mm256_or_pd(m, _mm256_cmp_pd(_mm256_maskload_pd(a + (ptrdiff_t)r * rsa + p, lm),
-                                              _mm256_setzero_pd(), _CMP_NEQ_UQ));
-        const unsigned bits = (unsigned)_mm256_movemask_pd(m);
+            x = _mm256_or_pd(x, _mm256_maskload_pd(a + (ptrdiff_t)r * rsa + p, lm));
+        const unsigned bits = (unsigned)_mm256_movemask_pd(
+            _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_NEQ_UQ));
 #endif
         words[p / 64] |= (uint64_t)bits << (p % 64);
     }
@@ -354,9 +358,11 @@ GEMM_ATTR static void GEMM_FN(nonzero_cols)(size_t mc, size_t kc, const GEMM_T *
 }
 #elif GEMM_AVX2 && GEMM_T_SIZE == 4 && GEMM_MR == 4
 #define GEMM_COLS_LISTS 1
-/* nonzero_cols, AVX2 (see the AVX-512 one above): per step, each vector of 8 values
- * holds 2 whole tiles of 4, its movemask their "some row is not zero" bits; then per
- * tile, 8 steps' bits at a time by a movemask, into words_out's words. */
+/* nonzero_cols, AVX2 (see the AVX-512 one above): per step, 32 values (8 tiles of 4)
+ * at a time, their compares with 0 packed to bytes so that a tile's 4 make one int32,
+ * one more compare giving the tiles' "some row is not zero" bits (the rest of the block
+ * a vector of 8 values, 2 tiles, at a time); then per tile, 8 steps' bits at a time
+ * (shifted to the sign bits a movemask takes), into words_out's words. */
 GEMM_ATTR static void GEMM_FN(nonzero_cols)(size_t mc, size_t kc, const GEMM_T *a,
                                             ptrdiff_t csa, unsigned short *restrict idx,
                                             size_t *restrict cnt)
@@ -367,10 +373,25 @@ GEMM_ATTR static void GEMM_FN(nonzero_cols)(size_t mc, size_t kc, const GEMM_T *
     /* lanes l < mc % 8 of the last, partial vector (maskload reads no others) */
     const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(mc % 8)),
                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    /* packs's order of the 8 tiles of 32 values: [t0 t2 t4 t6 | t1 t3 t5 t7] */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (size_t p = 0; p < kc; ++p) {
         const GEMM_T *row = a + (ptrdiff_t)p * csa;
         uint64_t w = 0;
         size_t v = 0;
+        /* 8 tiles at a time: the 4 compares packed to bytes, a tile's 4 in one int32 */
+        for (; 8 * v + 32 <= mc; v += 4) {
+#define NZ_LANES(k)                                                                    \
+    _mm256_castps_si256(                                                               \
+        _mm256_cmp_ps(_mm256_loadu_ps(row + 8 * (v + k)), _mm256_setzero_ps(), _CMP_NEQ_UQ))
+            const __m256i c0 = NZ_LANES(0), c1 = NZ_LANES(1), c2 = NZ_LANES(2), c3 = NZ_LANES(3);
+#undef NZ_LANES
+            const __m256i t = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(_mm256_packs_epi32(c0, c1), _mm256_packs_epi32(c2, c3)), order);
+            const unsigned zero = (unsigned)_mm256_movemask_ps(
+                _mm256_castsi256_ps(_mm256_cmpeq_epi32(t, _mm256_setzero_si256())));
+            w |= (uint64_t)(~zero & 0xFFu) << (2 * v);
+        }
         for (; v < nfull; ++v) {
             unsigned m = (unsigned)_mm256_movemask_ps(
                 _mm256_cmp_ps(_mm256_loadu_ps(row + 8 * v), _mm256_setzero_ps(), _CMP_NEQ_UQ));
@@ -391,12 +412,11 @@ GEMM_ATTR static void GEMM_FN(nonzero_cols)(size_t mc, size_t kc, const GEMM_T *
     for (size_t p = kc; p < kc + 8; ++p) bits[0][p] = bits[1][p] = 0;
     for (size_t t = 0; t < ntiles; ++t) {
         const uint32_t *bt = bits[t / 32];
-        const __m256i sel = _mm256_set1_epi32((int)(1u << (t % 32)));
+        const __m128i up = _mm_cvtsi32_si128((int)(31 - t % 32)); /* bit t to the sign */
         uint64_t words[GEMM_FN(nwords)] = {0};
         for (size_t p = 0; p < kc; p += 8) {
-            const __m256i x = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(bt + p)), sel);
-            const unsigned m = (unsigned)_mm256_movemask_ps(
-                _mm256_castsi256_ps(_mm256_cmpeq_epi32(x, sel)));
+            const __m256i x = _mm256_sll_epi32(_mm256_loadu_si256((const __m256i *)(bt + p)), up);
+            const unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(x));
             words[p / 64] |= (uint64_t)m << (p % 64);
         }
         cnt[t] = GEMM_FN(words_out)(words, (kc + 63) / 64, kc, idx + t * CYMLP_GEMM_IDX_STRIDE);
