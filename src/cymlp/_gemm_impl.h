@@ -444,6 +444,17 @@ GEMM_ATTR static inline void GEMM_FN(sliver_row)(const GEMM_T *src, ptrdiff_t cs
         return;
     }
 #endif
+#if GEMM_AVX2 && GEMM_T_SIZE == 4
+    if (csb == 1) { /* a ragged sliver: masked loads (zeros past nr), whole stores */
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        CYMLP_UNROLL
+        for (int v = 0; v < GEMM_NR / 8; ++v) {
+            const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nr - 8 * v), lane);
+            _mm256_storeu_ps(dst + 8 * v, _mm256_maskload_ps(src + 8 * v, live));
+        }
+        return;
+    }
+#endif
     for (; c < nr; ++c) dst[c] = src[(ptrdiff_t)c * csb];
     for (; c < GEMM_NR; ++c) dst[c] = 0;
 }
