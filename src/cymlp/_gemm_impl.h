@@ -8,7 +8,7 @@
  *   GEMM_T_SIZE sizeof(GEMM_T), for the preprocessor
  *   GEMM_MR    rows of C per micro-tile
  *   GEMM_NR    columns of C per micro-tile (a multiple of GEMM_VB / sizeof(GEMM_T),
- *              dividing 64: cymlp_npad's packed width)
+ *              dividing 64, or 24: cymlp_npad's packed widths)
  * and optionally GEMM_KC (steps per block, default and at most CYMLP_GEMM_KC) and
  * GEMM_NV_MICRO (1: the micro-kernel dispatches on the vectors a sliver has).
  *
@@ -20,8 +20,8 @@
  * comes packed already: bpacked, laid out by pack_rows, e.g. weights packed once after
  * their update instead of by every thread in every product that reads them); A is read
  * in place when its rows are contiguous (csa == 1: a tile's MR rows are MR streams the
- * prefetchers follow) and, on AVX-512 float, when it is the transpose of a row-major
- * matrix (rsa == 1: a step's MR values share a line; see nonzero_cols), else each
+ * prefetchers follow) and, on AVX-512 and AVX2 float, when it is the transpose of a
+ * row-major matrix (rsa == 1: a step's MR values share a line; see nonzero_cols), else each
  * thread packs its block of A into MR-row tiles; the
  * micro-kernel keeps an MR x NR tile of C in registers for the whole KC loop. Every element of C
  * is summed over p in the same order whatever the thread count, so results do not
@@ -36,7 +36,8 @@
 #endif
 /* what the scratch sizes of _gemm.h assume (idx lists, A block, packed widths) */
 _Static_assert(GEMM_KC <= CYMLP_GEMM_KC, "GEMM_KC above the scratch's CYMLP_GEMM_KC");
-_Static_assert(64 % GEMM_NR == 0, "GEMM_NR must divide cymlp_npad's 64");
+_Static_assert(64 % GEMM_NR == 0 || GEMM_NR == 24, "cymlp_npad rounds to 64 and to 24");
+#define GEMM_NC (CYMLP_GEMM_NC / GEMM_NR * GEMM_NR) /* column blocks of whole slivers */
 /* GEMM_AVX512: this instantiation may use AVX-512 intrinsics (masked loads, compress)
  * where GCC's vector extensions have no equivalent. */
 #if defined(CYMLP_X86) && GEMM_VB == 64
@@ -54,6 +55,13 @@ _Static_assert(64 % GEMM_NR == 0, "GEMM_NR must divide cymlp_npad's 64");
 #endif
 #else
 #define GEMM_AVX512 0
+#endif
+/* GEMM_AVX2: an AVX2+FMA instantiation (32-byte vectors on x86-64), which may use AVX2
+ * intrinsics (movemask) where GCC's vector extensions have no equivalent. */
+#if defined(CYMLP_X86) && GEMM_VB == 32
+#define GEMM_AVX2 1
+#else
+#define GEMM_AVX2 0
 #endif
 
 #include "_gemm_epi.h"   /* bias, activation and derivative on the way out of a tile */
@@ -180,11 +188,45 @@ GEMM_ATTR static void GEMM_FN(pack_a)(size_t mc, size_t kc, const GEMM_T *A, ptr
     }
 }
 
+/* GEMM_SPARSE: a tile with n of its kc steps not zero skips the others (the micro-kernel
+ * reads its list); denser tiles run every step, the list unused */
+#define GEMM_SPARSE(n, kc) ((n) < (kc) - (kc) / 8)
+
+#if GEMM_AVX2
+/* AVX2 has no compress instruction: a tile's steps are collected as bits, 64 steps to a
+ * word (words[k] bit b: step 64 k + b), counted, and listed only when the list will be
+ * read (GEMM_SPARSE), a bit scan per set bit. */
+enum { GEMM_FN(nwords) = (GEMM_KC + 63) / 64 };
+
+static inline __attribute__((always_inline)) size_t GEMM_FN(popcount64)(uint64_t w)
+{ /* (popcnt is not part of AVX2; GCC makes this one instruction where it is implied) */
+    w -= (w >> 1) & 0x5555555555555555ull;
+    w = (w & 0x3333333333333333ull) + ((w >> 2) & 0x3333333333333333ull);
+    w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+    return (size_t)((w * 0x0101010101010101ull) >> 56);
+}
+
+/* words_out: the count of the set bits of words[0:nw); the steps they stand for,
+ * ascending, into out when the tile is sparse (kc steps) */
+static inline __attribute__((always_inline)) size_t
+GEMM_FN(words_out)(const uint64_t *words, size_t nw, size_t kc, unsigned short *restrict out)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < nw; ++k) n += GEMM_FN(popcount64)(words[k]);
+    if (!GEMM_SPARSE(n, kc)) return n;
+    n = 0;
+    for (size_t k = 0; k < nw; ++k)
+        for (uint64_t w = words[k]; w; w &= w - 1)
+            out[n++] = (unsigned short)(64 * k + (size_t)__builtin_ctzll(w));
+    return n;
+}
+#endif
+
 /* nonzero: the p in [0, kc), ascending, at which some row r < mr of a tile of op(A) is
  * not zero (element (r, p) at a[r * rsa + p]: rows contiguous), into idx (room for
  * CYMLP_GEMM_IDX_STRIDE); returns their count. The micro-kernel skips the other steps,
  * which add exactly 0 (most of an MNIST image is 0, and the images of a tile share
- * their blank borders). */
+ * their blank borders). (AVX2 leaves idx unwritten when the tile is not GEMM_SPARSE.) */
 GEMM_ATTR static size_t GEMM_FN(nonzero)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, size_t mr,
                                          unsigned short *restrict idx)
 {
@@ -203,6 +245,37 @@ GEMM_ATTR static size_t GEMM_FN(nonzero)(size_t kc, const GEMM_T *a, ptrdiff_t r
                             _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(m, iota)));
         n += (size_t)__builtin_popcount((unsigned)m);
     }
+#elif GEMM_AVX2
+    /* per vector of steps, the rows ORed bit by bit, compared with 0 and taken as a
+     * movemask (a last partial vector by a masked load, which reads no other lanes).
+     * The OR of values is a non-zero value exactly when one of them is: NaN, inf and
+     * normal values keep a non-zero exponent, and ORed zeros and denormals stay zeros
+     * and denormals, which count as zero when denormals-are-zero is on, as the products
+     * run (then they also add exactly 0). */
+    enum { V = 32 / sizeof(GEMM_T) };
+    uint64_t words[GEMM_FN(nwords)] = {0};
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (; p < kc; p += V) {
+        const size_t live = kc - p < V ? kc - p : V;
+#if GEMM_T_SIZE == 4
+        const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)live), lane);
+        __m256 x = _mm256_setzero_ps();
+        for (size_t r = 0; r < mr; ++r)
+            x = _mm256_or_ps(x, _mm256_maskload_ps(a + (ptrdiff_t)r * rsa + p, lm));
+        const unsigned bits = (unsigned)_mm256_movemask_ps(
+            _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+#else
+        const __m256i lm = _mm256_cvtepi32_epi64(_mm_cmpgt_epi32(_mm_set1_epi32((int)live),
+                                                                 _mm256_castsi256_si128(lane)));
+        __m256d x = _mm256_setzero_pd();
+        for (size_t r = 0; r < mr; ++r)
+            x = _mm256_or_pd(x, _mm256_maskload_pd(a + (ptrdiff_t)r * rsa + p, lm));
+        const unsigned bits = (unsigned)_mm256_movemask_pd(
+            _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_NEQ_UQ));
+#endif
+        words[p / 64] |= (uint64_t)bits << (p % 64);
+    }
+    return GEMM_FN(words_out)(words, (kc + 63) / 64, kc, idx);
 #elif GEMM_VB
     typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
 #if GEMM_T_SIZE == 4
@@ -283,6 +356,72 @@ GEMM_ATTR static void GEMM_FN(nonzero_cols)(size_t mc, size_t kc, const GEMM_T *
         cnt[t] = n;
     }
 }
+#elif GEMM_AVX2 && GEMM_T_SIZE == 4 && GEMM_MR == 4
+#define GEMM_COLS_LISTS 1
+/* nonzero_cols, AVX2 (see the AVX-512 one above): per step, 32 values (8 tiles of 4)
+ * at a time, their compares with 0 packed to bytes so that a tile's 4 make one int32,
+ * one more compare giving the tiles' "some row is not zero" bits (the rest of the block
+ * a vector of 8 values, 2 tiles, at a time); then per tile, 8 steps' bits at a time
+ * (shifted to the sign bits a movemask takes), into words_out's words. */
+GEMM_ATTR static void GEMM_FN(nonzero_cols)(size_t mc, size_t kc, const GEMM_T *a,
+                                            ptrdiff_t csa, unsigned short *restrict idx,
+                                            size_t *restrict cnt)
+{
+    uint32_t bits[2][GEMM_KC + 8]; /* step p: bit t of bits[t / 32][p] for tile t */
+    const size_t ntiles = (mc + 3) / 4, nfull = mc / 8;
+    _Static_assert(CYMLP_GEMM_MC + 16 <= 256, "a block's tile bits fit 64 bits");
+    /* lanes l < mc % 8 of the last, partial vector (maskload reads no others) */
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(mc % 8)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    /* packs's order of the 8 tiles of 32 values: [t0 t2 t4 t6 | t1 t3 t5 t7] */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (size_t p = 0; p < kc; ++p) {
+        const GEMM_T *row = a + (ptrdiff_t)p * csa;
+        uint64_t w = 0;
+        size_t v = 0;
+        /* 8 tiles at a time: the 4 compares packed to bytes, a tile's 4 in one int32 */
+        for (; 8 * v + 32 <= mc; v += 4) {
+#define NZ_LANES(k)                                                                    \
+    _mm256_castps_si256(                                                               \
+        _mm256_cmp_ps(_mm256_loadu_ps(row + 8 * (v + k)), _mm256_setzero_ps(), _CMP_NEQ_UQ))
+            const __m256i c0 = NZ_LANES(0), c1 = NZ_LANES(1), c2 = NZ_LANES(2), c3 = NZ_LANES(3);
+#undef NZ_LANES
+            const __m256i t = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(_mm256_packs_epi32(c0, c1), _mm256_packs_epi32(c2, c3)), order);
+            const unsigned zero = (unsigned)_mm256_movemask_ps(
+                _mm256_castsi256_ps(_mm256_cmpeq_epi32(t, _mm256_setzero_si256())));
+            w |= (uint64_t)(~zero & 0xFFu) << (2 * v);
+        }
+        for (; v < nfull; ++v) {
+            unsigned m = (unsigned)_mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_loadu_ps(row + 8 * v), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+            m |= m >> 1;
+            m |= m >> 2; /* bit 4k: some bit of 4k..4k+3 */
+            w |= (uint64_t)((m & 1) | (m >> 3 & 2)) << (2 * v);
+        }
+        if (mc % 8) {
+            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(
+                _mm256_maskload_ps(row + 8 * v, tail), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+            m |= m >> 1;
+            m |= m >> 2;
+            w |= (uint64_t)((m & 1) | (m >> 3 & 2)) << (2 * v);
+        }
+        bits[0][p] = (uint32_t)w;
+        bits[1][p] = (uint32_t)(w >> 32);
+    }
+    for (size_t p = kc; p < kc + 8; ++p) bits[0][p] = bits[1][p] = 0;
+    for (size_t t = 0; t < ntiles; ++t) {
+        const uint32_t *bt = bits[t / 32];
+        const __m128i up = _mm_cvtsi32_si128((int)(31 - t % 32)); /* bit t to the sign */
+        uint64_t words[GEMM_FN(nwords)] = {0};
+        for (size_t p = 0; p < kc; p += 8) {
+            const __m256i x = _mm256_sll_epi32(_mm256_loadu_si256((const __m256i *)(bt + p)), up);
+            const unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(x));
+            words[p / 64] |= (uint64_t)m << (p % 64);
+        }
+        cnt[t] = GEMM_FN(words_out)(words, (kc + 63) / 64, kc, idx + t * CYMLP_GEMM_IDX_STRIDE);
+    }
+}
 #else
 #define GEMM_COLS_LISTS 0
 #endif
@@ -301,6 +440,17 @@ GEMM_ATTR static inline void GEMM_FN(sliver_row)(const GEMM_T *src, ptrdiff_t cs
             vec t;
             memcpy(&t, src + v * V, sizeof(vec));
             memcpy(dst + v * V, &t, sizeof(vec));
+        }
+        return;
+    }
+#endif
+#if GEMM_AVX2 && GEMM_T_SIZE == 4
+    if (csb == 1) { /* a ragged sliver: masked loads (zeros past nr), whole stores */
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        CYMLP_UNROLL
+        for (int v = 0; v < GEMM_NR / 8; ++v) {
+            const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nr - 8 * v), lane);
+            _mm256_storeu_ps(dst + 8 * v, _mm256_maskload_ps(src + 8 * v, live));
         }
         return;
     }
@@ -404,8 +554,8 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
     size_t cnt[CYMLP_GEMM_MAX_TILES];
     const ptrdiff_t blk0 = (ptrdiff_t)(nblocks * tid / nth);
     const ptrdiff_t blk1 = (ptrdiff_t)(nblocks * (tid + 1) / nth);
-    for (size_t jc = 0; jc < N && blk1 > blk0; jc += CYMLP_GEMM_NC) {
-        const size_t nc = N - jc < CYMLP_GEMM_NC ? N - jc : CYMLP_GEMM_NC;
+    for (size_t jc = 0; jc < N && blk1 > blk0; jc += GEMM_NC) {
+        const size_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         for (size_t pc = 0; pc < K; pc += GEMM_KC) {
             const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             const int acc = accumulate || pc > 0;
@@ -464,7 +614,7 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
                         for (size_t q = 0; q < pf_per && pf < pf_end; ++q, pf += 64)
                             __builtin_prefetch(pf, 0, 2);
                         /* skip the zero steps when they are worth the indirection */
-                        const int sparse = cnt[t] < kc - kc / 8;
+                        const int sparse = GEMM_SPARSE(cnt[t], kc);
                         const unsigned short *ix = sparse ? idx + t * CYMLP_GEMM_IDX_STRIDE : NULL;
                         GEMM_T *ct = C + (ic + i) * ldc + jc + j;
                         /* C += t, or bias + t, or t */
@@ -580,7 +730,10 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #undef GEMM_COLS_LISTS
 #undef GEMM_NV_MICRO
 #undef GEMM_KC
+#undef GEMM_NC
 #undef GEMM_AVX512
+#undef GEMM_AVX2
+#undef GEMM_SPARSE
 #undef GEMM_MASK
 #undef GEMM_MASKZ_LOAD
 #undef GEMM_MASK_STORE
