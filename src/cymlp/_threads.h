@@ -21,16 +21,16 @@
  * workers (at most CYMLP_POOL_MAX; more tasks are shared among fewer threads) that live
  * as long as the process. A job is posted by storing a new generation number into one
  * 64-bit word, `claim`. Each task is taken with a compare-and-swap on a word tagged with
- * the job's generation, so it runs once: task p first by its owner, participant p (the
- * caller is 0, worker i is i + 1), so that the task of a given index keeps running on
- * the same core and finds its data (a slice of the weights, its scratch) in that core's
- * cache, as OpenMP's static schedule does; tasks beyond the participants from a shared
- * counter (`claim`'s low half); then whoever is done takes the tasks still waiting for
- * their owner. So a worker that wakes late finds its task done rather than holding the
- * caller up: the caller waits only for tasks that were taken. Between jobs a worker
- * spins for CYMLP_POOL_SPIN_US microseconds (training posts a job every ~100 us), then
- * sleeps on a condition variable; the caller likewise spins, then sleeps, until the last
- * task is done.
+ * the job's generation, so it runs once. Task p goes first to its owner, participant p
+ * (the caller is 0 and always runs task 0; worker i is i + 1), so that the task of an
+ * index keeps running on one core and finds its data (a slice of the weights, its
+ * scratch) in that core's cache, as with OpenMP's static schedule; tasks beyond the
+ * participants come from a shared counter (`claim`'s low half); then whoever is done
+ * takes the tasks still waiting for their owner. So a worker that wakes late finds its
+ * task done rather than holding the caller up: the caller waits only for tasks that
+ * were taken. Between jobs a worker spins for CYMLP_POOL_SPIN_US microseconds (training
+ * posts a job every ~100 us), then sleeps on a condition variable; the caller likewise
+ * spins, then sleeps, until the last task is done.
  *   - Concurrent callers (several Python threads in fits): one job at a time owns the
  *     pool; a call that finds it taken runs its tasks itself, in order (the same
  *     results, serially, and never a wait on another fit). A call from inside a task
@@ -510,6 +510,7 @@ static inline int cymlp_parallel_for(int n, cymlp_task_fn fn, void *ctx)
     CYMLP_STORE_RELAXED(&p->pending, n);
     CYMLP_STORE_RELAXED(&p->joined, 0);
     for (int t = 0; t < nown; ++t) CYMLP_STORE_RELAXED(&p->own[t][0], (uint64_t)gen << 32);
+    CYMLP_STORE_RELAXED(&p->own[0][0], (uint64_t)gen << 32 | 1u); /* task 0: the caller's */
     CYMLP_STORE_SC(&p->claim, (uint64_t)gen << 32 | (uint32_t)nown);
     const int sleepers = CYMLP_LOAD_SC(&p->sleepers);
     if (sleepers > 0) { /* wake those the job may need (the others sleep on) */
@@ -520,7 +521,9 @@ static inline int cymlp_parallel_for(int n, cymlp_task_fn fn, void *ctx)
             for (int k = 0; k < n - 1; ++k) cymlp_cond_signal(&p->wake);
         cymlp_mutex_unlock(&p->lock);
     }
-    const int ran = cymlp_pool_run(p, gen, 0);
+    int ran = 0;
+    cymlp_pool_task(p, fn, ctx, 0, n, &ran, 0);
+    ran += cymlp_pool_run(p, gen, 0);
     /* wait for the tasks the workers took: spin a while, then sleep */
     if (CYMLP_LOAD_ACQ(&p->pending) != 0) {
         const double spin = cymlp_pool_spin(p);
