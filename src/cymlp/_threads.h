@@ -20,13 +20,17 @@
  * The pool (pthreads, win32). Created at the first call with n > 1, it grows to n - 1
  * workers (at most CYMLP_POOL_MAX; more tasks are shared among fewer threads) that live
  * as long as the process. A job is posted by storing a new generation number into one
- * 64-bit word, `claim` = generation << 32 | next task; every participant, the caller
- * included, takes tasks with a compare-and-swap on it, so a task runs once, and a
- * worker that wakes late finds nothing left rather than holding the caller up: the
- * caller waits only for tasks that were taken. Between jobs a worker spins for
- * CYMLP_POOL_SPIN_US microseconds (training posts a job every ~100 us), then sleeps on a
- * condition variable; the caller likewise spins, then sleeps, until the last task is
- * done.
+ * 64-bit word, `claim`. Each task is taken with a compare-and-swap on a word tagged with
+ * the job's generation, so it runs once. Task p goes first to its owner, participant p
+ * (the caller is 0 and always runs task 0; worker i is i + 1), so that the task of an
+ * index keeps running on one core and finds its data (a slice of the weights, its
+ * scratch) in that core's cache, as with OpenMP's static schedule; tasks beyond the
+ * participants come from a shared counter (`claim`'s low half); then whoever is done
+ * takes the tasks still waiting for their owner. So a worker that wakes late finds its
+ * task done rather than holding the caller up: the caller waits only for tasks that
+ * were taken. Between jobs a worker spins for CYMLP_POOL_SPIN_US microseconds (training
+ * posts a job every ~100 us), then sleeps on a condition variable; the caller likewise
+ * spins, then sleeps, until the last task is done.
  *   - Concurrent callers (several Python threads in fits): one job at a time owns the
  *     pool; a call that finds it taken runs its tasks itself, in order (the same
  *     results, serially, and never a wait on another fit). A call from inside a task
@@ -308,13 +312,15 @@ static inline void cymlp_fpenv_set(uint64_t env) { (void)env; }
 
 typedef struct cymlp_pool {
     /* the job, written by the caller while `claim` holds an odd (closed) generation,
-     * read by workers before they claim a task of it (see cymlp_pool_run) */
+     * read by workers before they take a task of it (see cymlp_pool_run) */
     cymlp_task_fn fn;
     void *ctx;
     int n;
     uint64_t fpenv; /* the caller's cymlp_fpenv_get() */
+    int nown; /* tasks [0, nown) have an owner: participant t (caller 0, worker i: i + 1) */
     char pad0[64];
-    uint64_t claim; /* generation << 32 | next task; odd generation: job being set up */
+    uint64_t claim; /* generation << 32 | next shared task (from nown); odd generation:
+                     * job being set up */
     char pad1[64 - sizeof(uint64_t)];
     int pending;       /* tasks of the job not yet finished */
     int joined;        /* workers that ran a task of the job */
@@ -327,10 +333,13 @@ typedef struct cymlp_pool {
     cymlp_mutex lock;
     cymlp_cond wake, done;
     cymlp_thread threads[CYMLP_POOL_MAX];
+    /* own[t][0]: generation << 32 | 1 once task t < nown is taken (a cache line each) */
+    uint64_t own[CYMLP_POOL_MAX + 1][8];
 } cymlp_pool;
 
 typedef struct { /* a new worker's argument (freed by it) */
     cymlp_pool *pool;
+    int me;        /* its participant number: its index + 1 */
     uint32_t seen; /* the generation of the last job it need not run */
 } cymlp_pool_start;
 
@@ -338,38 +347,68 @@ static cymlp_pool *cymlp_pool_ptr = NULL; /* made by the first parallel call */
 static int cymlp_pool_busy = 0;           /* 1 while a caller owns the pool */
 static int cymlp_pool_atfork_done = 0;
 
-/* Take and run tasks of job `gen` until none is left (worker: count in `joined` at the
- * first). The job's fields are read before the compare-and-swap that takes a task, and
- * the caller closes the job (odd generation) before it rewrites them: if a field read
- * here (acquire) is a later job's (written with release after the closing), the swap
- * sees the closed generation and fails, so a task runs only with its own job's fields. */
-static inline int cymlp_pool_run(cymlp_pool *p, uint32_t gen, int worker)
+/* The floating-point controls of a worker for one job: the job's (the caller's, taken on
+ * at the worker's first task of it) and the worker's own (given back after the job). */
+typedef struct { uint64_t job, own; } cymlp_fpjob;
+
+/* Run task t of the job (fields fn, ctx, n) that this thread has taken. */
+static inline void cymlp_pool_task(cymlp_pool *p, cymlp_task_fn fn, void *ctx, int t, int n,
+                                   int *ran, int worker, cymlp_fpjob *fp)
+{
+    if (!(*ran)++ && worker) {
+        CYMLP_ADD_SC(&p->joined, 1); /* (before its pending) */
+        fp->own = cymlp_fpenv_get();
+        cymlp_fpenv_set(fp->job);
+    }
+    fn(ctx, t, n);
+    if (CYMLP_ADD_SC(&p->pending, -1) == 0 && CYMLP_LOAD_SC(&p->caller_asleep)) {
+        cymlp_mutex_lock(&p->lock);
+        cymlp_cond_signal(&p->done);
+        cymlp_mutex_unlock(&p->lock);
+    }
+}
+
+/* 1 when this thread took owned task t of job gen */
+static inline int cymlp_pool_take_own(cymlp_pool *p, int t, uint32_t gen)
+{
+    uint64_t free_ = (uint64_t)gen << 32;
+    return CYMLP_LOAD_RELAXED(&p->own[t][0]) == free_
+           && CYMLP_CAS(&p->own[t][0], &free_, free_ | 1u);
+}
+
+/* Take and run tasks of job `gen` as participant `me` until none is left: its own task,
+ * shared ones, then those whose owners have not come; returns how many it ran.
+ * The job's fields are read before the compare-and-swaps that take tasks, and the caller
+ * closes the job (odd generation) before it rewrites them for the next: if a field read
+ * here (acquire) is a later job's (written with release after the closing), every task
+ * of this job is taken already (the caller posts only when all are done), and a swap
+ * expecting this generation untaken fails, so a task runs only with its own job's
+ * fields. */
+static inline int cymlp_pool_run(cymlp_pool *p, uint32_t gen, int me)
 {
     int ran = 0;
-    uint64_t own = 0; /* a worker's FP controls, restored after the job */
-    for (;;) {
-        uint64_t w = CYMLP_LOAD_ACQ(&p->claim);
-        if ((uint32_t)(w >> 32) != gen) break;
-        const cymlp_task_fn fn = CYMLP_LOAD_ACQ(&p->fn);
-        void *const ctx = CYMLP_LOAD_ACQ(&p->ctx);
-        const int n = CYMLP_LOAD_ACQ(&p->n);
-        const uint64_t fpenv = CYMLP_LOAD_ACQ(&p->fpenv);
+    uint64_t w = CYMLP_LOAD_ACQ(&p->claim);
+    if ((uint32_t)(w >> 32) != gen) return 0;
+    const cymlp_task_fn fn = CYMLP_LOAD_ACQ(&p->fn);
+    void *const ctx = CYMLP_LOAD_ACQ(&p->ctx);
+    const int n = CYMLP_LOAD_ACQ(&p->n), nown = CYMLP_LOAD_ACQ(&p->nown);
+    cymlp_fpjob fp = {CYMLP_LOAD_ACQ(&p->fpenv), 0};
+    if (me < nown && cymlp_pool_take_own(p, me, gen))
+        cymlp_pool_task(p, fn, ctx, me, n, &ran, me > 0, &fp);
+    for (;;) { /* shared tasks */
+        w = CYMLP_LOAD_ACQ(&p->claim);
         const uint32_t t = (uint32_t)w;
+        if ((uint32_t)(w >> 32) != gen) goto out;
         if (t >= (uint32_t)n) break;
-        if (!CYMLP_CAS(&p->claim, &w, w + 1)) continue;
-        if (!ran++ && worker) {
-            CYMLP_ADD_SC(&p->joined, 1); /* (before its pending) */
-            own = cymlp_fpenv_get();
-            cymlp_fpenv_set(fpenv);
-        }
-        fn(ctx, (int)t, n);
-        if (CYMLP_ADD_SC(&p->pending, -1) == 0 && CYMLP_LOAD_SC(&p->caller_asleep)) {
-            cymlp_mutex_lock(&p->lock);
-            cymlp_cond_signal(&p->done);
-            cymlp_mutex_unlock(&p->lock);
-        }
+        if (CYMLP_CAS(&p->claim, &w, w + 1))
+            cymlp_pool_task(p, fn, ctx, (int)t, n, &ran, me > 0, &fp);
     }
-    if (ran && worker) cymlp_fpenv_set(own);
+    for (int k = me < nown; k < nown; ++k) { /* owned tasks not started yet */
+        const int t = (me + k) % nown;
+        if (cymlp_pool_take_own(p, t, gen)) cymlp_pool_task(p, fn, ctx, t, n, &ran, me > 0, &fp);
+    }
+out:
+    if (ran && me > 0) cymlp_fpenv_set(fp.own);
     return ran;
 }
 
@@ -386,7 +425,7 @@ static inline int cymlp_pool_new_job(uint64_t w, uint32_t seen)
     return g != seen && (g & 1u) == 0;
 }
 
-static void cymlp_pool_worker(cymlp_pool *p, uint32_t seen)
+static void cymlp_pool_worker(cymlp_pool *p, int me, uint32_t seen)
 {
     for (;;) {
         uint64_t w = CYMLP_LOAD_ACQ(&p->claim);
@@ -413,7 +452,7 @@ static void cymlp_pool_worker(cymlp_pool *p, uint32_t seen)
         }
         if (CYMLP_LOAD_ACQ(&p->stop)) return;
         seen = (uint32_t)(w >> 32);
-        cymlp_pool_run(p, seen, 1);
+        cymlp_pool_run(p, seen, me);
     }
 }
 
@@ -425,7 +464,7 @@ static void *cymlp_pool_main_posix(void *arg)
 {
     const cymlp_pool_start s = *(const cymlp_pool_start *)arg;
     free(arg);
-    cymlp_pool_worker(s.pool, s.seen);
+    cymlp_pool_worker(s.pool, s.me, s.seen);
     return 0;
 }
 
@@ -449,6 +488,7 @@ static inline void cymlp_pool_grow(cymlp_pool *p, int want)
         cymlp_pool_start *s = (cymlp_pool_start *)malloc(sizeof *s);
         if (s == NULL) return;
         s->pool = p;
+        s->me = p->nworkers + 1;
         s->seen = gen;
         if (!cymlp_thread_start(&p->threads[p->nworkers], s)) {
             free(s);
@@ -496,11 +536,15 @@ static inline int cymlp_parallel_for(int n, cymlp_task_fn fn, void *ctx)
     CYMLP_STORE_SC(&p->claim, (uint64_t)(gen - 1u) << 32 | 0xFFFFFFFFu);
     CYMLP_STORE_REL(&p->fn, fn);
     CYMLP_STORE_REL(&p->ctx, ctx);
+    const int nown = n < p->nworkers + 1 ? n : p->nworkers + 1;
     CYMLP_STORE_REL(&p->n, n);
     CYMLP_STORE_REL(&p->fpenv, cymlp_fpenv_get());
+    CYMLP_STORE_REL(&p->nown, nown);
     CYMLP_STORE_RELAXED(&p->pending, n);
     CYMLP_STORE_RELAXED(&p->joined, 0);
-    CYMLP_STORE_SC(&p->claim, (uint64_t)gen << 32);
+    for (int t = 0; t < nown; ++t) CYMLP_STORE_RELAXED(&p->own[t][0], (uint64_t)gen << 32);
+    CYMLP_STORE_RELAXED(&p->own[0][0], (uint64_t)gen << 32 | 1u); /* task 0: the caller's */
+    CYMLP_STORE_SC(&p->claim, (uint64_t)gen << 32 | (uint32_t)nown);
     const int sleepers = CYMLP_LOAD_SC(&p->sleepers);
     if (sleepers > 0) { /* wake those the job may need (the others sleep on) */
         cymlp_mutex_lock(&p->lock);
@@ -510,7 +554,9 @@ static inline int cymlp_parallel_for(int n, cymlp_task_fn fn, void *ctx)
             for (int k = 0; k < n - 1; ++k) cymlp_cond_signal(&p->wake);
         cymlp_mutex_unlock(&p->lock);
     }
-    const int ran = cymlp_pool_run(p, gen, 0);
+    int ran = 0;
+    cymlp_pool_task(p, fn, ctx, 0, n, &ran, 0, NULL);
+    ran += cymlp_pool_run(p, gen, 0);
     /* wait for the tasks the workers took: spin a while, then sleep */
     if (CYMLP_LOAD_ACQ(&p->pending) != 0) {
         const double spin = cymlp_pool_spin(p);

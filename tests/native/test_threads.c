@@ -243,6 +243,38 @@ static void test_concurrent_tasks(void)
 #endif
 }
 
+#ifdef CYMLP_THREADS_POOL
+/* affinity: task t goes to participant t first; task 0 always runs on the caller */
+typedef struct {
+    unsigned long who[4];
+    int spin;
+    volatile double sink[4];
+} who_job;
+
+static void who_task(void *ctx, int t, int n)
+{
+    who_job *j = (who_job *)ctx;
+    (void)n;
+    double x = t;
+    for (int k = 0; k < j->spin; ++k) x = x * 0.999 + 1.0;
+    j->sink[t] = x;
+    j->who[t] = self_id();
+}
+
+static void test_affinity(void)
+{
+    who_job j;
+    int on_caller = 0, jobs = 200;
+    memset(&j, 0, sizeof j);
+    j.spin = 20000;
+    for (int k = 0; k < jobs; ++k) {
+        cymlp_parallel_for(2, who_task, &j);
+        on_caller += j.who[0] == self_id();
+    }
+    CHECK(on_caller == jobs, "task 0 ran on the caller in %d of %d jobs", on_caller, jobs);
+}
+#endif
+
 /* several callers at once, each checking its own jobs (the pool runs one caller's job at
  * a time; the others run theirs in their own thread) */
 typedef struct {
@@ -420,6 +452,9 @@ int main(void)
     RUN(test_each_t_once);
     report_overhead();
     RUN(test_concurrent_tasks);
+#ifdef CYMLP_THREADS_POOL
+    RUN(test_affinity);
+#endif
     RUN(test_many_jobs);
     RUN(test_concurrent_callers);
     RUN(test_nested);
