@@ -30,9 +30,6 @@ ALLOWED_SKIPS = [
     (r"^MLP(Classifier|Regressor) does not have a decision_function method", lambda: True),
     # test_robustness: the memory-growth test reads /proc (Linux)
     (r"needs /proc \(Linux\)", lambda: not os.path.exists("/proc/self/statm")),
-    # test_kernels: a known defect of the float32 Adam step, marked strict (the day it is
-    # fixed the test passes, which fails the run until the mark goes)
-    (r"^xfail: _optim\.pxd's _adam_block computes 1 - beta_1", lambda: True),
 ]
 
 

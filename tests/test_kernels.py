@@ -104,17 +104,8 @@ def test_adam_step_matches_formula():
     np.testing.assert_allclose(p, p2)
 
 
-ADAM_FLOAT32_COEFFICIENTS = pytest.mark.xfail(
-    strict=True,
-    reason="_optim.pxd's _adam_block computes 1 - beta_1 and 1 - beta_2 in float32 (1 - "
-    "float32(0.999) = 0.00099998713), scikit-learn in float64 before rounding to float32: "
-    "m, v and the weights land hundreds of ulps away. Computing them in adam_step as "
-    "<floating>(1 - beta_1) and passing them in brings this to <= 2 ulps")
-
-
 @pytest.mark.parametrize("solver, dtype", [
-    ("sgd", np.float32), ("sgd", np.float64), ("adam", np.float64),
-    pytest.param("adam", np.float32, marks=ADAM_FLOAT32_COEFFICIENTS),
+    ("sgd", np.float32), ("sgd", np.float64), ("adam", np.float64), ("adam", np.float32),
 ])
 def test_optimizer_steps_match_scikit_learns_optimizers(solver, dtype):
     """Five steps of cymlp's optimizers and scikit-learn's (the classes its MLPs use),

@@ -59,7 +59,10 @@ cdef inline void adam_step(floating *params, const floating *grads, floating *m,
     cdef Py_ssize_t k
     cdef floating step = <floating>(lr * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t))
     cdef floating b1 = <floating>beta_1, b2 = <floating>beta_2, eps = <floating>epsilon
-    cdef floating g, mk, vk, c1 = 1 - b1, c2 = 1 - b2
+    # 1 - beta in double, then rounded, as scikit-learn (numpy computes the Python float
+    # 1 - beta before it meets a float32 array): 1 - float32(0.999) would be 0.00099998713
+    cdef floating c1 = <floating>(1 - beta_1), c2 = <floating>(1 - beta_2)
+    cdef floating g, mk, vk
     for k in range(size):
         g = scale * (grads[k] + l2 * params[k])
         mk = b1 * m[k] + c1 * g
