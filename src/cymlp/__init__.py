@@ -9,4 +9,14 @@ from cymlp._estimators import MLPClassifier, MLPRegressor
 from cymlp._version import __version__
 from cymlp.io import load, save
 
-__all__ = ["MLPClassifier", "MLPRegressor", "__version__", "load", "save", "show_config"]
+__all__ = ["MLPClassifier", "MLPRegressor", "__version__", "load", "save", "show_config",
+           "to_onnx"]
+
+
+def __getattr__(name: str):
+    # cymlp.to_onnx imports onnx (an optional extra) only when asked for
+    if name == "to_onnx":
+        from cymlp.onnx import to_onnx
+
+        return to_onnx
+    raise AttributeError(f"module 'cymlp' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Command line: ``cymlp train | evaluate | predict | info`` (also ``python -m cymlp``).
+"""Command line: ``cymlp train | evaluate | predict | export | info`` (also ``python -m cymlp``).
 
 ``cymlp train`` trains an MLP on MNIST, by default with the paper's settings
 (784-100-10, logistic, SGD with learning rate 0.1, batch 200, weights uniform in
@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("model", help="model file written by cymlp train / cymlp.save")
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     pr.add_argument("--top-k", type=int, default=1, help="print the k most likely digits")
+
+    x = sub.add_parser("export", help="write a model as ONNX (needs the onnx extra)")
+    x.add_argument("model", help="model file written by cymlp train / cymlp.save")
+    x.add_argument("output", help="the .onnx file to write")
 
     sub.add_parser("info", help="version, SIMD variant, threading backend, threads")
     return p
@@ -392,6 +396,16 @@ def _predict(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from cymlp import load
+    from cymlp.onnx import to_onnx
+
+    model = to_onnx(load(args.model))
+    Path(args.output).write_bytes(model.SerializeToString())
+    print(f"wrote {args.output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cymlp`` console script."""
     args = _parser().parse_args(argv)
@@ -402,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "export":
+            return _export(args)
         from cymlp import show_config
 
         show_config()
