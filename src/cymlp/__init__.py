@@ -9,14 +9,17 @@ from cymlp._estimators import MLPClassifier, MLPRegressor
 from cymlp._version import __version__
 from cymlp.io import load, save
 
-__all__ = ["MLPClassifier", "MLPRegressor", "__version__", "load", "save", "show_config",
-           "to_onnx"]
+__all__ = ["MLPClassifier", "MLPRegressor", "__version__", "load", "patch_sklearn", "save",
+           "show_config", "to_onnx", "unpatch_sklearn"]
+
+_LAZY = {"to_onnx": "cymlp.onnx", "patch_sklearn": "cymlp._patch",
+         "unpatch_sklearn": "cymlp._patch"}
 
 
 def __getattr__(name: str):
-    # cymlp.to_onnx imports onnx (an optional extra) only when asked for
-    if name == "to_onnx":
-        from cymlp.onnx import to_onnx
+    # imported when first asked for: cymlp.to_onnx needs onnx (an optional extra)
+    if name in _LAZY:
+        import importlib
 
-        return to_onnx
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cymlp' has no attribute {name!r}")

@@ -538,13 +538,14 @@ class _BaseMLP(BaseEstimator):
             stratify = None  # stratified for binary and multiclass, not multilabel
             if is_classifier(self) and self.out_activation_ == "softmax":
                 stratify = Y.argmax(1)
-            elif is_classifier(self) and self.n_outputs_ == 1:
-                stratify = Y[:, 0]
-            if stratify is not None:
                 counts = np.unique(stratify, return_counts=True)[1]
                 n_val = int(np.ceil(self.validation_fraction * len(stratify)))
                 if counts.min() < 2 or min(n_val, len(stratify) - n_val) < len(counts):
                     stratify = None  # too few samples per class to stratify
+            elif is_classifier(self) and self.n_outputs_ == 1:
+                # as scikit-learn, which stratifies binary problems only: its labels
+                # (so its error when a class has one member)
+                stratify = Y.astype(bool)
             parts = [X, Y] + ([sample_weight] if sample_weight is not None else [])
             split = train_test_split(*parts, random_state=self._random_state,
                                      test_size=self.validation_fraction, stratify=stratify)
@@ -1043,14 +1044,24 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return P
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
-        """Log of :meth:`predict_proba`, computed from the logits (never log(0))."""
+        """Log of :meth:`predict_proba`, never log(0).
+
+        Softmax outputs: log-softmax of the logits. Logistic outputs (binary,
+        multilabel): log(p) where p >= 1/2, so that saturated probabilities (p = 1.0
+        beyond z ~ 37) tie here as in ``predict_proba`` and argmax agrees with it, and
+        -log(1 + exp(-z)) from the logit below, exact where p underflows.
+        """
         X = self._validate_X_predict(X)
         if self.out_activation_ == "softmax":
             return self._forward(X, mode=2)
         Z = self._forward(X, mode=0)
         if self.n_outputs_ == 1:
-            return np.hstack([-np.logaddexp(0, Z), -np.logaddexp(0, -Z)])
-        return -np.logaddexp(0, -Z)
+            Z = np.hstack([-Z, Z])
+        P = self.predict_proba(X)
+        upper = P >= 0.5
+        L = -np.logaddexp(0, -Z)
+        L[upper] = np.log(P[upper])
+        return L
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
