@@ -748,17 +748,24 @@ class _BaseMLP(BaseEstimator):
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
             )
+        if type(X) is list:  # a list pays its conversion, then takes the fast path
+            try:
+                X = np.asarray(X)
+            except (ValueError, TypeError):
+                pass  # ragged and the like: validate_data explains
         if type(X) is not np.ndarray or X.dtype.kind not in "biuf":
             _check_numeric(X)
         if (
             type(X) is np.ndarray
             and X.ndim == 2
-            and X.dtype == self._params.dtype
-            and X.flags.c_contiguous
+            and X.dtype.kind in "biuf"
+            and X.shape[0] > 0
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
         ):
-            return X  # what validate_data would return (the engine checks finiteness)
+            # what validate_data would return; the engine checks finiteness, after the
+            # conversion as scikit-learn does (a float64 beyond float32's range is inf)
+            return np.ascontiguousarray(X, dtype=self._params.dtype)
         X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
                           dtype=self._params.dtype, order="C")
         return _as_engine_input(X, self._params.dtype)
@@ -1016,9 +1023,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._label_binarizer.inverse_transform(Y)
 
     def _labels_from_output(self, P):
-        if self.n_outputs_ == 1:
-            P = P.ravel()
-        return self._label_binarizer.inverse_transform(P)
+        """``LabelBinarizer.inverse_transform`` of the outputs, without its per-call
+        cost: the first argmax (softmax), or each output thresholded at 0.5 as its
+        ``(pos_label + neg_label) / 2`` (logistic). A binarizer fitted on a sparse ``y``
+        answers itself (its labels come back sparse)."""
+        lb, classes = self._label_binarizer, self.classes_
+        if lb.y_type_ == "multiclass":
+            return classes[P.argmax(axis=1)]
+        if getattr(lb, "sparse_input_", False) or lb.y_type_ not in (
+                "binary", "multilabel-indicator"):
+            return lb.inverse_transform(P.ravel() if self.n_outputs_ == 1 else P)
+        y = (P > 0.5).astype(np.intp)
+        if lb.y_type_ == "multilabel-indicator":
+            return y
+        if len(classes) == 1:
+            return np.repeat(classes[0], len(y))
+        return classes[y.ravel()]
 
     def _score_from_output(self, P, y, sample_weight):
         if not np.isfinite(P).all():
