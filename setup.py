@@ -182,7 +182,8 @@ extensions = [
         define_macros=macros,
         # rebuild when the C headers change (Cython does not track them)
         depends=["src/cymlp/_gemm.h", "src/cymlp/_gemm_impl.h", "src/cymlp/_gemm_epi.h",
-                 "src/cymlp/_gemm_micro.h", "src/cymlp/_vmath.h", "src/cymlp/_threads.h"],
+                 "src/cymlp/_gemm_micro.h", "src/cymlp/_vmath.h", "src/cymlp/_threads.h",
+                 "src/cymlp/_optim.h"],
     )
     for name in MODULES
 ]

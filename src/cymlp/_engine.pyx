@@ -27,7 +27,7 @@ from cymlp._kernels cimport (IDENTITY, LOGISTIC, SOFTMAX, activation_derivative,
                              gemm, gemm_epilogue, gemm_small_m, gemm_work_size,
                              output_forward, output_log_proba, pack_rows, packed_size,
                              parallel_for)
-from cymlp._optim cimport SGD, adam_step, sgd_step
+from cymlp._optim cimport SGD, adam_step, sgd_outer_row, sgd_step
 
 import numpy as np
 
@@ -719,13 +719,12 @@ cdef inline bint _outer_step(const floating *a, const floating *d, Py_ssize_t ro
     rows with a[i] == 0 are skipped: their gradient is zero and W - lr * 0 = W exactly
     (most of an MNIST image's pixels are 0). Returns True when the step was applied."""
     cdef Py_ssize_t i, j
-    cdef floating ai, eta = <floating>lr
+    cdef floating ai
     for i in range(rows):
         ai = a[i]
         if plain_sgd:
-            if ai != 0:  # (the same expression as sgd_step, so the same bits)
-                for j in range(n_out):
-                    params[i * n_out + j] -= eta * (scale * (ai * d[j]))
+            if ai != 0:
+                sgd_outer_row(params + i * n_out, ai, d, n_out, lr, scale)
         else:
             for j in range(n_out):
                 grads[i * n_out + j] = ai * d[j]

@@ -2,10 +2,11 @@
 """In-place optimizer steps on the flat parameter buffer (paper §3.6 and §4.3.4).
 
 ``params``, ``grads`` and the state vectors all have ``size`` elements and the same
-layout (cymlp keeps every weight and bias in one contiguous buffer).
+layout (cymlp keeps every weight and bias in one contiguous buffer). The loops are in
+``_optim.h``, compiled without fused multiply-adds so that they round as scikit-learn's
+optimizers do on every architecture; here the constants are rounded to the dtype.
 """
-from libc.math cimport sqrt, sqrtf
-cimport cython
+from libc.math cimport sqrt
 from cython cimport floating
 
 cdef enum:
@@ -13,63 +14,70 @@ cdef enum:
     ADAM = 1
 
 
+cdef extern from "_optim.h" nogil:
+    void cymlp_sgd_step_f(float *params, const float *grads, float *velocity,
+                          Py_ssize_t size, float eta, float mu, int nesterov, float scale,
+                          float l2)
+    void cymlp_sgd_step_d(double *params, const double *grads, double *velocity,
+                          Py_ssize_t size, double eta, double mu, int nesterov,
+                          double scale, double l2)
+    void cymlp_sgd_outer_row_f(float *params_row, float a_i, const float *d, Py_ssize_t n,
+                               float eta, float scale)
+    void cymlp_sgd_outer_row_d(double *params_row, double a_i, const double *d,
+                               Py_ssize_t n, double eta, double scale)
+    void cymlp_adam_step_f(float *params, const float *grads, float *m, float *v,
+                           Py_ssize_t size, float step, float b1, float b2, float c1,
+                           float c2, float eps, float scale, float l2)
+    void cymlp_adam_step_d(double *params, const double *grads, double *m, double *v,
+                           Py_ssize_t size, double step, double b1, double b2, double c1,
+                           double c2, double eps, double scale, double l2)
+
+
 cdef inline void sgd_step(floating *params, const floating *grads, floating *velocity,
                           Py_ssize_t size, double lr, double momentum, bint nesterov,
                           floating scale, floating l2) noexcept nogil:
     """Gradient descent with momentum, as scikit-learn's SGDOptimizer, on the gradient
     g = scale * (grads + l2 * W) (the batch average and the L2 term, fused here).
-
     v <- momentum * v - lr * g;  W <- W + v            (classical momentum)
     W <- W + momentum * v - lr * g  after updating v   (Nesterov)
     With momentum = 0 this is the paper's W_new = W_old - lr * dE/dW (§3.6, §4.3.4).
     Elementwise, in the caller's thread: the engine's threads each step the parameters
     whose gradients they computed.
     """
-    cdef Py_ssize_t k
-    cdef floating v, g, eta = <floating>lr, mu = <floating>momentum
-    if mu == 0:
-        for k in range(size):
-            params[k] -= eta * (scale * (grads[k] + l2 * params[k]))
-    elif nesterov:
-        for k in range(size):
-            g = scale * (grads[k] + l2 * params[k])
-            v = mu * velocity[k] - eta * g
-            velocity[k] = v
-            params[k] += mu * v - eta * g
+    if floating is float:
+        cymlp_sgd_step_f(params, grads, velocity, size, <float>lr, <float>momentum, nesterov,
+                         scale, l2)
     else:
-        for k in range(size):
-            g = scale * (grads[k] + l2 * params[k])
-            v = mu * velocity[k] - eta * g
-            velocity[k] = v
-            params[k] += v
+        cymlp_sgd_step_d(params, grads, velocity, size, lr, momentum, nesterov, scale, l2)
 
 
-@cython.cdivision(True)
+cdef inline void sgd_outer_row(floating *params_row, floating a_i, const floating *d,
+                               Py_ssize_t n, double lr, floating scale) noexcept nogil:
+    """Plain SGD on one weight row of a one-row batch: W_i <- W_i - lr * scale * a_i d,
+    the bits of sgd_step on the gradient row a_i d (momentum 0, no L2)."""
+    if floating is float:
+        cymlp_sgd_outer_row_f(params_row, a_i, d, n, <float>lr, scale)
+    else:
+        cymlp_sgd_outer_row_d(params_row, a_i, d, n, lr, scale)
+
+
 cdef inline void adam_step(floating *params, const floating *grads, floating *m, floating *v,
                            Py_ssize_t size, double lr, double beta_1, double beta_2,
                            double epsilon, long long t, floating scale,
                            floating l2) noexcept nogil:
     """Adam (Kingma & Ba), as scikit-learn's AdamOptimizer; t is the step number (>= 1),
     on the gradient g = scale * (grads + l2 * W).
-
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
     W <- W - lr_t m / (sqrt(v) + eps),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
     Elementwise, in the caller's thread (see sgd_step).
     """
-    cdef Py_ssize_t k
-    cdef floating step = <floating>(lr * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t))
-    cdef floating b1 = <floating>beta_1, b2 = <floating>beta_2, eps = <floating>epsilon
+    cdef double step = lr * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
     # 1 - beta in double, then rounded, as scikit-learn (numpy computes the Python float
     # 1 - beta before it meets a float32 array): 1 - float32(0.999) would be 0.00099998713
-    cdef floating c1 = <floating>(1 - beta_1), c2 = <floating>(1 - beta_2)
-    cdef floating g, mk, vk
-    for k in range(size):
-        g = scale * (grads[k] + l2 * params[k])
-        mk = b1 * m[k] + c1 * g
-        vk = b2 * v[k] + c2 * g * g
-        m[k] = mk
-        v[k] = vk
-        if floating is float:
-            params[k] -= step * mk / (sqrtf(vk) + eps)
-        else:
-            params[k] -= step * mk / (sqrt(vk) + eps)
+    if floating is float:
+        cymlp_adam_step_f(params, grads, m, v, size, <float>step, <float>beta_1,
+                          <float>beta_2, <float>(1 - beta_1), <float>(1 - beta_2),
+                          <float>epsilon, scale, l2)
+    else:
+        cymlp_adam_step_d(params, grads, m, v, size, step, beta_1, beta_2, 1 - beta_1,
+                          1 - beta_2, epsilon, scale, l2)
