@@ -20,6 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# absolute: the tests run from a folder of their own (test_parity reads MNIST rows)
+data_home=$(cd "${CYMLP_DATA_HOME:-../shared/data}" && pwd)
 work=${CYMLP_AARCH64_WORK:-/tmp/cymlp-aarch64}
 pyver=3.11           # Debian 12's Python, the one the sysroot and the wheels are for
 py=python$pyver
@@ -101,7 +103,7 @@ site="$work/site"
 run_reqs=$(python3 -c 'import re, tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 test = [r for r in p["optional-dependencies"]["test"]
-        if re.match(r"(pytest|joblib)\b", r)]
+        if re.match(r"(pytest|joblib|pandas)\b", r)]
 print("\n".join(p["dependencies"] + test))')
 if [ "$(cat "$site/.stamp" 2>/dev/null)" != "$run_reqs" ]; then
     echo "== aarch64: site-packages from PyPI's manylinux aarch64 wheels"
@@ -149,7 +151,7 @@ echo "aarch64: $n_fmla NEON vector FMAs (fmla .4s/.2d) in _kernels' baseline fun
 
 # ---- 5. the tests under QEMU ----------------------------------------------------------
 # The package (its Python files and the aarch64 .so files) and copies of the tests, so
-# nothing from the source tree is imported; MNIST is not needed by these tests.
+# nothing from the source tree is imported; test_parity's MNIST rows come from data_home.
 run="$work/run"
 rm -rf "$run"
 mkdir -p "$run/pkg"
@@ -164,7 +166,7 @@ echo "== aarch64: ${tests[*]} under qemu-aarch64-static, CYMLP_SIMD=$neon (NEON)
 cd "$run"
 set +e
 # (the timeout only guards CI's budget against a hang under emulation)
-CYMLP_SIMD=$neon OMP_NUM_THREADS=2 PYTHONPATH="$run/pkg:$site" \
+CYMLP_SIMD=$neon OMP_NUM_THREADS=2 PYTHONPATH="$run/pkg:$site" CYMLP_DATA_HOME="$data_home" \
 timeout --kill-after=60 2400 "$qpython" -c '
 import os
 import sys
