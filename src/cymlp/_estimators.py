@@ -45,21 +45,12 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from cymlp import _engine, _kernels
+from cymlp import _engine, _kernels, _model
+from cymlp._model import ACTIVATIONS, OUTPUT_ACTIVATIONS, n_params
+from cymlp._model import CHUNK as _CHUNK
 
-# One table for activations: name -> engine code (see _kernels.pxd). Each one's forward
-# and derivative are matrix-product epilogue ops, side by side in _gemm_epi.h.
-ACTIVATIONS = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
-OUTPUT_ACTIVATIONS = {"identity": 0, "logistic": 1, "softmax": 5, "exp": 6}
 _SOLVERS = {"sgd": 0, "adam": 1}
 _STOCHASTIC = ("sgd", "adam")
-_CHUNK = 1024  # rows per forward pass at predict time and per chunk in full-batch passes
-_WORKSPACES = threading.local()  # predict scratch, per thread: see _BaseMLP._workspace
-
-
-def n_params(sizes) -> int:
-    """Length of the flat parameter buffer for layer widths ``sizes`` (weights + biases)."""
-    return sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(sizes))
 
 
 # scikit-learn 1.9's BaseMultilayerPerceptron._parameter_constraints, for the parameters
@@ -346,13 +337,7 @@ class _BaseMLP(BaseEstimator):
 
     def _set_views(self) -> None:
         """coefs_ / intercepts_ as views into the flat parameter buffer."""
-        p, off = self._params, 0
-        self.coefs_, self.intercepts_ = [], []
-        for n_in, n_out in itertools.pairwise(self._sizes):
-            self.coefs_.append(p[off : off + n_in * n_out].reshape(n_in, n_out))
-            off += n_in * n_out
-            self.intercepts_.append(p[off : off + n_out])
-            off += n_out
+        self.coefs_, self.intercepts_ = _model.layer_views(self._params, self._sizes)
         self._views = (*self.coefs_, *self.intercepts_)
 
     def _sync_params(self) -> None:
@@ -709,38 +694,19 @@ class _BaseMLP(BaseEstimator):
         """Last-layer values for validated X: mode 0 raw, 1 outputs, 2 log-outputs;
         ``finite``: a ValueError when any is not finite (else they are returned)."""
         self._sync_params()
-        out = np.empty((X.shape[0], self.n_outputs_), dtype=self._params.dtype)
-        if X.shape[0] == 0:
-            return out
-        chunk = min(X.shape[0], _CHUNK)
-        n_threads = self._n_threads()
-        status = _engine.forward(*self._engine_args(), *_rows(X), self._params, out,
-                                 self._workspace(chunk, n_threads), chunk, mode, n_threads)
+        out, status = _model.forward(self, self._sizes, self.activation, self.out_activation_,
+                                     self.negative_slope, self._params, _rows(X), X.shape[0],
+                                     mode, self._n_threads())
         if status < 0:  # NaN or inf in X (the fast path of _validate_X_predict leaves
             validate_data(self, X, reset=False)  # that scan to the engine): its error
             raise ValueError("Input X contains NaN or infinity.")
         if status > 0 and finite:
-            raise ValueError(
-                "The network's outputs overflowed (non-finite values) for some rows of X; "
-                "the inputs may contain values far larger than those it was trained on."
-            )
+            raise ValueError(_model.OVERFLOW)
         return out
 
     def _workspace(self, rows: int, n_threads: int) -> np.ndarray:
-        """Scratch for predicting ``rows`` rows, kept per thread and reused across calls
-        (so a small predict allocates nothing proportional to the model)."""
-        cache = getattr(_WORKSPACES, "cache", None)
-        if cache is None:
-            cache = _WORKSPACES.cache = {}
-        key = (id(self), self._params.dtype.char, n_threads, rows, *self._sizes)
-        ws = cache.get(key)
-        if ws is None:
-            ws = np.empty(_engine.workspace_size(self._sizes, rows, n_threads, training=False),
-                          self._params.dtype)
-            if len(cache) > 8:
-                cache.clear()
-            cache[key] = ws
-        return ws
+        """Scratch for predicting ``rows`` rows (see _model.workspace)."""
+        return _model.workspace(self, self._params.dtype, self._sizes, rows, n_threads)
 
     def _validate_X_predict(self, X):
         if "_params" not in self.__dict__:  # check_is_fitted's test, without its scan
@@ -1027,18 +993,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         cost: the first argmax (softmax), or each output thresholded at 0.5 as its
         ``(pos_label + neg_label) / 2`` (logistic). A binarizer fitted on a sparse ``y``
         answers itself (its labels come back sparse)."""
-        lb, classes = self._label_binarizer, self.classes_
-        if lb.y_type_ == "multiclass":
-            return classes[P.argmax(axis=1)]
-        if getattr(lb, "sparse_input_", False) or lb.y_type_ not in (
-                "binary", "multilabel-indicator"):
+        lb = self._label_binarizer
+        if getattr(lb, "sparse_input_", False) or lb.y_type_ not in _model.Y_TYPES:
             return lb.inverse_transform(P.ravel() if self.n_outputs_ == 1 else P)
-        y = (P > 0.5).astype(np.intp)
-        if lb.y_type_ == "multilabel-indicator":
-            return y
-        if len(classes) == 1:
-            return np.repeat(classes[0], len(y))
-        return classes[y.ravel()]
+        return _model.labels_from_output(P, lb.y_type_, self.classes_)
 
     def _score_from_output(self, P, y, sample_weight):
         if not np.isfinite(P).all():
@@ -1057,11 +1015,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         normal float, so that ``log(predict_proba(X))`` stays finite and agrees with
         :meth:`predict_log_proba`.
         """
-        P = self._forward(self._validate_X_predict(X), mode=1)  # (>= tiny already)
-        if self.n_outputs_ == 1:
-            P = np.hstack([1 - P, P])
-            np.maximum(P, np.finfo(P.dtype).tiny, out=P)
-        return P
+        return _model.proba_from_output(self._forward(self._validate_X_predict(X), mode=1))
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Log of :meth:`predict_proba`, never log(0).
@@ -1074,14 +1028,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         X = self._validate_X_predict(X)
         if self.out_activation_ == "softmax":
             return self._forward(X, mode=2)
-        Z = self._forward(X, mode=0)
-        if self.n_outputs_ == 1:
-            Z = np.hstack([-Z, Z])
-        P = self.predict_proba(X)
-        upper = P >= 0.5
-        L = -np.logaddexp(0, -Z)
-        L[upper] = np.log(P[upper])
-        return L
+        return _model.log_proba_from_logits(self._forward(X, mode=0), self.predict_proba(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

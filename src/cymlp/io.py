@@ -18,24 +18,22 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 
-from cymlp._estimators import MLPClassifier, MLPRegressor, n_params
+from cymlp import _model
+from cymlp._estimators import MLPClassifier, MLPRegressor
+from cymlp._model import FITTED as _FITTED
+from cymlp._model import FORMAT, FORMAT_VERSION
+from cymlp._model import bad as _bad
 from cymlp._version import __version__
 
 __all__ = ["FORMAT_VERSION", "load", "save"]
 
-FORMAT = "cymlp-model"
-FORMAT_VERSION = 2
 _ESTIMATORS = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
-# fitted attributes stored in the metadata when the estimator has them
-_FITTED = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
-           "best_validation_score_", "history_")
 
 
 def _jsonable_params(est) -> dict:
@@ -123,63 +121,13 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _bad(path, what: str) -> ValueError:
-    return ValueError(f"{path}: not a valid cymlp model file: {what}")
-
-
 def load(path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
-    """Read a model written by :func:`save` and return the fitted estimator."""
-    path = Path(path)
-    if path.is_file() and not zipfile.is_zipfile(path):
-        raise _bad(path, "not an .npz (zip) archive")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise _bad(path, "not an .npz archive")
-            missing = {"metadata", "params", "classes"} - set(npz.files)
-            if missing:
-                raise _bad(path, f"missing entries {sorted(missing)}")
-            blob, params, classes = npz["metadata"], npz["params"], npz["classes"]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such model file") from None
-    except ValueError as e:
-        if str(e).startswith(f"{path}:"):
-            raise
-        raise _bad(path, str(e)) from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as e:
-        raise _bad(path, f"{type(e).__name__}: {e}") from None
-    if blob.dtype != np.uint8 or blob.ndim != 1:
-        raise _bad(path, "metadata entry is not a byte string")
-    try:
-        meta = json.loads(blob.tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _bad(path, f"metadata is not JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise _bad(path, "metadata does not describe a cymlp model")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise _bad(path, f"format version {version!r} is not supported by cymlp "
-                         f"{__version__} (supports 1 to {FORMAT_VERSION})")
-    if version == 1:
-        meta = _upgrade_v1(path, meta)
-    return _from_v2(path, meta, params, classes)
+    """Read a model written by :func:`save` and return the fitted estimator.
 
-
-def _upgrade_v1(path, meta: dict) -> dict:
-    """Format 1 (cymlp 0.1.0 before MLPRegressor): classifiers only, the fitted scalars at
-    the top level and no y_type (binary or multiclass by the number of classes)."""
-    try:
-        meta = dict(meta)
-        fitted = {"loss_curve_": meta.pop("loss_curve")}
-        for key in ("n_iter_", "t_", "loss_", "best_loss_"):
-            fitted[key] = meta.pop(key)
-        meta["fitted"] = fitted
-        meta["y_type"] = "binary" if int(meta["n_classes"]) == 2 else "multiclass"
-    except (KeyError, TypeError, ValueError) as e:
-        raise _bad(path, f"bad format-1 metadata ({type(e).__name__}: {e})") from None
-    if meta.get("estimator") != "MLPClassifier":
-        raise _bad(path, "format 1 holds only MLPClassifier models")
-    return meta
+    For an application that only predicts, :func:`cymlp.inference.load` reads the same
+    file into a predictor without importing scikit-learn."""
+    m = _model.read(path)
+    return _from_v2(Path(path), m.meta, m.params, m.classes)
 
 
 def _label_binarizer(y_type: str, classes: np.ndarray):
@@ -194,10 +142,9 @@ def _label_binarizer(y_type: str, classes: np.ndarray):
 
 
 def _from_v2(path, meta: dict, params: np.ndarray, classes: np.ndarray):
-    name = meta.get("estimator")
-    cls = _ESTIMATORS.get(name)
-    if cls is None:
-        raise _bad(path, f"unknown estimator {name!r}")
+    """The estimator for a file that _model.read has checked: its parameters pass the
+    estimator's own rules, then the fitted state is set."""
+    cls = _ESTIMATORS[meta["estimator"]]
     try:
         kwargs = dict(meta["params"])
         kwargs["hidden_layer_sizes"] = tuple(kwargs["hidden_layer_sizes"])
@@ -205,58 +152,28 @@ def _from_v2(path, meta: dict, params: np.ndarray, classes: np.ndarray):
             kwargs["class_weight"] = {k: v for k, v in kwargs["class_weight"]}
         est = cls(**kwargs)
         est._validate_params()
-        sizes = [int(s) for s in meta["layer_sizes"]]
-        dtype = np.dtype(meta["dtype"])
-        out_act = meta["out_activation"]
-        n_classes = int(meta["n_classes"])
-        fitted = dict(meta["fitted"])
-        if not set(fitted) <= set(_FITTED):
-            raise ValueError(f"unknown fitted attributes {sorted(set(fitted) - set(_FITTED))}")
     except (KeyError, TypeError, ValueError) as e:
         raise _bad(path, f"bad metadata ({type(e).__name__}: {e})") from None
-    if dtype not in (np.float32, np.float64):
-        raise _bad(path, f"unsupported parameter dtype {dtype}")
-    if len(sizes) < 2 or any(s < 1 for s in sizes) or sizes[1:-1] != est._hidden_sizes():
+    sizes = [int(s) for s in meta["layer_sizes"]]
+    if sizes[1:-1] != est._hidden_sizes():
         raise _bad(path, f"layer sizes {sizes} do not match hidden_layer_sizes")
-    expected = n_params(sizes)
-    if params.dtype != dtype or params.shape != (expected,):
-        raise _bad(path, f"params has {params.dtype} {params.shape}, metadata says "
-                         f"{dtype} ({expected},)")
-    if not np.all(np.isfinite(params)):
-        raise _bad(path, "params contain NaN or infinity")
-    if est.activation != meta.get("activation"):
-        raise _bad(path, "activations do not match")
-    if classes.ndim != 1 or len(classes) != n_classes or classes.dtype.str != meta.get(
-        "classes_dtype"
-    ):
-        raise _bad(path, "class labels do not match the metadata")
-    if name == "MLPClassifier":
-        y_type = meta.get("y_type")
+    if cls is MLPClassifier:
         try:
-            lb = _label_binarizer(y_type, classes)
+            lb = _label_binarizer(meta["y_type"], classes)
         except (TypeError, ValueError) as e:
             raise _bad(path, f"class labels: {e}") from None
-        expected_out = "softmax" if y_type == "multiclass" else "logistic"
-        n_out = n_classes if y_type != "binary" else 1
-        if out_act != expected_out or sizes[-1] != n_out or not np.array_equal(
-            lb.classes_, classes
-        ):
+        if not np.array_equal(lb.classes_, classes):
             raise _bad(path, "class labels do not match the output layer")
         est._label_binarizer = lb
         est.classes_ = lb.classes_
-    elif out_act != ("exp" if est.loss == "poisson" else "identity") or n_classes:
-        raise _bad(path, "output activation does not match the loss")
     est._sizes = sizes
-    est._params = np.ascontiguousarray(params)
+    est._params = params
     est._set_views()
-    est.out_activation_ = out_act
+    est.out_activation_ = meta["out_activation"]
     est.n_features_in_, est.n_outputs_, est.n_layers_ = sizes[0], sizes[-1], len(sizes)
     if "feature_names_in" in meta:
-        names = np.asarray(meta["feature_names_in"], dtype=object)
-        if names.shape != (sizes[0],):
-            raise _bad(path, "feature names do not match the input layer")
-        est.feature_names_in_ = names
-    for key, value in fitted.items():
+        est.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
+    for key, value in meta["fitted"].items():
         setattr(est, key, value)
     if est.solver in ("sgd", "adam"):
         est._no_improvement_count = 0

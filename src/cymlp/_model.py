@@ -1,0 +1,275 @@
+"""A trained network without scikit-learn: the model file's reader, the forward pass and
+the rules that turn outputs into labels and probabilities.
+
+Imports numpy and the engine only, so that ``cymlp.inference`` (an application that only
+predicts) never loads scikit-learn or scipy. The estimators (``_estimators``) and the
+model files (``io``) use the same functions, so both paths give the same answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cymlp import _engine
+from cymlp._version import __version__
+
+# One table for activations: name -> engine code (see _kernels.pxd). Each one's forward
+# and derivative are matrix-product epilogue ops, side by side in _gemm_epi.h.
+ACTIVATIONS = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
+OUTPUT_ACTIVATIONS = {"identity": 0, "logistic": 1, "softmax": 5, "exp": 6}
+CHUNK = 1024  # rows per forward pass at predict time and per chunk in full-batch passes
+
+FORMAT = "cymlp-model"
+FORMAT_VERSION = 2
+# fitted attributes stored in the metadata when the estimator has them
+FITTED = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
+          "best_validation_score_", "history_")
+Y_TYPES = ("binary", "multiclass", "multilabel-indicator")
+
+_WORKSPACES = threading.local()  # forward-pass scratch, per thread (see workspace)
+
+
+def n_params(sizes) -> int:
+    """Length of the flat parameter buffer for layer widths ``sizes`` (weights + biases)."""
+    return sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(sizes))
+
+
+def layer_views(params: np.ndarray, sizes) -> tuple[list, list]:
+    """``coefs_`` (n_in, n_out) and ``intercepts_`` (n_out,) as views into ``params``."""
+    coefs, intercepts, off = [], [], 0
+    for n_in, n_out in itertools.pairwise(sizes):
+        coefs.append(params[off : off + n_in * n_out].reshape(n_in, n_out))
+        off += n_in * n_out
+        intercepts.append(params[off : off + n_out])
+        off += n_out
+    return coefs, intercepts
+
+
+# ---- the forward pass -------------------------------------------------------------------
+
+def workspace(owner, dtype, sizes, rows: int, n_threads: int) -> np.ndarray:
+    """Scratch for a forward pass over ``rows`` rows, kept per thread and reused across
+    calls (so a small predict allocates nothing proportional to the model)."""
+    cache = getattr(_WORKSPACES, "cache", None)
+    if cache is None:
+        cache = _WORKSPACES.cache = {}
+    key = (id(owner), np.dtype(dtype).char, n_threads, rows, *sizes)
+    ws = cache.get(key)
+    if ws is None:
+        ws = np.empty(_engine.workspace_size(sizes, rows, n_threads, training=False), dtype)
+        if len(cache) > 8:
+            cache.clear()
+        cache[key] = ws
+    return ws
+
+
+def forward(owner, sizes, activation: str, out_activation: str, slope: float,
+            params: np.ndarray, rows: tuple, n: int, mode: int, n_threads: int):
+    """Last-layer values of ``n`` validated rows (``rows``: X, data, indices, indptr as
+    the engine takes them) and the engine's status: mode 0 raw, 1 outputs, 2
+    log-outputs; status -1 for NaN or inf in X, > 0 when outputs overflowed."""
+    out = np.empty((n, sizes[-1]), dtype=params.dtype)
+    if n == 0:
+        return out, 0
+    chunk = min(n, CHUNK)
+    status = _engine.forward(sizes, ACTIVATIONS[activation], OUTPUT_ACTIVATIONS[out_activation],
+                             float(slope), *rows, params, out,
+                             workspace(owner, params.dtype, sizes, chunk, n_threads), chunk,
+                             mode, n_threads)
+    return out, status
+
+
+OVERFLOW = ("The network's outputs overflowed (non-finite values) for some rows of X; the "
+            "inputs may contain values far larger than those it was trained on.")
+
+
+# ---- outputs to answers -----------------------------------------------------------------
+
+def labels_from_output(P: np.ndarray, y_type: str, classes: np.ndarray) -> np.ndarray:
+    """scikit-learn's ``LabelBinarizer.inverse_transform`` of the outputs: the first
+    argmax (softmax), or each logistic output thresholded at 0.5, its
+    ``(pos_label + neg_label) / 2``; an indicator matrix for multilabel."""
+    if y_type == "multiclass":
+        return classes[P.argmax(axis=1)]
+    y = (P > 0.5).astype(np.intp)
+    if y_type == "multilabel-indicator":
+        return y
+    if len(classes) == 1:
+        return np.repeat(classes[0], len(y))
+    return classes[y.ravel()]
+
+
+def proba_from_output(P: np.ndarray) -> np.ndarray:
+    """``predict_proba`` from the outputs: a binary model's one logistic output becomes
+    the columns (1 - p, p); no probability is exactly 0 (the smallest normal float)."""
+    if P.shape[1] == 1:
+        P = np.hstack([1 - P, P])
+        np.maximum(P, np.finfo(P.dtype).tiny, out=P)
+    return P
+
+
+def log_proba_from_logits(Z: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """``predict_log_proba`` of logistic outputs from the logits Z and ``predict_proba``
+    P: log(p) where p >= 1/2, so that saturated outputs tie as in P and argmax agrees,
+    and -log(1 + exp(-z)) below, exact where p underflows."""
+    if Z.shape[1] == 1:
+        Z = np.hstack([-Z, Z])
+    upper = P >= 0.5
+    L = -np.logaddexp(0, -Z)
+    L[upper] = np.log(P[upper])
+    return L
+
+
+# ---- model files ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file's contents, checked for consistency (see :func:`read`)."""
+
+    meta: dict
+    params: np.ndarray
+    classes: np.ndarray
+    sizes: list
+    dtype: np.dtype
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.meta["estimator"] == "MLPClassifier"
+
+
+def bad(path, what: str) -> ValueError:
+    return ValueError(f"{path}: not a valid cymlp model file: {what}")
+
+
+def read(path: str | os.PathLike) -> ModelFile:
+    """Read and check a model file written by ``cymlp.save``: never unpickles, and every
+    shape, dtype and label is checked against the metadata (a ``ValueError`` names what
+    is wrong). Format 1 files are upgraded."""
+    path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise bad(path, "not an .npz (zip) archive")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise bad(path, "not an .npz archive")
+            missing = {"metadata", "params", "classes"} - set(npz.files)
+            if missing:
+                raise bad(path, f"missing entries {sorted(missing)}")
+            blob, params, classes = npz["metadata"], npz["params"], npz["classes"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such model file") from None
+    except ValueError as e:
+        if str(e).startswith(f"{path}:"):
+            raise
+        raise bad(path, str(e)) from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as e:
+        raise bad(path, f"{type(e).__name__}: {e}") from None
+    if blob.dtype != np.uint8 or blob.ndim != 1:
+        raise bad(path, "metadata entry is not a byte string")
+    try:
+        meta = json.loads(blob.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad(path, f"metadata is not JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise bad(path, "metadata does not describe a cymlp model")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise bad(path, f"format version {version!r} is not supported by cymlp "
+                        f"{__version__} (supports 1 to {FORMAT_VERSION})")
+    if version == 1:
+        meta = _upgrade_v1(path, meta)
+    return _check(path, meta, params, classes)
+
+
+def _upgrade_v1(path, meta: dict) -> dict:
+    """Format 1 (cymlp 0.1.0 before MLPRegressor): classifiers only, the fitted scalars at
+    the top level and no y_type (binary or multiclass by the number of classes)."""
+    try:
+        meta = dict(meta)
+        fitted = {"loss_curve_": meta.pop("loss_curve")}
+        for key in ("n_iter_", "t_", "loss_", "best_loss_"):
+            fitted[key] = meta.pop(key)
+        meta["fitted"] = fitted
+        meta["y_type"] = "binary" if int(meta["n_classes"]) == 2 else "multiclass"
+    except (KeyError, TypeError, ValueError) as e:
+        raise bad(path, f"bad format-1 metadata ({type(e).__name__}: {e})") from None
+    if meta.get("estimator") != "MLPClassifier":
+        raise bad(path, "format 1 holds only MLPClassifier models")
+    return meta
+
+
+def _check(path, meta: dict, params: np.ndarray, classes: np.ndarray) -> ModelFile:
+    name = meta.get("estimator")
+    if name not in ("MLPClassifier", "MLPRegressor"):
+        raise bad(path, f"unknown estimator {name!r}")
+    try:
+        est_params = meta["params"]
+        hidden = [int(h) for h in np.atleast_1d(est_params["hidden_layer_sizes"])]
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes {hidden} has a layer without units")
+        sizes = [int(s) for s in meta["layer_sizes"]]
+        dtype = np.dtype(meta["dtype"])
+        out_act = meta["out_activation"]
+        n_classes = int(meta["n_classes"])
+        fitted = dict(meta["fitted"])
+        if not set(fitted) <= set(FITTED):
+            raise ValueError(f"unknown fitted attributes {sorted(set(fitted) - set(FITTED))}")
+        slope = float(est_params.get("negative_slope", 0.01))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise bad(path, f"bad metadata ({type(e).__name__}: {e})") from None
+    if dtype not in (np.float32, np.float64):
+        raise bad(path, f"unsupported parameter dtype {dtype}")
+    if len(sizes) < 2 or any(s < 1 for s in sizes) or sizes[1:-1] != hidden:
+        raise bad(path, f"layer sizes {sizes} do not match hidden_layer_sizes")
+    expected = n_params(sizes)
+    if params.dtype != dtype or params.shape != (expected,):
+        raise bad(path, f"params has {params.dtype} {params.shape}, metadata says "
+                        f"{dtype} ({expected},)")
+    if not np.all(np.isfinite(params)):
+        raise bad(path, "params contain NaN or infinity")
+    activation = meta.get("activation")
+    if activation not in ACTIVATIONS or est_params.get("activation") != activation:
+        raise bad(path, "activations do not match")
+    if not (slope >= 0 and np.isfinite(slope)):
+        raise bad(path, f"negative_slope {slope} is not a finite number >= 0")
+    if classes.ndim != 1 or len(classes) != n_classes or classes.dtype.str != meta.get(
+        "classes_dtype"
+    ):
+        raise bad(path, "class labels do not match the metadata")
+    if name == "MLPClassifier":
+        _check_labels(path, meta.get("y_type"), classes, out_act, sizes[-1])
+    elif out_act != ("exp" if est_params.get("loss") == "poisson" else "identity") or n_classes:
+        raise bad(path, "output activation does not match the loss")
+    if "feature_names_in" in meta and (
+        not isinstance(meta["feature_names_in"], list)
+        or len(meta["feature_names_in"]) != sizes[0]
+    ):
+        raise bad(path, "feature names do not match the input layer")
+    return ModelFile(meta, np.ascontiguousarray(params), classes, sizes, dtype)
+
+
+def _check_labels(path, y_type, classes: np.ndarray, out_act: str, n_out: int) -> None:
+    """The class labels make the problem the metadata names, in LabelBinarizer's order
+    (sorted, unique; 0..n-1 for multilabel), and fit the output layer."""
+    if y_type not in Y_TYPES:
+        raise bad(path, f"class labels: unknown target type {y_type!r}")
+    n = len(classes)
+    if y_type == "multilabel-indicator":
+        ordered = classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(n))
+        fits = n >= 1
+    else:
+        ordered = n >= 1 and bool(np.all(classes[1:] > classes[:-1]))
+        fits = n <= 2 if y_type == "binary" else n > 2
+    if not (ordered and fits):
+        raise bad(path, f"class labels: labels do not make a {y_type} problem")
+    expected_out = "softmax" if y_type == "multiclass" else "logistic"
+    if out_act != expected_out or n_out != (1 if y_type == "binary" else n):
+        raise bad(path, "class labels do not match the output layer")
