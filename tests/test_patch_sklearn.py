@@ -60,9 +60,15 @@ def test_scikit_learns_mlp_suite_passes_under_the_patch(tmp_path):
     assert SUITE.is_file(), f"scikit-learn's test suite is not installed: {SUITE}"
     report = tmp_path / "report.xml"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
+    # scikit-learn's conftest.py (its fixtures) is found by walking up from the suite to
+    # --confcutdir; an empty ini file keeps any pytest settings around the venv out
+    ini = tmp_path / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    package = SUITE.parents[2]
     r = subprocess.run(
-        [sys.executable, "-c", RUNNER, "-q", "-p", "no:cacheprovider",
-         "-p", "sklearn.conftest", f"--junitxml={report}", "-W", "ignore", str(SUITE)],
+        [sys.executable, "-c", RUNNER, "-q", "-p", "no:cacheprovider", "-c", str(ini),
+         f"--rootdir={package}", f"--confcutdir={package.parent}",
+         f"--junitxml={report}", "-W", "ignore", str(SUITE)],
         capture_output=True, text=True, cwd=tmp_path, env=env)
     assert report.is_file(), r.stdout[-3000:] + r.stderr[-3000:]
     outcome = {}
