@@ -145,11 +145,20 @@ def test_ctrl_c_stops_after_the_epoch_and_writes_everything(tmp_path, mnist):
     assert (tmp_path / "report.md").exists() and (tmp_path / "curves.png").exists()
 
 
-def test_missing_data_is_one_line_error(tmp_path):
+def test_help_is_plain_text():
+    for args in ([], ["train"], ["evaluate"], ["predict"], ["export"], ["info"]):
+        proc = run_cli(*args, "--help")
+        assert proc.returncode == 0 and "usage: cymlp" in proc.stdout
+        assert "`" not in proc.stdout, proc.stdout  # no reStructuredText markup
+
+
+def test_missing_data_is_a_short_error(tmp_path):
+    # the files, the folder, and the variable to set: a few lines, no traceback
     proc = run_cli("train", "--data-home", tmp_path, "--no-download", "--out", tmp_path / "o")
     assert proc.returncode == 1
     assert proc.stderr.startswith("cymlp: error: MNIST files missing")
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert len(proc.stderr.strip().splitlines()) <= 3 and "CYMLP_DATA_HOME" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("content", [b"garbage", b"PK\x03\x04broken zip", b""])

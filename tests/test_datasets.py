@@ -92,6 +92,21 @@ def test_failed_download_is_reported_and_cleaned(tmp_path, monkeypatch):
     assert list((tmp_path / "mnist").iterdir()) == []
 
 
+def test_failed_download_reads_in_a_few_lines(tmp_path, monkeypatch):
+    # two mirrors that refuse the connection: the error names the files, the folder, the
+    # variable to set and the reason once, not every mirror's exception for every file
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ("http://127.0.0.1:9/a/",
+                                                    "http://127.0.0.1:9/b/"))
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(tmp_path, download=True)
+    message = str(info.value)
+    assert len(message.splitlines()) <= 4 and len(message) < 600, message
+    for name in MNIST_FILES:
+        assert message.count(name) == 1
+    assert str(tmp_path / "mnist") in message and "CYMLP_DATA_HOME" in message
+    assert message.count("refused") == 1, message
+
+
 def test_download_verified_by_decompressed_hash(tmp_path, monkeypatch):
     """A recompressed but faithful file passes: hashes are of the decompressed bytes."""
     import pooch

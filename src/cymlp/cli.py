@@ -39,6 +39,21 @@ HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "te
                   "seconds"]
 
 
+DESCRIPTION = """\
+A fast multilayer perceptron (scikit-learn API, Cython engine), and its MNIST tools.
+
+  cymlp train                   train the paper's 784-100-10 network on MNIST
+  cymlp train --preset paper    the paper's whole experiment (1000 epochs, curves)
+  cymlp evaluate MODEL.npz      test accuracy, per-class scores, confusion matrix
+  cymlp predict MODEL.npz IMG   classify a picture of a handwritten digit
+  cymlp export MODEL.npz OUT.onnx
+  cymlp info                    version, SIMD kernels, threads
+
+MNIST is read from $CYMLP_DATA_HOME/mnist, else from your cache folder, where it is
+downloaded (checksum-verified) when missing.
+'cymlp COMMAND --help' lists a command's options."""
+
+
 class UserError(Exception):
     """A mistake on the command line: reported as one line, exit code 1."""
 
@@ -51,7 +66,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     from cymlp._estimators import ACTIVATIONS
 
-    p = _Parser(prog="cymlp", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="cymlp", formatter_class=argparse.RawDescriptionHelpFormatter,
+                description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train on MNIST (the paper's settings by default)")
     t.add_argument("--preset", choices=["paper"],

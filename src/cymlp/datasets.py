@@ -190,6 +190,7 @@ def _verify(path: Path) -> None:
 def _download(name: str, folder: Path) -> None:
     import pooch
 
+    pooch.get_logger().setLevel("WARNING")  # not a line per mirror tried
     errors = []
     for mirror in MNIST_MIRRORS:
         try:
@@ -200,8 +201,21 @@ def _download(name: str, folder: Path) -> None:
             return
         except Exception as e:  # network errors, HTTP errors, bad content
             (folder / name).unlink(missing_ok=True)
-            errors.append(f"{mirror}: {e}")
-    raise OSError(f"could not download {name}: " + "; ".join(errors))
+            errors.append(_short_reason(e))
+    raise OSError(", ".join(dict.fromkeys(errors)))  # each reason once
+
+
+def _short_reason(e: Exception) -> str:
+    """A download failure in a few words (requests' messages nest every retry)."""
+    text = str(e)
+    for needle, reason in (("NameResolution", "no network (host name not resolved)"),
+                           ("Name or service not known", "no network (host name not resolved)"),
+                           ("timed out", "timed out"), ("Connection refused", "refused"),
+                           ("SHA-256", "content does not match MNIST's SHA-256")):
+        if needle in text:
+            return reason
+    first = text.splitlines()[0] if text else ""
+    return f"{type(e).__name__}: {first[:120]}"
 
 
 def load_mnist(
@@ -235,14 +249,15 @@ def load_mnist(
                 failures.append(str(e))
         missing = [n for n in missing if n not in paths]
         if missing:
-            reason = "download failed: " + "; ".join(failures)
+            reason = "downloading them failed: " + ", ".join(dict.fromkeys(failures))
     elif missing:
-        reason = "download=False"
+        reason = "not downloaded (download=False)"
     if missing:
         raise FileNotFoundError(
-            f"MNIST files missing from {folder} ({reason}). Put the four files "
-            f"{', '.join(MNIST_FILES)} (gzipped or not) in that folder, or point "
-            "CYMLP_DATA_HOME / data_home at a folder whose 'mnist' subfolder holds them."
+            f"MNIST files missing from {folder}: {', '.join(missing)}\n"
+            f"  {reason}\n"
+            f"  Put the files there (gzipped or not), or set CYMLP_DATA_HOME (or pass "
+            "data_home) to a folder whose mnist/ subfolder holds them."
         )
     arrays = []
     for name in MNIST_FILES:
