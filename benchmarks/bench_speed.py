@@ -7,7 +7,8 @@ Rows: the paper's network (784-100-10 logistic, SGD lr 0.1, batch 200) in s/epoc
 wide network (784-512-512-10 relu, batch 256); both on MNIST and on dense inputs (MNIST
 + U(0, 1e-3) noise: no zero left for cymlp to skip, as in a user's tabular data);
 per-sample SGD (batch 1, 10,000 samples) against PyTorch's eager per-step loop, in
-samples/s; the median latency of predict_proba on one sample; and GFLOP/s of cymlp's
+samples/s; one-row latency of predict / predict_proba (float32 and float64 rows)
+and batch throughput, beside onnxruntime; and GFLOP/s of cymlp's
 matrix kernel against numpy's sgemm on the training shapes. float32 throughout.
 
 Every peer gets its best: OpenBLAS (numpy's, scikit-learn's) on the kernels it picks
@@ -67,6 +68,95 @@ def kernel_table(threads, repeats):
     for M, N, K, what in shapes:
         c, n = gflops["cymlp", what], gflops["numpy", what]
         print(f"{what + ' ' + str((M, N, K)):26s} {c:10.1f} {n:10.1f} {c / n:6.2f}")
+
+
+def prediction_table(clf, sk, X, y, nt, torch, tmodel):
+    """Median latency of one-row predictions (float32 row; float64 row into the float32
+    model, as pandas hands rows over) and batch throughput of predict_proba, cymlp's
+    estimator and cymlp.inference's predictor beside onnxruntime on the same network
+    (cymlp.to_onnx's graph; 1 thread for a row, as an application calling it per request
+    would set it, the run's threads for batches) and scikit-learn / PyTorch."""
+    import tempfile
+    from pathlib import Path
+
+    from cymlp import MLPRegressor, inference
+
+    one32 = X[:1].copy()
+    one64 = one32.astype(np.float64)
+    batch = X[:10000].copy()
+    reg = MLPRegressor(hidden_layer_sizes=(100,), activation="logistic", solver="sgd",
+                       learning_rate_init=0.01, max_iter=1, batch_size=200, random_state=0,
+                       n_jobs=nt).fit(X[:10000], y[:10000].astype(np.float32))
+    with tempfile.TemporaryDirectory() as d:
+        clf.save(Path(d) / "m.npz")
+        pred = inference.load(Path(d) / "m.npz")
+    sess1 = sessn = None
+    try:
+        import onnxruntime as ort
+
+        import cymlp
+
+        model = cymlp.to_onnx(clf).SerializeToString()
+        sessions = []
+        for threads in (1, nt):
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            sessions.append(ort.InferenceSession(model, so,
+                                                 providers=["CPUExecutionProvider"]))
+        sess1, sessn = sessions
+        print(f"\nonnxruntime {ort.__version__}: 1 thread for one row, {nt} for batches")
+    except ImportError:
+        print("\nonnxruntime not installed (pip install 'cymlp[onnx]'): its rows are empty")
+    lat = B.median_latency
+    rows = [  # (what, cymlp estimator, cymlp.inference, onnxruntime, other, target us)
+        ("predict, float32 row", lat(clf.predict, one32), lat(pred.predict, one32),
+         sess1 and lat(lambda x: sess1.run(["label"], {"X": x}), one32),
+         ("scikit-learn", lat(sk.predict, one32)), 8),
+        ("predict, float64 row (float32 model)", lat(clf.predict, one64),
+         lat(pred.predict, one64),
+         sess1 and lat(lambda x: sess1.run(["label"], {"X": x.astype(np.float32)}), one64),
+         ("scikit-learn", lat(sk.predict, one64)), 15),
+        ("predict_proba, float32 row", lat(clf.predict_proba, one32),
+         lat(pred.predict_proba, one32),
+         sess1 and lat(lambda x: sess1.run(["probabilities"], {"X": x}), one32),
+         ("scikit-learn", lat(sk.predict_proba, one32)), 8),
+        ("MLPRegressor.predict, float32 row", lat(reg.predict, one32), None, None,
+         None, 8),
+        ("MLPRegressor.predict, float64 row", lat(reg.predict, one64), None, None,
+         None, 15),
+    ]
+    if tmodel is not None:
+        with torch.no_grad():
+            xt = torch.from_numpy(one32)
+            rows[2] = (*rows[2][:4],
+                       ("PyTorch forward+softmax", lat(lambda x: torch.softmax(tmodel(x), 1),
+                                                      xt)), 8)
+    print(f"\n{'one row, median us':38s} {'cymlp':>7s} {'infer.':>7s} {'ORT':>7s} "
+          f"{'target':>7s}  other")
+    for what, c, i, o, other, target in rows:
+        cells = [f"{v * 1e6:7.1f}" if v else f"{'-':>7s}" for v in (c, i, o)]
+        tail = f"{other[0]} {other[1] * 1e6:.1f}" if other else ""
+        print(f"{what:38s} {' '.join(cells)} {target:7d}  {tail}")
+
+    def per_second(fn, repeats=5):
+        best = float("inf")
+        for _ in range(repeats):
+            B.settle()
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        return len(batch) / best
+
+    thr = [("cymlp predict_proba", per_second(lambda: clf.predict_proba(batch))),
+           ("cymlp.inference predict_proba", per_second(lambda: pred.predict_proba(batch)))]
+    if sessn is not None:
+        thr.append(("onnxruntime (probabilities)",
+                    per_second(lambda: sessn.run(["probabilities"], {"X": batch}))))
+    thr.append(("scikit-learn predict_proba", per_second(lambda: sk.predict_proba(batch))))
+    print(f"\nbatch of {len(batch)} MNIST rows, {nt} threads, best of 5: rows/s")
+    for name, r in thr:
+        print(f"  {name:32s} {r:12,.0f}  ({r / thr[0][1]:.2f}x cymlp's)")
 
 
 def main():
@@ -133,17 +223,8 @@ def main():
                 "torch": lambda: B.fit_torch(Xs, ys, (100,), "logistic", 1, 1, 0.01)}, R)
             rows.append(("per-sample SGD, MNIST, samples/s: cymlp / PyTorch's eager "
                          "per-step loop", best["torch"][0], best["cymlp"][0], 20))
-    # 4. predict latency on one sample
-    one = X[:1].copy()
-    lat_c = B.median_latency(clf.predict_proba, one)
-    lat_s = B.median_latency(sk.predict_proba, one)
-    print(f"\npredict_proba, 1 sample, median: cymlp {lat_c * 1e6:.1f} us, "
-          f"scikit-learn {lat_s * 1e6:.1f} us (target: cymlp <= 10 us)")
-    if torch is not None:
-        with torch.no_grad():
-            xt = torch.from_numpy(one)
-            lat_t = B.median_latency(lambda x: torch.softmax(tmodel(x), 1), xt)
-        print(f"PyTorch forward+softmax, 1 sample, median: {lat_t * 1e6:.1f} us")
+    # 4. prediction: one-row latency and batch throughput, onnxruntime beside each
+    prediction_table(clf, sk, X, y, nt, torch, tmodel if torch is not None else None)
     w = max(len(r[0]) for r in rows)
     print(f"\n{'ratio (higher is better for cymlp)':{w}s} {'value':>7s} {'target':>7s}"
           f" {'other s':>9s} {'cymlp s':>9s}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import numbers
+import operator
 import os
 import signal
 import threading
@@ -181,7 +182,7 @@ def _check_numeric(X, name: str = "X") -> None:
 
 def _rows(X):
     """(X, data, indices, indptr) engine arguments for dense X or a CSR matrix."""
-    if sp.issparse(X):
+    if type(X) is not np.ndarray and sp.issparse(X):
         return None, X.data, X.indices, X.indptr
     return X, None, None, None
 
@@ -344,7 +345,7 @@ class _BaseMLP(BaseEstimator):
         """Re-pack coefs_ / intercepts_ if the user replaced them (rather than edited them)."""
         views = getattr(self, "_views", ())
         arrays = (*self.coefs_, *self.intercepts_)
-        if len(views) == len(arrays) and all(a is b for a, b in zip(views, arrays)):
+        if len(views) == len(arrays) and all(map(operator.is_, views, arrays)):
             return  # the very views _set_views made: in-place edits are already in _params
         base = self._params.ctypes.data
         item = self._params.itemsize
