@@ -149,6 +149,26 @@ def median_latency(fn, x, repeats=2000):
     return float(np.median(times))
 
 
+def turn_latencies(calls: dict, rounds: int = 7, per_round: int = 300) -> dict:
+    """Median seconds of each ``fn(x)`` in ``calls`` (name -> (fn, x)), measured in
+    ``rounds`` rounds that take turns between the functions; each gets the best of its
+    rounds' medians, so a burst of load from elsewhere counts against none of them."""
+    import numpy as np
+
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for name, (fn, x) in calls.items():
+            for _ in range(20):  # warm: caches, branch predictors, scratch memory
+                fn(x)
+            times = []
+            for _ in range(per_round):
+                t = time.perf_counter()
+                fn(x)
+                times.append(time.perf_counter() - t)
+            best[name] = min(best[name], float(np.median(times)))
+    return best
+
+
 # ---- data ----------------------------------------------------------------------------
 
 def load_mnist(data_home, n=None):

@@ -108,32 +108,37 @@ def prediction_table(clf, sk, X, y, nt, torch, tmodel):
         print(f"\nonnxruntime {ort.__version__}: 1 thread for one row, {nt} for batches")
     except ImportError:
         print("\nonnxruntime not installed (pip install 'cymlp[onnx]'): its rows are empty")
-    lat = B.median_latency
+    calls = {  # name -> (fn, x); onnxruntime's session as an application would call it
+        "c32": (clf.predict, one32), "i32": (pred.predict, one32),
+        "c64": (clf.predict, one64), "i64": (pred.predict, one64),
+        "cp": (clf.predict_proba, one32), "ip": (pred.predict_proba, one32),
+        "r32": (reg.predict, one32), "r64": (reg.predict, one64),
+    }
+    if sess1 is not None:
+        calls["o32"] = (lambda x: sess1.run(["label"], {"X": x}), one32)
+        calls["o64"] = (lambda x: sess1.run(["label"], {"X": x.astype(np.float32)}), one64)
+        calls["op"] = (lambda x: sess1.run(["probabilities"], {"X": x}), one32)
+    B.settle()
+    t = B.turn_latencies(calls)
+    others = B.turn_latencies({"s32": (sk.predict, one32), "s64": (sk.predict, one64),
+                               "sp": (sk.predict_proba, one32)}, rounds=3, per_round=100)
     rows = [  # (what, cymlp estimator, cymlp.inference, onnxruntime, other, target us)
-        ("predict, float32 row", lat(clf.predict, one32), lat(pred.predict, one32),
-         sess1 and lat(lambda x: sess1.run(["label"], {"X": x}), one32),
-         ("scikit-learn", lat(sk.predict, one32)), 8),
-        ("predict, float64 row (float32 model)", lat(clf.predict, one64),
-         lat(pred.predict, one64),
-         sess1 and lat(lambda x: sess1.run(["label"], {"X": x.astype(np.float32)}), one64),
-         ("scikit-learn", lat(sk.predict, one64)), 15),
-        ("predict_proba, float32 row", lat(clf.predict_proba, one32),
-         lat(pred.predict_proba, one32),
-         sess1 and lat(lambda x: sess1.run(["probabilities"], {"X": x}), one32),
-         ("scikit-learn", lat(sk.predict_proba, one32)), 8),
-        ("MLPRegressor.predict, float32 row", lat(reg.predict, one32), None, None,
-         None, 8),
-        ("MLPRegressor.predict, float64 row", lat(reg.predict, one64), None, None,
-         None, 15),
+        ("predict, float32 row", t["c32"], t["i32"], t.get("o32"),
+         ("scikit-learn", others["s32"]), 8),
+        ("predict, float64 row (float32 model)", t["c64"], t["i64"], t.get("o64"),
+         ("scikit-learn", others["s64"]), 15),
+        ("predict_proba, float32 row", t["cp"], t["ip"], t.get("op"),
+         ("scikit-learn", others["sp"]), 8),
+        ("MLPRegressor.predict, float32 row", t["r32"], None, None, None, 8),
+        ("MLPRegressor.predict, float64 row", t["r64"], None, None, None, 15),
     ]
     if tmodel is not None:
         with torch.no_grad():
             xt = torch.from_numpy(one32)
-            rows[2] = (*rows[2][:4],
-                       ("PyTorch forward+softmax", lat(lambda x: torch.softmax(tmodel(x), 1),
-                                                      xt)), 8)
-    print(f"\n{'one row, median us':38s} {'cymlp':>7s} {'infer.':>7s} {'ORT':>7s} "
-          f"{'target':>7s}  other")
+            lt = B.turn_latencies({"t": (lambda x: torch.softmax(tmodel(x), 1), xt)})["t"]
+        print(f"PyTorch forward + softmax, one row: {lt * 1e6:.1f} us")
+    head = "one row, median us (best of 7 rounds)"
+    print(f"\n{head:38s} {'cymlp':>7s} {'infer.':>7s} {'ORT':>7s} {'target':>7s}  other")
     for what, c, i, o, other, target in rows:
         cells = [f"{v * 1e6:7.1f}" if v else f"{'-':>7s}" for v in (c, i, o)]
         tail = f"{other[0]} {other[1] * 1e6:.1f}" if other else ""
