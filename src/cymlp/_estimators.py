@@ -201,6 +201,36 @@ def _as_engine_input(X, dtype):
     return np.ascontiguousarray(X, dtype=dtype)
 
 
+def _jsonable_params(est) -> dict:
+    """get_params() as JSON: numpy scalars as Python numbers, lists for tuples and
+    arrays, no RandomState instance (it is not part of a model)."""
+    params = {}
+    for key, value in est.get_params(deep=False).items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key == "hidden_layer_sizes":
+            value = [int(v) for v in np.atleast_1d(value)]
+        elif key == "random_state" and not (value is None or isinstance(value, int)):
+            value = None
+        elif key == "class_weight" and isinstance(value, dict):
+            value = [[k.item() if isinstance(k, np.generic) else k, float(v)]
+                     for k, v in value.items()]
+        elif key == "dropout" and not isinstance(value, (int, float)):
+            value = [float(v) for v in value]
+        params[key] = value
+    return params
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 class _BaseMLP(BaseEstimator):
     """Shared fit loop of cymlp's multilayer perceptrons (not for direct use)."""
 
@@ -751,11 +781,75 @@ class _BaseMLP(BaseEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to ``path`` (.npz + JSON, never pickle), atomically.
 
-        Read it back with :func:`cymlp.load`.
+        Read it back with :func:`cymlp.load` (or :func:`cymlp.inference.load`).
         """
-        from cymlp.io import save
+        _model.write(path, *self._get_state())
 
-        save(self, path)
+    def _get_state(self) -> tuple[dict, np.ndarray, np.ndarray]:
+        """What a model file holds: (JSON-ready metadata, flat parameters, labels)."""
+        name = type(self).__name__
+        if "_params" not in self.__dict__:
+            raise ValueError(f"this {name} is not fitted yet; nothing to save")
+        self._sync_params()
+        classes = np.asarray(getattr(self, "classes_", np.zeros(0)))
+        if classes.dtype == object:
+            if not all(isinstance(c, str) for c in classes):
+                raise ValueError("class labels must be numbers or strings to be saved")
+            classes = classes.astype(str)
+        meta = {
+            "estimator": name,
+            "params": _jsonable_params(self),
+            "layer_sizes": [int(s) for s in self._sizes],
+            "activation": self.activation,
+            "out_activation": self.out_activation_,
+            "dtype": str(self._params.dtype),
+            "classes_dtype": classes.dtype.str,
+            "n_classes": len(classes),
+            "fitted": {k: _jsonable(getattr(self, k)) for k in _model.FITTED
+                       if hasattr(self, k)},
+        }
+        if hasattr(self, "_label_binarizer"):
+            meta["y_type"] = self._label_binarizer.y_type_
+        if hasattr(self, "feature_names_in_"):
+            meta["feature_names_in"] = [str(f) for f in self.feature_names_in_]
+        return meta, self._params, classes
+
+    @classmethod
+    def _from_model_file(cls, path, m: _model.ModelFile):
+        """The fitted estimator of a file that ``_model.read`` has checked: its
+        parameters must also pass this estimator's own rules."""
+        meta = m.meta
+        try:
+            kwargs = dict(meta["params"])
+            kwargs["hidden_layer_sizes"] = tuple(kwargs["hidden_layer_sizes"])
+            if isinstance(kwargs.get("class_weight"), list):
+                kwargs["class_weight"] = {k: v for k, v in kwargs["class_weight"]}
+            est = cls(**kwargs)
+            est._validate_params()
+        except (KeyError, TypeError, ValueError) as e:
+            raise _model.bad(path, f"bad metadata ({type(e).__name__}: {e})") from None
+        sizes = m.sizes
+        if sizes[1:-1] != est._hidden_sizes():
+            raise _model.bad(path, f"layer sizes {sizes} do not match hidden_layer_sizes")
+        est._set_labels(path, meta.get("y_type"), m.classes)
+        est._sizes = list(sizes)
+        est._params = m.params
+        est._set_views()
+        est.out_activation_ = meta["out_activation"]
+        est.n_features_in_, est.n_outputs_, est.n_layers_ = sizes[0], sizes[-1], len(sizes)
+        if "feature_names_in" in meta:
+            est.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
+        for key, value in meta["fitted"].items():
+            setattr(est, key, value)
+        if est.solver in _STOCHASTIC:
+            est._no_improvement_count = 0
+        est._random_state = check_random_state(est.random_state)
+        est._rng = None
+        est._optimizer_state = None
+        return est
+
+    def _set_labels(self, path, y_type, classes) -> None:
+        """A loaded classifier's labels (regressors have none)."""
 
     def __getstate__(self) -> dict[str, Any]:
         # coefs_ / intercepts_ are views into _params: rebuild them instead of copying
@@ -985,6 +1079,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         multiclass = self._label_binarizer.y_type_ == "multiclass"
         self.out_activation_ = "softmax" if multiclass else "logistic"
         super()._initialize(n_features, n_outputs, dtype)
+
+    def _set_labels(self, path, y_type, classes) -> None:
+        lb = LabelBinarizer()
+        try:
+            if y_type == "multilabel-indicator":
+                lb.fit(np.vstack([np.zeros(len(classes), int), np.ones(len(classes), int)]))
+            else:
+                lb.fit(classes)
+        except (TypeError, ValueError) as e:
+            raise _model.bad(path, f"class labels: {e}") from None
+        if lb.y_type_ != y_type or not np.array_equal(lb.classes_, classes):
+            raise _model.bad(path, "class labels do not match the output layer")
+        self._label_binarizer = lb
+        self.classes_ = lb.classes_
 
     def _decode(self, Y):
         return self._label_binarizer.inverse_transform(Y)

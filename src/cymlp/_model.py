@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -147,6 +148,38 @@ class ModelFile:
     @property
     def is_classifier(self) -> bool:
         return self.meta["estimator"] == "MLPClassifier"
+
+
+def write(path: str | os.PathLike, meta: dict, params: np.ndarray,
+          classes: np.ndarray) -> None:
+    """Write a model file atomically: a temporary file in the same folder, renamed over
+    ``path``, so an interrupted save never leaves a half-written model under that name.
+    ``meta`` is the estimator's JSON-ready state; the format fields are added here."""
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "cymlp_version": __version__,
+            **meta}
+    blob = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, metadata=blob, params=params, classes=classes)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _file_mode(path: Path) -> int:
+    """Mode for the saved file: the existing file's, else what open() would give."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def bad(path, what: str) -> ValueError:
