@@ -27,8 +27,10 @@ share small.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -70,79 +72,107 @@ def kernel_table(threads, repeats):
         print(f"{what + ' ' + str((M, N, K)):26s} {c:10.1f} {n:10.1f} {c / n:6.2f}")
 
 
-def prediction_table(clf, sk, X, y, nt, torch, tmodel):
-    """Median latency of one-row predictions (float32 row; float64 row into the float32
-    model, as pandas hands rows over) and batch throughput of predict_proba, cymlp's
-    estimator and cymlp.inference's predictor beside onnxruntime on the same network
-    (cymlp.to_onnx's graph; 1 thread for a row, as an application calling it per request
-    would set it, the run's threads for batches) and scikit-learn / PyTorch."""
-    import tempfile
-    from pathlib import Path
+def _ort_session(onnx_model: bytes, threads: int):
+    import onnxruntime as ort
 
-    from cymlp import MLPRegressor, inference
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx_model, so, providers=["CPUExecutionProvider"])
 
-    one32 = X[:1].copy()
+
+def latency_child(folder: str) -> None:
+    """The one-row latencies, in a process of their own as an application has: it loads
+    the saved models (cymlp's estimators with cymlp.load, the predictor with
+    cymlp.inference.load, scikit-learn's by pickle, the ONNX graph in onnxruntime with 1
+    thread, as a per-request caller would set it) and times them in turns."""
+    import pickle
+
+    import cymlp
+    from cymlp import inference
+
+    d = Path(folder)
+    one32 = np.load(d / "row.npy")
     one64 = one32.astype(np.float64)
-    batch = X[:10000].copy()
-    reg = MLPRegressor(hidden_layer_sizes=(100,), activation="logistic", solver="sgd",
-                       learning_rate_init=0.01, max_iter=1, batch_size=200, random_state=0,
-                       n_jobs=nt).fit(X[:10000], y[:10000].astype(np.float32))
-    with tempfile.TemporaryDirectory() as d:
-        clf.save(Path(d) / "m.npz")
-        pred = inference.load(Path(d) / "m.npz")
-    sess1 = sessn = None
-    try:
-        import onnxruntime as ort
-
-        import cymlp
-
-        model = cymlp.to_onnx(clf).SerializeToString()
-        sessions = []
-        for threads in (1, nt):
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            sessions.append(ort.InferenceSession(model, so,
-                                                 providers=["CPUExecutionProvider"]))
-        sess1, sessn = sessions
-        print(f"\nonnxruntime {ort.__version__}: 1 thread for one row, {nt} for batches")
-    except ImportError:
-        print("\nonnxruntime not installed (pip install 'cymlp[onnx]'): its rows are empty")
-    calls = {  # name -> (fn, x); onnxruntime's session as an application would call it
+    clf, reg = cymlp.load(d / "clf.npz"), cymlp.load(d / "reg.npz")
+    pred = inference.load(d / "clf.npz")
+    sk = pickle.loads((d / "sk.pkl").read_bytes())
+    calls = {  # name -> (fn, x)
         "c32": (clf.predict, one32), "i32": (pred.predict, one32),
         "c64": (clf.predict, one64), "i64": (pred.predict, one64),
         "cp": (clf.predict_proba, one32), "ip": (pred.predict_proba, one32),
         "r32": (reg.predict, one32), "r64": (reg.predict, one64),
     }
-    if sess1 is not None:
-        calls["o32"] = (lambda x: sess1.run(["label"], {"X": x}), one32)
-        calls["o64"] = (lambda x: sess1.run(["label"], {"X": x.astype(np.float32)}), one64)
-        calls["op"] = (lambda x: sess1.run(["probabilities"], {"X": x}), one32)
+    if (d / "clf.onnx").exists():
+        sess = _ort_session((d / "clf.onnx").read_bytes(), 1)
+        calls["o32"] = (lambda x: sess.run(["label"], {"X": x}), one32)
+        calls["o64"] = (lambda x: sess.run(["label"], {"X": x.astype(np.float32)}), one64)
+        calls["op"] = (lambda x: sess.run(["probabilities"], {"X": x}), one32)
     B.settle()
     t = B.turn_latencies(calls)
-    others = B.turn_latencies({"s32": (sk.predict, one32), "s64": (sk.predict, one64),
-                               "sp": (sk.predict_proba, one32)}, rounds=3, per_round=100)
-    rows = [  # (what, cymlp estimator, cymlp.inference, onnxruntime, other, target us)
-        ("predict, float32 row", t["c32"], t["i32"], t.get("o32"),
-         ("scikit-learn", others["s32"]), 8),
+    sk_t = B.turn_latencies({"s32": (sk.predict, one32), "s64": (sk.predict, one64),
+                             "sp": (sk.predict_proba, one32)}, rounds=3, per_round=100)
+    rows = [  # (what, cymlp estimator, cymlp.inference, onnxruntime, scikit-learn, target)
+        ("predict, float32 row", t["c32"], t["i32"], t.get("o32"), sk_t["s32"], 8),
         ("predict, float64 row (float32 model)", t["c64"], t["i64"], t.get("o64"),
-         ("scikit-learn", others["s64"]), 15),
-        ("predict_proba, float32 row", t["cp"], t["ip"], t.get("op"),
-         ("scikit-learn", others["sp"]), 8),
+         sk_t["s64"], 15),
+        ("predict_proba, float32 row", t["cp"], t["ip"], t.get("op"), sk_t["sp"], 8),
         ("MLPRegressor.predict, float32 row", t["r32"], None, None, None, 8),
         ("MLPRegressor.predict, float64 row", t["r64"], None, None, None, 15),
     ]
-    if tmodel is not None:
-        with torch.no_grad():
-            xt = torch.from_numpy(one32)
-            lt = B.turn_latencies({"t": (lambda x: torch.softmax(tmodel(x), 1), xt)})["t"]
-        print(f"PyTorch forward + softmax, one row: {lt * 1e6:.1f} us")
     head = "one row, median us (best of 7 rounds)"
-    print(f"\n{head:38s} {'cymlp':>7s} {'infer.':>7s} {'ORT':>7s} {'target':>7s}  other")
-    for what, c, i, o, other, target in rows:
-        cells = [f"{v * 1e6:7.1f}" if v else f"{'-':>7s}" for v in (c, i, o)]
-        tail = f"{other[0]} {other[1] * 1e6:.1f}" if other else ""
-        print(f"{what:38s} {' '.join(cells)} {target:7d}  {tail}")
+    print(f"{head:38s} {'cymlp':>7s} {'infer.':>7s} {'ORT':>7s} {'sklearn':>8s} "
+          f"{'target':>7s}")
+    for what, *values, target in rows:
+        cells = [f"{v * 1e6:7.1f}" if v else f"{'-':>7s}" for v in values]
+        print(f"{what:38s} {' '.join(cells[:3])} {cells[3]:>8s} {target:7d}")
+
+
+def prediction_table(clf, sk, X, y, nt, torch, tmodel):
+    """One-row latency of predict (float32 row; float64 row into the float32 model, as
+    pandas hands rows over) and predict_proba, in a child process (latency_child), and
+    batch throughput of predict_proba here: cymlp's estimator and cymlp.inference's
+    predictor beside onnxruntime on the same network (cymlp.to_onnx's graph) and
+    scikit-learn / PyTorch."""
+    import pickle
+    import subprocess
+    import tempfile
+
+    from cymlp import MLPRegressor, inference
+
+    one32 = X[:1].copy()
+    batch = X[:10000].copy()
+    reg = MLPRegressor(hidden_layer_sizes=(100,), activation="logistic", solver="sgd",
+                       learning_rate_init=0.01, max_iter=1, batch_size=200, random_state=0,
+                       n_jobs=nt).fit(X[:10000], y[:10000].astype(np.float32))
+    sessn = None
+    with tempfile.TemporaryDirectory() as folder:
+        d = Path(folder)
+        np.save(d / "row.npy", one32)
+        clf.save(d / "clf.npz")
+        reg.save(d / "reg.npz")
+        (d / "sk.pkl").write_bytes(pickle.dumps(sk))
+        pred = inference.load(d / "clf.npz")
+        try:
+            import onnxruntime as ort
+
+            import cymlp
+
+            model = cymlp.to_onnx(clf).SerializeToString()
+            (d / "clf.onnx").write_bytes(model)
+            sessn = _ort_session(model, nt)
+            print(f"\nonnxruntime {ort.__version__}: 1 thread for one row, {nt} for batches")
+        except ImportError:
+            print("\nonnxruntime not installed (pip install 'cymlp[onnx]'): no ORT column")
+        if tmodel is not None:
+            with torch.no_grad():
+                xt = torch.from_numpy(one32)
+                lt = B.turn_latencies({"t": (lambda x: torch.softmax(tmodel(x), 1), xt)})
+            print(f"PyTorch forward + softmax, one row: {lt['t'] * 1e6:.1f} us")
+        print("one-row latencies in a fresh process that loads the saved models:")
+        sys.stdout.flush()
+        subprocess.run([sys.executable, __file__, "--latency-child", folder], check=True,
+                       env=B.child_env())
 
     def per_second(fn, repeats=5):
         best = float("inf")
@@ -165,6 +195,9 @@ def prediction_table(clf, sk, X, y, nt, torch, tmodel):
 
 
 def main():
+    if sys.argv[1:2] == ["--latency-child"]:
+        latency_child(sys.argv[2])
+        return
     B.clean_env()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     B.add_arguments(ap)
