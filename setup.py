@@ -3,7 +3,7 @@
 Environment variables:
   CYMLP_NATIVE=1    add -march=native (local builds only; never for distributed wheels)
   CYMLP_PORTABLE=1  compile only the plain-C matrix kernel (what MSVC's cl.exe gets anyway)
-  CYMLP_THREADS=    threading backend (src/cymlp/_threads.h): openmp, pthreads (a pool of
+  CYMLP_THREADS=    threading backend (src/cymlp/_native/_threads.h): openmp, pthreads (a pool of
                     POSIX threads), win32 (the same pool on Windows threads) or none.
                     Unset: OpenMP when the compiler has it, else the platform's pool.
                     Windows with clang-cl: the win32 pool (clang-cl's OpenMP would need
@@ -17,6 +17,7 @@ Environment variables:
                     on, -fsanitize=address,undefined (run Python with LD_PRELOAD=libasan)
 """
 
+import glob
 import os
 import shutil
 import sys
@@ -178,12 +179,10 @@ extensions = [
     Extension(
         f"cymlp.{name}",
         [f"src/cymlp/{name}.pyx"],
-        include_dirs=["src/cymlp"],
+        include_dirs=["src/cymlp/_native"],  # the C the Cython wraps
         define_macros=macros,
         # rebuild when the C headers change (Cython does not track them)
-        depends=["src/cymlp/_gemm.h", "src/cymlp/_gemm_impl.h", "src/cymlp/_gemm_epi.h",
-                 "src/cymlp/_gemm_micro.h", "src/cymlp/_vmath.h", "src/cymlp/_threads.h",
-                 "src/cymlp/_optim.h"],
+        depends=sorted(glob.glob("src/cymlp/_native/*.h")),
     )
     for name in MODULES
 ]

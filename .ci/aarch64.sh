@@ -122,7 +122,7 @@ fi
 
 # ---- 4. the cross-build ---------------------------------------------------------------
 build="$work/build"
-key=$( (cat src/cymlp/*.pyx src/cymlp/*.pxd src/cymlp/*.h setup.py .ci/aarch64_build.py
+key=$( (cat src/cymlp/*.pyx src/cymlp/*.pxd src/cymlp/_native/*.h setup.py .ci/aarch64_build.py
         aarch64-linux-gnu-gcc --version; "$host/bin/python" -m pip freeze) | sha256sum)
 if [ "$(cat "$build/.stamp" 2>/dev/null)" != "$key" ]; then
     echo "== aarch64: cythonize and cross-compile"

@@ -18,7 +18,7 @@ start=$(date +%s)
 echo "== threads: the pthreads pool (macOS wheels' backend), built and tested on Linux"
 
 echo "== threads: tests/native/test_threads.c, pthreads pool, gcc"
-gcc -O2 -Wall -Wextra -I src/cymlp tests/native/test_threads.c -o "$work/test_threads"
+gcc -O2 -Wall -Wextra -I src/cymlp/_native tests/native/test_threads.c -o "$work/test_threads"
 "$work/test_threads"
 
 echo "== threads: building with CYMLP_THREADS=pthreads"

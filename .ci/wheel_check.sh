@@ -87,7 +87,7 @@ generated = sorted(n for n in names if n.endswith((".c", ".so", ".pyd", ".html",
 if generated:
     errors.append(f"sdist carries generated files: {generated}")
 expected = {"LICENSE", "README.md", "pyproject.toml", "setup.py"}
-for pattern in ("src/cymlp/*.pyx", "src/cymlp/*.pxd", "src/cymlp/*.h", "src/cymlp/*.py",
+for pattern in ("src/cymlp/*.pyx", "src/cymlp/*.pxd", "src/cymlp/_native/*.h", "src/cymlp/*.py",
                 "src/cymlp/py.typed", "tests/*.py", "tests/fixtures/*"):
     expected |= {p.relative_to(src).as_posix() for p in src.glob(pattern) if p.is_file()}
 missing = sorted(expected - names)

@@ -107,7 +107,7 @@ build_clang_cl() {  # SRC EXE [extra clang-cl flags]
     local src=$1 exe=$2
     shift 2
     clang --driver-mode=cl --target=x86_64-pc-windows-msvc /nologo /W3 "${clang_cl_flags[@]}" \
-        /Zl /GS- -Isrc/cymlp -imsvc "$mingw_inc" "/FI$work/clang_cl_prelude.h" "$@" \
+        /Zl /GS- -Isrc/cymlp/_native -imsvc "$mingw_inc" "/FI$work/clang_cl_prelude.h" "$@" \
         "${cl_threads[@]}" \
         /c "/Fo$exe.obj" -- "$src" || return 1
     x86_64-w64-mingw32-gcc "$exe.obj" "${cl_link[@]}" -o "$exe"
@@ -118,12 +118,12 @@ build_cl_view() {  # (cl.exe builds take OpenMP, which this view has not: one th
 }
 build_mingw_clang() {
     clang --target=x86_64-w64-windows-gnu -O3 -fno-math-errno -fno-trapping-math \
-        -DCYMLP_THREADS_WIN32=1 -Isrc/cymlp -c "$1" -o "$2.o" || return 1
+        -DCYMLP_THREADS_WIN32=1 -Isrc/cymlp/_native -c "$1" -o "$2.o" || return 1
     x86_64-w64-mingw32-gcc "$2.o" -static -o "$2"
 }
 build_mingw_gcc() {
     x86_64-w64-mingw32-gcc -O3 -g0 -fno-math-errno -fno-trapping-math -fopenmp \
-        -Wa,-muse-unaligned-vector-move -Isrc/cymlp "$1" -static -o "$2" || return 1
+        -Wa,-muse-unaligned-vector-move -Isrc/cymlp/_native "$1" -static -o "$2" || return 1
     # GCC PR 54412: an aligned 32/64-byte move at a stack address may fault on Windows
     local aligned
     aligned=$(x86_64-w64-mingw32-objdump -d --no-show-raw-insn "$2" \
@@ -135,7 +135,7 @@ build_mingw_gcc() {
         return 1
     fi
 }
-build_native() { gcc -O2 -fopenmp -fno-math-errno -fno-trapping-math -Isrc/cymlp "$1" -o "$2" -lm; }
+build_native() { gcc -O2 -fopenmp -fno-math-errno -fno-trapping-math -Isrc/cymlp/_native "$1" -o "$2" -lm; }
 
 builds=(clang-cl cl.exe-view mingw-clang mingw-gcc)
 [ "${CYMLP_NATIVE_TESTS:-0}" = 1 ] && builds+=(native-gcc)

@@ -3,7 +3,7 @@
  *
  * A standalone program (no Python): .ci/windows.sh cross-compiles it for Windows and runs
  * it under wine; it also builds natively, e.g.
- *   gcc -O2 -fopenmp -Isrc/cymlp tests/native/test_kernels.c -lm && ./a.out
+ *   gcc -O2 -fopenmp -Isrc/cymlp/_native tests/native/test_kernels.c -lm && ./a.out
  * Prints the variants it ran and a last line "N passed, M failed"; exits 1 on a failure.
  *
  * Checked, in float and double, per variant:

@@ -1,10 +1,10 @@
-/* test_threads.c: cymlp_parallel_for (src/cymlp/_threads.h) on its own, without Python.
+/* test_threads.c: cymlp_parallel_for (src/cymlp/_native/_threads.h) on its own, without Python.
  *
  * Builds with no flags beyond the include path; it picks the native pool backend itself
  * (win32 on Windows, pthreads elsewhere) unless a CYMLP_THREADS_* macro is given:
- *   gcc -O2 -I src/cymlp tests/native/test_threads.c -o /tmp/test_threads
+ *   gcc -O2 -I src/cymlp/_native tests/native/test_threads.c -o /tmp/test_threads
  *       (glibc >= 2.34 has pthreads in libc; older ones need -pthread)
- *   x86_64-w64-mingw32-gcc -O2 -I src/cymlp tests/native/test_threads.c -o test_threads.exe
+ *   x86_64-w64-mingw32-gcc -O2 -I src/cymlp/_native tests/native/test_threads.c -o test_threads.exe
  *       WINEPREFIX=/tmp/wine-x WINEDEBUG=-all wine64 test_threads.exe
  *   gcc -O2 -fopenmp -DCYMLP_THREADS_OPENMP ...   or   -DCYMLP_THREADS_NONE ...
  *   gcc -O1 -g -fsanitize=thread ...              (the pool's atomics under TSan)
