@@ -46,7 +46,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from cymlp import _engine, _kernels, _model
+from cymlp import _engine, _model
 from cymlp._model import ACTIVATIONS, OUTPUT_ACTIVATIONS, n_params
 from cymlp._model import CHUNK as _CHUNK
 
@@ -334,12 +334,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("dropout needs a stochastic solver ('sgd' or 'adam'), not lbfgs")
 
     def _n_threads(self) -> int:
-        max_threads = _kernels.max_threads()
-        if self.n_jobs is None:
-            return max_threads
-        if self.n_jobs < 0:
-            return max(1, max_threads + 1 + self.n_jobs)
-        return int(self.n_jobs)
+        return _model.n_threads(self.n_jobs)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cymlp import _engine
+from cymlp import _engine, _kernels
 from cymlp._version import __version__
 
 # One table for activations: name -> engine code (see _kernels.pxd). Each one's forward
@@ -55,6 +55,17 @@ def layer_views(params: np.ndarray, sizes) -> tuple[list, list]:
 
 
 # ---- the forward pass -------------------------------------------------------------------
+
+def n_threads(n_jobs: int | None) -> int:
+    """Threads for ``n_jobs`` as scikit-learn reads it: None for the default (the
+    threadpoolctl limit, ``OMP_NUM_THREADS``, else all cores), -1 all, -2 all but one."""
+    max_threads = _kernels.max_threads()
+    if n_jobs is None:
+        return max_threads
+    if n_jobs < 0:
+        return max(1, max_threads + 1 + n_jobs)
+    return int(n_jobs)
+
 
 def workspace(owner, dtype, sizes, rows: int, n_threads: int) -> np.ndarray:
     """Scratch for a forward pass over ``rows`` rows, kept per thread and reused across

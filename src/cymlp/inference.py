@@ -18,7 +18,7 @@ import os
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cymlp import _kernels, _model
+from cymlp import _model
 
 __all__ = ["ClassifierPredictor", "RegressorPredictor", "load"]
 
@@ -59,12 +59,7 @@ class _Predictor:
         self._n_jobs = n_jobs
 
     def _n_threads(self) -> int:
-        max_threads = _kernels.max_threads()
-        if self._n_jobs is None:
-            return max_threads
-        if self._n_jobs < 0:
-            return max(1, max_threads + 1 + self._n_jobs)
-        return self._n_jobs
+        return _model.n_threads(self._n_jobs)
 
     def _rows(self, X):
         """(engine rows, n) for X: a 2-D array-like of numbers (or a scipy sparse matrix)
