@@ -191,3 +191,67 @@ def test_package_attributes_stay_reachable():
     assert set(cymlp.__all__) <= set(dir(cymlp))
     with pytest.raises(AttributeError):
         cymlp.no_such_name  # noqa: B018
+
+
+def test_dataframes_are_checked_and_converted_as_by_the_estimator(tmp_path):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X[:, :4], columns=["a", "b", "c", "d"])
+    est, path = MLPClassifier((6,), max_iter=5, random_state=0), tmp_path / "m.npz"
+    est.fit(df, CLASSIFIERS["binary"]).save(path)
+    model = load(path)
+    np.testing.assert_array_equal(model.feature_names_in_, est.feature_names_in_)
+    np.testing.assert_array_equal(model.predict_proba(df), est.predict_proba(df))
+    with pytest.raises(ValueError, match="feature names should match"):
+        model.predict(df[["b", "a", "c", "d"]])  # the estimator refuses it too
+    with pytest.raises(ValueError, match="feature names should match"):
+        est.predict(df[["b", "a", "c", "d"]])
+    mixed = df.assign(a=df["a"] > 0, b=df["b"].astype("Float64"))  # bool + nullable float
+    np.testing.assert_array_equal(model.predict_proba(mixed), est.predict_proba(mixed))
+    objects = np.asarray(df.to_numpy(), dtype=object)  # numbers held as objects
+    np.testing.assert_array_equal(load(path).predict_proba(objects),
+                                  est.predict_proba(objects.astype(float)))
+
+
+def test_log_proba_of_a_frame_fitted_model_warns_nothing(tmp_path):
+    import warnings
+
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X[:, :4], columns=["a", "b", "c", "d"])
+    for y in (CLASSIFIERS["binary"], CLASSIFIERS["multilabel"]):
+        est = MLPClassifier((6,), max_iter=5, random_state=0).fit(df, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            est.predict_log_proba(df)
+
+
+@pytest.mark.parametrize("fitted", [[], [["n_iter_", 3]], "x"])
+def test_fitted_entry_that_is_not_a_mapping_is_a_value_error(tmp_path, fitted):
+    _, path = _saved(tmp_path, MLPClassifier((6,), max_iter=5, random_state=0), np.float32,
+                     CLASSIFIERS["binary"])
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    meta = json.loads(arrays["metadata"].tobytes())
+    meta["fitted"] = fitted
+    arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    for reader in (load, cymlp.load):
+        with pytest.raises(ValueError, match="not a valid cymlp model file"):
+            reader(bad)
+
+
+@pytest.mark.parametrize("names", [[["a"], ["b"], ["c"], ["d"], ["e"]], ["a", "b"],
+                                   [1, 2, 3, 4, 5]])
+def test_feature_names_entry_must_be_the_input_layers_names(tmp_path, names):
+    _, path = _saved(tmp_path, MLPClassifier((6,), max_iter=5, random_state=0), np.float32,
+                     CLASSIFIERS["binary"])
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    meta = json.loads(arrays["metadata"].tobytes())
+    meta["feature_names_in"] = names
+    arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    for reader in (load, cymlp.load):
+        with pytest.raises(ValueError, match="feature names do not match"):
+            reader(bad)

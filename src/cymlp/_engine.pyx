@@ -1027,21 +1027,20 @@ def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices
 
 cdef bint _all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
     """True when none of x[0..n) is NaN or +-inf: their exponent bits are all ones. An OR
-    over every element, with no early exit, so that the loop vectorises."""
+    over every element, with no early exit, so that the loop vectorises (the bits are
+    read by memcpy, which compilers turn into a plain load without breaking aliasing)."""
     cdef Py_ssize_t k
-    cdef const uint32_t *x32
-    cdef const uint64_t *x64
-    cdef uint32_t bad32 = 0
-    cdef uint64_t bad64 = 0
+    cdef uint32_t u32, bad32 = 0
+    cdef uint64_t u64, bad64 = 0
     if floating is float:
-        x32 = <const uint32_t *>x
         for k in range(n):
-            bad32 |= (x32[k] & 0x7f800000u) == 0x7f800000u
+            memcpy(&u32, &x[k], sizeof(uint32_t))
+            bad32 |= (u32 & 0x7f800000u) == 0x7f800000u
         return bad32 == 0
     else:
-        x64 = <const uint64_t *>x
         for k in range(n):
-            bad64 |= (x64[k] & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL
+            memcpy(&u64, &x[k], sizeof(uint64_t))
+            bad64 |= (u64 & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL
         return bad64 == 0
 
 

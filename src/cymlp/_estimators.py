@@ -1132,7 +1132,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         X = self._validate_X_predict(X)
         if self.out_activation_ == "softmax":
             return self._forward(X, mode=2)
-        return _model.log_proba_from_logits(self._forward(X, mode=0), self.predict_proba(X))
+        return _model.log_proba_from_logits(
+            self._forward(X, mode=0), _model.proba_from_output(self._forward(X, mode=1)))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -34,6 +34,8 @@ FORMAT_VERSION = 2
 FITTED = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
           "best_validation_score_", "history_")
 Y_TYPES = ("binary", "multiclass", "multilabel-indicator")
+# the integer dtype of LabelBinarizer's thresholded labels (scikit-learn's indexing_dtype)
+_INDEX_DTYPE = np.asarray(0).dtype
 
 _WORKSPACES = threading.local()  # forward-pass scratch, per thread (see workspace)
 
@@ -115,7 +117,7 @@ def labels_from_output(P: np.ndarray, y_type: str, classes: np.ndarray) -> np.nd
     ``(pos_label + neg_label) / 2``; an indicator matrix for multilabel."""
     if y_type == "multiclass":
         return classes[P.argmax(axis=1)]
-    y = (P > 0.5).astype(np.intp)
+    y = (P > 0.5).astype(_INDEX_DTYPE)
     if y_type == "multilabel-indicator":
         return y
     if len(classes) == 1:
@@ -267,7 +269,9 @@ def _check(path, meta: dict, params: np.ndarray, classes: np.ndarray) -> ModelFi
         dtype = np.dtype(meta["dtype"])
         out_act = meta["out_activation"]
         n_classes = int(meta["n_classes"])
-        fitted = dict(meta["fitted"])
+        fitted = meta["fitted"]
+        if not isinstance(fitted, dict):
+            raise ValueError("fitted is not a mapping")
         if not set(fitted) <= set(FITTED):
             raise ValueError(f"unknown fitted attributes {sorted(set(fitted) - set(FITTED))}")
         slope = float(est_params.get("negative_slope", 0.01))
@@ -296,11 +300,13 @@ def _check(path, meta: dict, params: np.ndarray, classes: np.ndarray) -> ModelFi
         _check_labels(path, meta.get("y_type"), classes, out_act, sizes[-1])
     elif out_act != ("exp" if est_params.get("loss") == "poisson" else "identity") or n_classes:
         raise bad(path, "output activation does not match the loss")
-    if "feature_names_in" in meta and (
-        not isinstance(meta["feature_names_in"], list)
-        or len(meta["feature_names_in"]) != sizes[0]
-    ):
+    names = meta.get("feature_names_in")
+    if names is not None and (not isinstance(names, list) or len(names) != sizes[0]
+                              or not all(isinstance(n, str) for n in names)):
         raise bad(path, "feature names do not match the input layer")
+    n_jobs = est_params.get("n_jobs")
+    if n_jobs is not None and (type(n_jobs) is not int or n_jobs == 0):
+        raise bad(path, f"n_jobs {n_jobs!r} is not a non-zero integer or None")
     return ModelFile(meta, np.ascontiguousarray(params), classes, sizes, dtype)
 
 

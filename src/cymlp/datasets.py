@@ -190,7 +190,16 @@ def _verify(path: Path) -> None:
 def _download(name: str, folder: Path) -> None:
     import pooch
 
-    pooch.get_logger().setLevel("WARNING")  # not a line per mirror tried
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")  # not a line per mirror tried
+    try:
+        _try_mirrors(pooch, name, folder)
+    finally:
+        logger.setLevel(level)
+
+
+def _try_mirrors(pooch, name: str, folder: Path) -> None:
     errors = []
     for mirror in MNIST_MIRRORS:
         try:

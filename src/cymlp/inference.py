@@ -13,6 +13,7 @@ immutable and thread-safe: each thread gets its own scratch memory.
 
 from __future__ import annotations
 
+import numbers
 import os
 
 import numpy as np
@@ -54,9 +55,10 @@ class _Predictor:
             self.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
         if n_jobs is None:
             n_jobs = meta["params"].get("n_jobs")
-        if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs == 0):
+        if n_jobs is not None and (not isinstance(n_jobs, numbers.Integral)
+                                   or isinstance(n_jobs, bool) or n_jobs == 0):
             raise ValueError(f"n_jobs must be a non-zero integer or None, got {n_jobs!r}")
-        self._n_jobs = n_jobs
+        self._n_jobs = None if n_jobs is None else int(n_jobs)
 
     def _n_threads(self) -> int:
         return _model.n_threads(self._n_jobs)
@@ -72,10 +74,17 @@ class _Predictor:
             if not np.isfinite(data).all():
                 raise ValueError("Input X contains NaN or infinity.")
         else:
-            if hasattr(X, "dtypes") and hasattr(X, "columns"):  # a DataFrame
-                X = X.to_numpy()
+            frame = hasattr(X, "dtypes") and hasattr(X, "columns")  # a DataFrame
+            if frame:
+                self._check_columns(X.columns)
             try:
+                if frame:
+                    X = X.to_numpy(dtype=self.dtype, na_value=np.nan)
                 X = np.asarray(X)
+                if X.dtype.kind == "O":  # numbers as objects convert; text does not
+                    if any(isinstance(v, (str, bytes)) for v in X.flat):
+                        raise TypeError("it holds strings")
+                    X = X.astype(self.dtype)
             except (ValueError, TypeError) as e:
                 raise ValueError(f"X is not a 2-D array of numbers: {e}") from None
             if X.dtype.kind not in "biuf":
@@ -94,8 +103,21 @@ class _Predictor:
                              f"{self.n_features_in_} features as input.")
         return rows, n
 
+    def _check_columns(self, columns) -> None:
+        """A DataFrame's columns must be the names the model was fitted with, in order
+        (scikit-learn's rule); a model fitted without names takes any."""
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            return
+        given = np.asarray([str(c) for c in columns], dtype=object)
+        if given.shape != names.shape or not np.array_equal(given, names):
+            raise ValueError("The feature names should match those that were passed "
+                             f"during fit: expected {list(names)}, got {list(given)}")
+
     def _forward(self, X, mode: int) -> np.ndarray:
-        rows, n = self._rows(X)
+        return self._run(*self._rows(X), mode)
+
+    def _run(self, rows, n: int, mode: int) -> np.ndarray:
         out, status = _model.forward(self, self._sizes, self._activation,
                                      self.out_activation_, self._slope, self._params, rows,
                                      n, mode, self._n_threads())
@@ -128,7 +150,9 @@ class ClassifierPredictor(_Predictor):
         """Log of :meth:`predict_proba`, as the estimator's (never log(0))."""
         if self.out_activation_ == "softmax":
             return self._forward(X, mode=2)
-        return _model.log_proba_from_logits(self._forward(X, mode=0), self.predict_proba(X))
+        rows, n = self._rows(X)
+        return _model.log_proba_from_logits(
+            self._run(rows, n, 0), _model.proba_from_output(self._run(rows, n, 1)))
 
 
 class RegressorPredictor(_Predictor):
