@@ -1,3 +1,4 @@
+import json
 import os
 import re
 from pathlib import Path
@@ -102,3 +103,27 @@ def blobs():
     y = rng.randint(0, 3, 300)
     X = centers[y] + rng.normal(scale=0.7, size=(300, 4))
     return X, y
+
+
+# ---- model files, rewritten by the tests that tamper with them -----------------------------
+def model_entries(path) -> dict:
+    """A saved model's arrays: metadata (JSON bytes), params, classes."""
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def write_model(path, entries: dict) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **entries)
+
+
+def tamper_model(path, dest=None, change=None, **arrays) -> None:
+    """Rewrite the model file at ``path`` (into ``dest`` when given) after ``change(meta)``
+    edits its metadata in place, with ``arrays`` (params=..., classes=...) replacing its
+    entries."""
+    entries = model_entries(path)
+    if change is not None:
+        meta = json.loads(entries["metadata"].tobytes())
+        change(meta)
+        entries["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    write_model(dest or path, {**entries, **arrays})

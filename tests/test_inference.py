@@ -5,17 +5,15 @@ refuses, be safe to share between threads, and its process must not import
 scikit-learn, scipy, pooch or tqdm.
 """
 
-import io
-import json
 import subprocess
 import sys
 import threading
-import zipfile
 
 import numpy as np
 import pytest
 
 import cymlp
+from conftest import tamper_model
 from cymlp import MLPClassifier, MLPRegressor
 from cymlp.inference import ClassifierPredictor, RegressorPredictor, load
 
@@ -103,38 +101,27 @@ def test_bad_inputs_raise_value_errors(tmp_path):
 
 
 def _corrupt_copies(tmp_path, path):
-    """A few ways a model file goes bad (test_fuzz_files.py covers many more)."""
-    data = path.read_bytes()
-    yield "truncated", data[: len(data) // 2]
-    with zipfile.ZipFile(path) as z:
-        entries = {n: z.read(n) for n in z.namelist()}
-    meta = json.loads(np.lib.format.read_array(
-        io.BytesIO(entries["metadata.npy"])).tobytes())
-
-    def rezip(meta_changes=None, params=None):
-        m = {**meta, **(meta_changes or {})}
-        buf = io.BytesIO()
-        arrays = {"metadata": np.frombuffer(json.dumps(m).encode(), np.uint8),
-                  "classes": np.lib.format.read_array(
-                      io.BytesIO(entries["classes.npy"]))}
-        arrays["params"] = params if params is not None else np.lib.format.read_array(
-            io.BytesIO(entries["params.npy"]))
-        np.savez(buf, **arrays)
-        return buf.getvalue()
-
-    yield "layer sizes", rezip({"layer_sizes": [5, 7, 1]})
-    yield "activation", rezip({"activation": "softplus"})
-    yield "y_type", rezip({"y_type": "multiclass"})
-    yield "params", rezip(params=np.zeros(3, np.float32))
-    yield "nan", rezip(params=np.full(6 * 5 + 6 + 6 + 1, np.nan, np.float32))
+    """A few ways a model file goes bad (test_fuzz_files.py covers many more), each
+    written beside it; yields (what, the bad file)."""
+    bad = tmp_path / "bad-truncated.npz"
+    bad.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    yield "truncated", bad
+    for what, change, arrays in [
+        ("layer sizes", lambda m: m.update(layer_sizes=[5, 7, 1]), {}),
+        ("activation", lambda m: m.update(activation="softplus"), {}),
+        ("y_type", lambda m: m.update(y_type="multiclass"), {}),
+        ("params", None, {"params": np.zeros(3, np.float32)}),
+        ("nan", None, {"params": np.full(6 * 5 + 6 + 6 + 1, np.nan, np.float32)}),
+    ]:
+        bad = tmp_path / f"bad-{what.replace(' ', '_')}.npz"
+        tamper_model(path, bad, change, **arrays)
+        yield what, bad
 
 
 def test_corrupt_files_raise_value_error_as_cymlp_load(tmp_path):
     _, path = _saved(tmp_path, MLPClassifier((6,), max_iter=5, random_state=0), np.float32,
                      CLASSIFIERS["binary"])
-    for what, data in _corrupt_copies(tmp_path, path):
-        bad = tmp_path / f"bad-{what.replace(' ', '_')}.npz"
-        bad.write_bytes(data)
+    for _what, bad in _corrupt_copies(tmp_path, path):
         for reader in (load, cymlp.load):
             with pytest.raises(ValueError, match="not a valid cymlp model file"):
                 reader(bad)
@@ -228,13 +215,8 @@ def test_log_proba_of_a_frame_fitted_model_warns_nothing(tmp_path):
 def test_fitted_entry_that_is_not_a_mapping_is_a_value_error(tmp_path, fitted):
     _, path = _saved(tmp_path, MLPClassifier((6,), max_iter=5, random_state=0), np.float32,
                      CLASSIFIERS["binary"])
-    with np.load(path) as npz:
-        arrays = dict(npz)
-    meta = json.loads(arrays["metadata"].tobytes())
-    meta["fitted"] = fitted
-    arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     bad = tmp_path / "bad.npz"
-    np.savez(bad, **arrays)
+    tamper_model(path, bad, lambda m: m.update(fitted=fitted))
     for reader in (load, cymlp.load):
         with pytest.raises(ValueError, match="not a valid cymlp model file"):
             reader(bad)
@@ -245,13 +227,8 @@ def test_fitted_entry_that_is_not_a_mapping_is_a_value_error(tmp_path, fitted):
 def test_feature_names_entry_must_be_the_input_layers_names(tmp_path, names):
     _, path = _saved(tmp_path, MLPClassifier((6,), max_iter=5, random_state=0), np.float32,
                      CLASSIFIERS["binary"])
-    with np.load(path) as npz:
-        arrays = dict(npz)
-    meta = json.loads(arrays["metadata"].tobytes())
-    meta["feature_names_in"] = names
-    arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     bad = tmp_path / "bad.npz"
-    np.savez(bad, **arrays)
+    tamper_model(path, bad, lambda m: m.update(feature_names_in=names))
     for reader in (load, cymlp.load):
         with pytest.raises(ValueError, match="feature names do not match"):
             reader(bad)

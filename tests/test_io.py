@@ -11,6 +11,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import cymlp
+from conftest import model_entries, tamper_model, write_model
 from cymlp import MLPClassifier
 
 
@@ -58,24 +59,6 @@ def test_failed_save_keeps_previous_file(tmp_path, fitted, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
 
 
-def _entries(path):
-    with np.load(path) as npz:
-        return {k: npz[k] for k in npz.files}
-
-
-def _write(path, entries):
-    with open(path, "wb") as f:
-        np.savez(f, **entries)
-
-
-def _tamper_meta(path, change):
-    entries = _entries(path)
-    meta = json.loads(entries["metadata"].tobytes())
-    change(meta)
-    entries["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    _write(path, entries)
-
-
 @pytest.mark.parametrize("change, match", [
     (lambda m: m.update(format_version=99), "format version 99"),
     (lambda m: m.update(format="other"), "does not describe"),
@@ -92,7 +75,7 @@ def _tamper_meta(path, change):
 def test_tampered_metadata(tmp_path, fitted, change, match):
     path = tmp_path / "m.npz"
     cymlp.save(fitted, path)
-    _tamper_meta(path, change)
+    tamper_model(path, change=change)
     with pytest.raises(ValueError, match=match):
         cymlp.load(path)
 
@@ -100,14 +83,14 @@ def test_tampered_metadata(tmp_path, fitted, change, match):
 def test_tampered_arrays(tmp_path, fitted):
     path = tmp_path / "m.npz"
     cymlp.save(fitted, path)
-    entries = _entries(path)
+    entries = model_entries(path)
     for key, value, match in [("params", entries["params"][:-1], "params has"),
                               ("params", entries["params"] * np.nan, "NaN"),
                               ("classes", entries["classes"][:2], "class labels")]:
-        _write(path, {**entries, key: value})
+        write_model(path, {**entries, key: value})
         with pytest.raises(ValueError, match=match):
             cymlp.load(path)
-    _write(path, {k: v for k, v in entries.items() if k != "classes"})
+    write_model(path, {k: v for k, v in entries.items() if k != "classes"})
     with pytest.raises(ValueError, match="missing entries"):
         cymlp.load(path)
 
@@ -131,7 +114,7 @@ def test_pickled_content_is_refused_without_running_it(tmp_path, fitted):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    entries = _entries(path)
+    entries = model_entries(path)
     buf = io.BytesIO()
     np.save(buf, np.array([Evil()], dtype=object), allow_pickle=True)
     with zipfile.ZipFile(path, "w") as z:
