@@ -823,9 +823,7 @@ class _BaseMLP(BaseEstimator):
             est._validate_params()
         except (KeyError, TypeError, ValueError) as e:
             raise _model.bad(path, f"bad metadata ({type(e).__name__}: {e})") from None
-        sizes = m.sizes
-        if sizes[1:-1] != est._hidden_sizes():
-            raise _model.bad(path, f"layer sizes {sizes} do not match hidden_layer_sizes")
+        sizes = m.sizes  # (read checked them against hidden_layer_sizes)
         est._set_labels(path, meta.get("y_type"), m.classes)
         est._sizes = list(sizes)
         est._params = m.params
