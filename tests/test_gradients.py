@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from cymlp import _engine
-from cymlp._estimators import ACTIVATIONS, OUTPUT_ACTIVATIONS, n_params
+from cymlp._model import ACTIVATIONS, OUTPUT_ACTIVATIONS, n_params
 
 OUTPUTS = {"softmax": 4, "logistic": 3, "identity": 2, "exp": 2}
 

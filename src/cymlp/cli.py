@@ -64,7 +64,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from cymlp._estimators import ACTIVATIONS
+    from cymlp._model import ACTIVATIONS
 
     p = _Parser(prog="cymlp", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description=DESCRIPTION)
