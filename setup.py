@@ -27,7 +27,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-MODULES = ["_kernels", "_optim", "_engine"]
+MODULES = ["_kernels", "_engine", "_testing"]
 OPENMP_TEST = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
 THREADS = ("openmp", "pthreads", "win32", "none")
 # clang-cl's optimisation flags, after setuptools' MSVC options (/O2 /MD ...): what -O3

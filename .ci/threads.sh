@@ -30,10 +30,10 @@ cd "$work"
 "$work/venv/bin/python" - <<'EOF'
 import subprocess
 import cymlp
-from cymlp import _engine, _kernels, _optim
+from cymlp import _engine, _kernels, _testing
 cymlp.show_config()
 assert _kernels.threads_backend() == "pthreads", _kernels.threads_backend()
-for mod in (_kernels, _engine, _optim):  # no OpenMP runtime anywhere
+for mod in (_kernels, _engine, _testing):  # no OpenMP runtime anywhere
     ldd = subprocess.run(["ldd", mod.__file__], capture_output=True, text=True).stdout
     assert "libgomp" not in ldd and "libomp" not in ldd, ldd
 EOF

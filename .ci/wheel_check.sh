@@ -110,7 +110,7 @@ for needed in ("cymlp/__init__.py", "cymlp/py.typed"):
         errors.append(f"wheel lacks {needed}")
 if not any(n.endswith(".dist-info/licenses/LICENSE") for n in wnames):
     errors.append("wheel lacks the LICENSE in its .dist-info")
-for ext in ("_kernels", "_optim", "_engine"):
+for ext in ("_kernels", "_engine", "_testing"):
     if not any(n.startswith(f"cymlp/{ext}.") and n.endswith(".so") for n in wnames):
         errors.append(f"wheel lacks the {ext} extension")
 size = os.path.getsize(wheel)

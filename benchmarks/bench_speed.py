@@ -41,7 +41,7 @@ def kernel_table(threads, repeats):
     """GFLOP/s of cymlp's matrix kernel and numpy's sgemm on the training shapes: all of
     cymlp's first, then numpy's, because OpenBLAS's threads keep spinning for a while
     after each call and would steal the cores from cymlp's threads if the two alternated."""
-    from cymlp import _kernels
+    from cymlp import _testing
 
     print(f"\n{'kernel shape (M,N,K)':26s} {'cymlp GF/s':>10s} {'numpy GF/s':>10s} {'ratio':>6s}")
     rng = np.random.RandomState(0)
@@ -57,9 +57,9 @@ def kernel_table(threads, repeats):
             best = np.inf
             for _ in range(repeats):
                 if lib == "cymlp":
-                    _kernels.matmul(A, W, threads)
+                    _testing.matmul(A, W, threads)
                     t0 = time.perf_counter()
-                    _kernels.matmul(A, W, threads, repeat=reps)  # the kernel alone
+                    _testing.matmul(A, W, threads, repeat=reps)  # the kernel alone
                 else:
                     A @ W
                     t0 = time.perf_counter()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cymlp import _kernels, _optim
+from cymlp import _kernels, _testing
 
 VARIANTS = _kernels.simd_variants()
 SHAPES = [(1, 1, 1), (7, 5, 3), (37, 13, 29), (200, 100, 784), (784, 100, 200), (5, 300, 2),
@@ -39,7 +39,7 @@ def test_matmul_matches_numpy(variant, dtype, shape, layout, n_threads):
     B = rng.uniform(-1, 1, (K, N)).astype(dtype)
     a = np.ascontiguousarray(A.T).T if layout == "tn" else A  # A^T stored row-major
     b = np.ascontiguousarray(B.T).T if layout == "nt" else B
-    C = _kernels.matmul(a, b, n_threads)
+    C = _testing.matmul(a, b, n_threads)
     expected = A.astype(np.float64) @ B.astype(np.float64)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(C, expected, rtol=tol, atol=tol * np.sqrt(K))
@@ -57,36 +57,36 @@ def test_prepacked_b_gives_the_same_bits(variant, dtype, shape, layout):
     A = rng.uniform(-1, 1, (M, K)).astype(dtype)
     B = rng.uniform(-1, 1, (K, N)).astype(dtype)
     b = np.ascontiguousarray(B.T).T if layout == "nt" else B
-    np.testing.assert_array_equal(_kernels.matmul(A, b, 2, prepack=True),
-                                  _kernels.matmul(A, b, 2))
+    np.testing.assert_array_equal(_testing.matmul(A, b, 2, prepack=True),
+                                  _testing.matmul(A, b, 2))
 
 
 def test_matmul_thread_count_does_not_change_results():
     rng = np.random.RandomState(1)
     A = rng.normal(size=(333, 517)).astype(np.float32)
     B = rng.normal(size=(517, 129)).astype(np.float32)
-    np.testing.assert_array_equal(_kernels.matmul(A, B, 1), _kernels.matmul(A, B, 2))
+    np.testing.assert_array_equal(_testing.matmul(A, B, 1), _testing.matmul(A, B, 2))
 
 
 def test_matmul_shape_mismatch():
     with pytest.raises(ValueError, match="do not align"):
-        _kernels.matmul(np.ones((2, 3)), np.ones((4, 2)))
+        _testing.matmul(np.ones((2, 3)), np.ones((4, 2)))
 
 
 def test_sgd_step_plain_and_momentum():
     p = np.array([1.0, -2.0])
     g = np.array([0.5, 0.25])
     v = np.zeros(2)
-    _optim.sgd(p, g, v, lr=0.1)
+    _testing.sgd(p, g, v, lr=0.1)
     np.testing.assert_allclose(p, [0.95, -2.025])
     p = np.array([1.0, -2.0])
     v = np.array([0.1, 0.0])
-    _optim.sgd(p, g, v, lr=0.1, momentum=0.9, nesterov=False)
+    _testing.sgd(p, g, v, lr=0.1, momentum=0.9, nesterov=False)
     np.testing.assert_allclose(v, [0.9 * 0.1 - 0.05, -0.025])
     np.testing.assert_allclose(p, [1.0 + 0.04, -2.025])
     p = np.array([1.0, -2.0])
     v = np.array([0.1, 0.0])
-    _optim.sgd(p, g, v, lr=0.1, momentum=0.9, nesterov=True)
+    _testing.sgd(p, g, v, lr=0.1, momentum=0.9, nesterov=True)
     np.testing.assert_allclose(p, [1.0 + 0.9 * 0.04 - 0.05, -2.0 + 0.9 * -0.025 - 0.025])
 
 
@@ -98,7 +98,7 @@ def test_adam_step_matches_formula():
     m2 = b1 * m + (1 - b1) * g
     v2 = b2 * v + (1 - b2) * g * g
     p2 = p - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m2 / (np.sqrt(v2) + eps)
-    _optim.adam(p, g, m, v, lr, b1, b2, eps, t)
+    _testing.adam(p, g, m, v, lr, b1, b2, eps, t)
     np.testing.assert_allclose(m, m2)
     np.testing.assert_allclose(v, v2)
     np.testing.assert_allclose(p, p2)
@@ -123,13 +123,13 @@ def test_optimizer_steps_match_scikit_learns_optimizers(solver, dtype):
         opt = skopt.SGDOptimizer(ref, 0.01, "constant", 0.9, True, 0.5)
         for g in grads:
             opt.update_params(ref, [g])
-            _optim.sgd(p, g, s1, 0.01, 0.9, True)
+            _testing.sgd(p, g, s1, 0.01, 0.9, True)
         pairs = [(p, ref[0]), (s1, opt.velocities[0])]
     else:
         opt = skopt.AdamOptimizer(ref, 0.001, 0.9, 0.999, 1e-8)
         for t, g in enumerate(grads, 1):
             opt.update_params(ref, [g])
-            _optim.adam(p, g, s1, s2, 0.001, 0.9, 0.999, 1e-8, t)
+            _testing.adam(p, g, s1, s2, 0.001, 0.9, 0.999, 1e-8, t)
         pairs = [(p, ref[0]), (s1, opt.ms[0]), (s2, opt.vs[0])]
     for ours, theirs in pairs:
         assert ours.dtype == theirs.dtype == dtype
@@ -145,11 +145,11 @@ def test_single_rows_get_the_same_bits_as_in_a_batch(variant, dtype, K):
     A = rng.uniform(-1, 1, (50, K)).astype(dtype)
     A[A < 0.3] = 0  # zeros are skipped by the small path
     B = rng.uniform(-1, 1, (K, 100)).astype(dtype)
-    full = _kernels.matmul(A, B, 2)
+    full = _testing.matmul(A, B, 2)
     for rows in (slice(0, 1), slice(7, 9)):
-        np.testing.assert_array_equal(_kernels.matmul(A[rows], B, 1), full[rows])
+        np.testing.assert_array_equal(_testing.matmul(A[rows], B, 1), full[rows])
     Bt = np.ascontiguousarray(B.T).T  # transposed operand, as in delta . W^T
-    np.testing.assert_array_equal(_kernels.matmul(A[:1], Bt, 1), _kernels.matmul(A, Bt, 1)[:1])
+    np.testing.assert_array_equal(_testing.matmul(A[:1], Bt, 1), _testing.matmul(A, Bt, 1)[:1])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -175,13 +175,13 @@ def test_zero_steps_are_skipped_without_changing_bits(variant, dtype, shape, lay
     if layout == "strided":  # neither stride 1: A is packed element by element
         a = np.zeros((2 * M, 2 * K), dtype)[::2, ::2]
         a[...] = A
-    full = _kernels.matmul(a, B, 2)
+    full = _testing.matmul(a, B, 2)
     for i in range(M):
-        np.testing.assert_array_equal(_kernels.matmul(a[i:i + 1], B, 1)[0], full[i])
+        np.testing.assert_array_equal(_testing.matmul(a[i:i + 1], B, 1)[0], full[i])
     tol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(full, A.astype(np.float64) @ B, rtol=tol,
                                atol=tol * np.sqrt(K))
-    zero = _kernels.matmul(np.zeros_like(a), B, 1)
+    zero = _testing.matmul(np.zeros_like(a), B, 1)
     assert not zero.any()
 
 
@@ -189,11 +189,11 @@ def test_vectorised_exp_within_one_ulp_and_edge_values(variant):
     """The float exponential (_vmath.h, compiled per variant) against exp in
     float64 over the whole range where e^x is a normal float, and at the edges."""
     x = np.linspace(-87.3, 88.72, 400_001).astype(np.float32)
-    got = _kernels.vexp_array(x).astype(np.float64)
+    got = _testing.vexp_array(x).astype(np.float64)
     ref = np.exp(x.astype(np.float64))
     ulps = np.abs(got - ref) / np.spacing(ref.astype(np.float32)).astype(np.float64)
     assert ulps.max() <= 1.0
-    edge = _kernels.vexp_array(np.array([np.nan, np.inf, 89.0, -np.inf, -200.0, 0.0],
+    edge = _testing.vexp_array(np.array([np.nan, np.inf, 89.0, -np.inf, -200.0, 0.0],
                                         dtype=np.float32))
     assert np.isnan(edge[0])
     assert np.isposinf(edge[1]) and np.isposinf(edge[2])  # overflow is inf
@@ -201,22 +201,22 @@ def test_vectorised_exp_within_one_ulp_and_edge_values(variant):
     assert 0 < edge[3] <= tiny and 0 < edge[4] <= tiny
     assert edge[5] == 1.0
     x64 = np.array([-700.0, -1.5, 0.0, 3.25, 700.0])
-    np.testing.assert_array_equal(_kernels.vexp_array(x64), np.exp(x64))  # libm for doubles
+    np.testing.assert_array_equal(_testing.vexp_array(x64), np.exp(x64))  # libm for doubles
 
 
 def test_sigmoid_within_three_ulp(variant):
     """The hidden layers' float sigmoid 1 / (1 + e^-z), per variant, against float64
     where it is a normal float (below z = -87.3 it stays about the smallest normal)."""
     z = np.linspace(-87.0, 100, 200_001).astype(np.float32)
-    got = _kernels.sigmoid_array(z).astype(np.float64)
+    got = _testing.sigmoid_array(z).astype(np.float64)
     ref = 1 / (1 + np.exp(-z.astype(np.float64)))
     ulps = np.abs(got - ref) / np.spacing(ref.astype(np.float32)).astype(np.float64)
     assert ulps.max() <= 3.0, (ulps.max(), z[ulps.argmax()])  # exp 1, add and divide
-    edge = _kernels.sigmoid_array(np.array([0.0, -0.0, np.inf, -np.inf, -200.0], np.float32))
+    edge = _testing.sigmoid_array(np.array([0.0, -0.0, np.inf, -np.inf, -200.0], np.float32))
     assert edge[0] == edge[1] == 0.5 and edge[2] == 1.0
     assert 0 <= edge[3] <= 1.0001 * np.finfo(np.float32).tiny
     assert 0 <= edge[4] <= 1.0001 * np.finfo(np.float32).tiny
-    assert np.isnan(_kernels.sigmoid_array(np.array([np.nan], np.float32))[0])
+    assert np.isnan(_testing.sigmoid_array(np.array([np.nan], np.float32))[0])
 
 
 def test_softmax_and_its_loss_against_float64(variant):
@@ -228,7 +228,7 @@ def test_softmax_and_its_loss_against_float64(variant):
     y = np.eye(10, dtype=np.float32)[rng.randint(0, 10, 300)]
     y[0] = 0
     y[0, 3] = 1
-    p, loss = _kernels.softmax_array(z, y)
+    p, loss = _testing.softmax_array(z, y)
     z64 = z.astype(np.float64)
     e = np.exp(z64 - z64.max(axis=1, keepdims=True))
     ref = e / e.sum(axis=1, keepdims=True)
@@ -241,7 +241,7 @@ def test_softmax_and_its_loss_against_float64(variant):
     assert loss[0] > 1e29 and p[0, 0] == 1.0 and p[0, 6] < 1e-37
     big = np.zeros((2, 300), np.float32)  # rows longer than the 256-element buffer
     big[1, 299] = 50
-    pb, _ = _kernels.softmax_array(big)
+    pb, _ = _testing.softmax_array(big)
     np.testing.assert_allclose(pb[0], 1 / 300, rtol=1e-6)
     assert pb[1, 299] > 0.999999 and pb[1, :299].max() < 1e-21
 
@@ -255,12 +255,12 @@ def test_softmax_rows_get_the_same_bits_in_any_group(variant, n_out):
     n = 2 * (256 // n_out if n_out <= 256 else 1) + 3  # two whole groups and part of one
     z = (rng.normal(size=(n, n_out)) * rng.uniform(0.1, 20, (n, 1))).astype(np.float32)
     y = np.eye(n_out, dtype=np.float32)[rng.randint(0, n_out, n)]
-    p, loss = _kernels.softmax_array(z, y)
+    p, loss = _testing.softmax_array(z, y)
     for i in [0, 1, n // 2, n - 2, n - 1]:
-        p1, loss1 = _kernels.softmax_array(z[i:i + 1], y[i:i + 1])
+        p1, loss1 = _testing.softmax_array(z[i:i + 1], y[i:i + 1])
         np.testing.assert_array_equal(p1[0], p[i])
         assert loss1[0] == loss[i]
-    p2, loss2 = _kernels.softmax_array(z[1:], y[1:])  # every group shifted by one row
+    p2, loss2 = _testing.softmax_array(z[1:], y[1:])  # every group shifted by one row
     np.testing.assert_array_equal(p2, p[1:])
     np.testing.assert_array_equal(loss2, loss[1:])
 
@@ -294,20 +294,20 @@ def test_fused_epilogue_gives_the_bits_of_separate_passes(variant, dtype, shape,
     bits of the product followed by the op on its own (the same vector code), for every
     op, ragged shape and thread count; the bias lands as the first block's addend."""
     A, B, b, act = _epilogue_operands(shape, dtype)
-    with_bias = _kernels.matmul(A, B, n_threads, bias=b)
+    with_bias = _testing.matmul(A, B, n_threads, bias=b)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(with_bias, A.astype(np.float64) @ B + b, rtol=tol,
                                atol=tol * np.sqrt(shape[2]))
     if shape[2] <= 128:  # one block of the sum: t + b, as b written first and t added
-        np.testing.assert_array_equal(with_bias, _kernels.matmul(A, B, n_threads) + b)
+        np.testing.assert_array_equal(with_bias, _testing.matmul(A, B, n_threads) + b)
     for op in FORWARD_OPS:
-        fused = _kernels.matmul(A, B, n_threads, bias=b, op=op, slope=0.05)
-        np.testing.assert_array_equal(fused, _kernels.apply_array(with_bias, op, slope=0.05))
-    plain = _kernels.matmul(A, B, n_threads)
+        fused = _testing.matmul(A, B, n_threads, bias=b, op=op, slope=0.05)
+        np.testing.assert_array_equal(fused, _testing.apply_array(with_bias, op, slope=0.05))
+    plain = _testing.matmul(A, B, n_threads)
     for op in BACKWARD_OPS:
-        fused = _kernels.matmul(A, B, n_threads, op=op, aux=act, slope=0.05)
+        fused = _testing.matmul(A, B, n_threads, op=op, aux=act, slope=0.05)
         np.testing.assert_array_equal(fused,
-                                      _kernels.apply_array(plain, op, aux=act, slope=0.05))
+                                      _testing.apply_array(plain, op, aux=act, slope=0.05))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -316,19 +316,19 @@ def test_fused_epilogue_single_rows_and_transposed_operands(variant, dtype):
     batch it is in; delta . W^T (B transposed) takes the derivative too."""
     A, B, b, act = _epilogue_operands((50, 100, 300), dtype, seed=3)
     for op in FORWARD_OPS:
-        full = _kernels.matmul(A, B, 2, bias=b, op=op)
+        full = _testing.matmul(A, B, 2, bias=b, op=op)
         for rows in (slice(0, 1), slice(7, 9)):
-            np.testing.assert_array_equal(_kernels.matmul(A[rows], B, 1, bias=b, op=op),
+            np.testing.assert_array_equal(_testing.matmul(A[rows], B, 1, bias=b, op=op),
                                           full[rows])
     Bt = np.ascontiguousarray(B.T).T
     for op in BACKWARD_OPS:
-        full = _kernels.matmul(A, Bt, 1, op=op, aux=act)
-        np.testing.assert_array_equal(full[:1], _kernels.matmul(A[:1], Bt, 1, op=op,
+        full = _testing.matmul(A, Bt, 1, op=op, aux=act)
+        np.testing.assert_array_equal(full[:1], _testing.matmul(A[:1], Bt, 1, op=op,
                                                                 aux=act[:1]))
-        np.testing.assert_array_equal(full, _kernels.matmul(A, B, 2, op=op, aux=act))
+        np.testing.assert_array_equal(full, _testing.matmul(A, B, 2, op=op, aux=act))
         wide = np.zeros((act.shape[0], act.shape[1] + 7), dtype)  # aux rows 107 apart
         wide[:, 3:-4] = act
-        np.testing.assert_array_equal(full, _kernels.matmul(A, B, 2, op=op,
+        np.testing.assert_array_equal(full, _testing.matmul(A, B, 2, op=op,
                                                             aux=wide[:, 3:-4]))
 
 
@@ -343,7 +343,7 @@ def test_epilogue_ops_against_their_formulas(variant, dtype):
     s = 0.05
     tol = 4e-7 if dtype == np.float32 else 1e-15
     x64, a64 = x.astype(np.float64), a.astype(np.float64)
-    ap = _kernels.apply_array
+    ap = _testing.apply_array
     np.testing.assert_array_equal(ap(x, 0), x)
     np.testing.assert_allclose(ap(x, LOGISTIC, slope=s), 1 / (1 + np.exp(-x64)), rtol=tol)
     np.testing.assert_allclose(ap(x, TANH, slope=s), np.tanh(x64), rtol=tol, atol=tol)
@@ -363,18 +363,18 @@ def test_epilogue_arguments_checked():
     A = np.ones((3, 4), np.float32)
     B = np.ones((4, 5), np.float32)
     with pytest.raises(ValueError, match="unknown epilogue op"):
-        _kernels.matmul(A, B, op=7)
+        _testing.matmul(A, B, op=7)
     with pytest.raises(ValueError, match="aux is needed"):
-        _kernels.matmul(A, B, op=DERIVATIVE + RELU)
+        _testing.matmul(A, B, op=DERIVATIVE + RELU)
     with pytest.raises(ValueError, match="aux is needed"):
-        _kernels.matmul(A, B, op=RELU, aux=np.ones((3, 5), np.float32))
+        _testing.matmul(A, B, op=RELU, aux=np.ones((3, 5), np.float32))
     with pytest.raises(ValueError, match="aux must have shape"):
-        _kernels.matmul(A, B, op=DERIVATIVE + RELU, aux=np.ones((5, 3), np.float32))
+        _testing.matmul(A, B, op=DERIVATIVE + RELU, aux=np.ones((5, 3), np.float32))
     with pytest.raises(ValueError, match="bias must have 5 values"):
-        _kernels.matmul(A, B, bias=np.ones(4, np.float32))
+        _testing.matmul(A, B, bias=np.ones(4, np.float32))
     bias = np.arange(-2, 3, dtype=np.float32)
     for rows in (1, 3):  # an empty sum (K = 0): the bias, then the op
         A0, B0 = np.ones((rows, 0), np.float32), np.ones((0, 5), np.float32)
-        np.testing.assert_array_equal(_kernels.matmul(A0, B0, bias=bias, op=RELU),
+        np.testing.assert_array_equal(_testing.matmul(A0, B0, bias=bias, op=RELU),
                                       np.tile([0, 0, 0, 1, 2], (rows, 1)))
-        np.testing.assert_array_equal(_kernels.matmul(A0, B0), np.zeros((rows, 5)))
+        np.testing.assert_array_equal(_testing.matmul(A0, B0), np.zeros((rows, 5)))

@@ -12,7 +12,7 @@ import pytest
 import cymlp
 from cymlp._config import config
 
-EXTENSIONS = ("_kernels", "_optim", "_engine")
+EXTENSIONS = ("_kernels", "_engine", "_testing")
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,8 @@ cdef void fp_leave(unsigned long old) noexcept nogil
 # row_loss: NULL, or each row's weighted loss
 cdef double softmaxf(float *z, const float *y, const float *sw, Py_ssize_t n,
                      Py_ssize_t n_out, double *row_loss) noexcept nogil
+# e^x elementwise in float, the variant's vector exponential (_vmath.h)
+cdef void vexpf(const float *x, float *out, Py_ssize_t n) noexcept nogil
 
 
 cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
