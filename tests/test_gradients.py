@@ -28,13 +28,10 @@ def _problem(hidden, out, seed=0, n=11, n_in=5):
 
 
 def _loss(sizes, act, out, X, Y, params, alpha, grads=None, sw=None, chunk=None, rows=None):
-    n = X.shape[0]
-    chunk = chunk or n
-    ws = np.empty(_engine.workspace_size(sizes, chunk, 1))
+    engine = _engine.Engine(sizes, act, out, 0.1, None, chunk or X.shape[0], 1, params.dtype,
+                            False)
     g = np.empty_like(params) if grads is None else grads
-    rows = rows or (X, None, None, None)
-    return _engine.loss_and_grad(sizes, act, out, 0.1, *rows, Y, sw, params, g, ws, n, chunk,
-                                 alpha, 1.0, 1)
+    return engine.loss_and_grad(rows or (X, None, None, None), Y, sw, params, g, alpha, 1.0)
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
@@ -107,8 +104,10 @@ def test_engine_rejects_mismatched_arrays():
         _loss(sizes, 0, code, X.astype(np.float32), Y, params, 0.0)
     with pytest.raises(TypeError, match="shape"):
         _loss(sizes, 0, code, X, Y[:, :2].copy(), params, 0.0)
-    with pytest.raises(ValueError, match="params/grads"):
+    with pytest.raises(TypeError, match=rf"params must be .* shape \({len(params)},\)"):
         _loss(sizes, 0, code, X, Y, params[:-1].copy(), 0.0)
+    with pytest.raises(TypeError, match="grads must be"):
+        _loss(sizes, 0, code, X, Y, params, 0.0, grads=np.empty(len(params) + 1))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -126,15 +125,13 @@ def test_extreme_logits_stay_finite(dtype, out):
     Y = np.zeros((3, n_out), dtype=dtype)
     Y[:, -1] = 1  # the wrong class for row 0: loss ~ 2e4 / 3, large but finite
     grads = np.empty_like(params)
-    ws = np.empty(_engine.workspace_size(sizes, 3, 1), dtype=dtype)
-    loss = _engine.loss_and_grad(sizes, 0, code, 0.0, X, None, None, None, Y, None, params,
-                                 grads, ws, 3, 3, 0.0, 1.0, 1)
+    engine = _engine.Engine(sizes, 0, code, 0.0, None, 3, 1, dtype, False)
+    loss = engine.loss_and_grad((X, None, None, None), Y, None, params, grads, 0.0, 1.0)
     assert np.isfinite(loss) and loss > 1000
     assert np.all(np.isfinite(grads))
     for mode in (0, 1, 2):
         out_arr = np.empty((3, n_out), dtype=dtype)
-        _engine.forward(sizes, 0, code, 0.0, X, None, None, None, params, out_arr, ws, 3,
-                        mode, 1)
+        engine.forward((X, None, None, None), params, out_arr, mode)
         assert np.all(np.isfinite(out_arr)), (mode, out_arr)
         if mode == 1 and out == "softmax":
             np.testing.assert_allclose(out_arr.sum(1), 1, rtol=1e-6)

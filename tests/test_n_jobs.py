@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 
 from cymlp import MLPClassifier, _engine, _kernels
-from cymlp._estimators import _CHUNK
+from cymlp._model import CHUNK as _CHUNK
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

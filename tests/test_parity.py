@@ -3,6 +3,7 @@ scikit-learn, and interoperability with its tools."""
 
 import pickle
 import warnings
+from types import SimpleNamespace
 
 import joblib
 import numpy as np
@@ -94,7 +95,7 @@ def test_early_stopping_matches_sklearn(blobs):
 
 
 def test_early_stopping_split_is_stratified_for_multiclass(blobs, monkeypatch):
-    import cymlp._estimators as est
+    import cymlp._training as est
 
     X, y = blobs
     seen = {}
@@ -315,13 +316,13 @@ def test_dropout_keeps_expected_activation():
     X = np.zeros((n, 1))
     Y = np.zeros((n, 1))
     grads = np.empty_like(params)
-    ws = np.empty(_engine.workspace_size(sizes, n, 1, [0.4]))
+    engine = _engine.Engine(sizes, 1, 0, 0.0, [0.4], n, 1, params.dtype)
     rng = np.array([1], dtype=np.uint64)
-    state = np.zeros_like(params)
     # lr tiny: one update barely moves, but the loss reflects the dropped-out forward pass
-    loss, _ = _engine.train_epoch(sizes, 1, 0, 0.0, [0.4], X, None, None, None, Y, None,
-                                  params, grads, ws, n, n, False, rng, 0, 1e-12, 0.0, False,
-                                  state, state, 0.9, 0.999, 1e-8, 0, 0.0, 1.0, 1)
+    sgd = SimpleNamespace(kind=0, lr=1e-12, momentum=0.0, nesterov=False, beta_1=0.0,
+                          beta_2=0.0, epsilon=0.0, m=np.zeros_like(params), v=None, step=0)
+    loss, _ = engine.train_epoch((X, None, None, None), Y, None, params, grads, sgd, False,
+                                 rng, 0.0, 1.0)
     # output = mean of 2000 units, each 0 or 1/0.6: mean 1, var 0.4/0.6/2000; loss = out^2/2
     assert loss == pytest.approx(0.5 * (1 + 0.4 / 0.6 / 2000), rel=0.02)
 

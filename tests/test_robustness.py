@@ -121,15 +121,24 @@ def test_engine_refuses_arrays_it_was_not_promised(data):
     X, y = data
     clf = MLPClassifier((4,), max_iter=1, random_state=0).fit(X, y)
     out = np.empty((len(X), clf.n_outputs_))
-    ws = np.empty(_engine.workspace_size(clf._sizes, 8, 1))
-    args = (*clf._engine_args(),)
+    engine = clf._engine(8)
     with pytest.raises(TypeError, match="C-contiguous"):
-        _engine.forward(*args, np.asfortranarray(X), None, None, None, clf._params, out,
-                        ws, 8, 1, 1)
-    with pytest.raises(ValueError, match="workspace too small"):
-        _engine.forward(*args, X, None, None, None, clf._params, out, ws[:10], 8, 1, 1)
-    with pytest.raises(ValueError, match="params"):
-        _engine.forward(*args, X, None, None, None, clf._params[:-1].copy(), out, ws, 8, 1, 1)
+        engine.forward((np.asfortranarray(X), None, None, None), clf._params, out, 1)
+    with pytest.raises(TypeError, match="params"):
+        engine.forward((X, None, None, None), clf._params[:-1].copy(), out, 1)
+    with pytest.raises(TypeError, match="params"):
+        engine.forward((X, None, None, None), clf._params.astype(np.float32), out, 1)
+    with pytest.raises(TypeError, match="out"):
+        engine.forward((X, None, None, None), clf._params, out[:, :1].copy(), 1)
+    with pytest.raises(TypeError, match="X must be"):
+        engine.forward((X.tolist(), None, None, None), clf._params, out, 1)
+    with pytest.raises(ValueError, match="train_epoch needs"):
+        engine.train_epoch((X, None, None, None), out, None, clf._params, clf._params,
+                           None, False, np.zeros(1, np.uint64), 0.0, 1.0)
+    with pytest.raises(ValueError, match="rows >= 1"):
+        _engine.Engine(clf._sizes, 0, 0, 0.0, None, 0, 1, np.float64)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _engine.Engine(clf._sizes, 0, 0, 0.0, None, 8, 1, np.int64)
 
 
 # ---- 2. divergence ------------------------------------------------------------------------
@@ -295,18 +304,19 @@ def _interrupt_at(monkeypatch, where, epoch):
     'bookkeeping' in the middle of it (when the epoch's loss is recorded and the
     no-improvement count is next), 'scoring' while the validation split is scored."""
     import cymlp._estimators as est
+    from cymlp import _engine
 
     seen = {"epochs": 0}
-    real_epoch = est._engine.train_epoch
 
-    def train_epoch(*args):
-        out = real_epoch(*args)
-        seen["epochs"] += 1
-        if where == "after_epoch" and seen["epochs"] == epoch:
-            signal.raise_signal(signal.SIGINT)
-        return out
+    class Engine(_engine.Engine):
+        def train_epoch(self, *args):
+            out = super().train_epoch(*args)
+            seen["epochs"] += 1
+            if where == "after_epoch" and seen["epochs"] == epoch:
+                signal.raise_signal(signal.SIGINT)
+            return out
 
-    monkeypatch.setattr(est._engine, "train_epoch", train_epoch)
+    monkeypatch.setattr(_engine, "Engine", Engine)
     if where in ("bookkeeping", "scoring"):
         name = "_update_no_improvement_count" if where == "bookkeeping" else "_forward"
         real = getattr(est._BaseMLP, name)
@@ -341,13 +351,13 @@ def test_interrupt_then_partial_fit_equals_fit_of_one_more_epoch(data, monkeypat
     # began, the epoch is completed
     assert done == (2 if where == "after_epoch" else 3)
     assert len(clf.loss_curve_) == len(clf.history_["loss"]) == done
-    assert clf.t_ == done * len(X) and clf._optimizer_state["step"] == done * batches
+    assert clf.t_ == done * len(X) and clf._optimizer.step == done * batches
     clf.partial_fit(X, y)
     ref = MLPClassifier(**dict(kw, max_iter=done + 1)).fit(X, y)
     for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
         np.testing.assert_array_equal(a, b)
     for key in ("m", "v", "step", "lr"):
-        np.testing.assert_array_equal(clf._optimizer_state[key], ref._optimizer_state[key])
+        np.testing.assert_array_equal(getattr(clf._optimizer, key), getattr(ref._optimizer, key))
     np.testing.assert_array_equal(clf._rng, ref._rng)
     assert clf.loss_curve_ == ref.loss_curve_ and clf.t_ == ref.t_
 

@@ -6,14 +6,15 @@ activation and one output activation. All weights and biases live in one flat bu
 ``params``, laid out as ``W_0 (n_in, h_1), b_0 (h_1,), W_1, b_1, ...`` (row-major), so
 the optimizers, L-BFGS and model files see a single vector and ``coefs_`` /
 ``intercepts_`` are views into it. Scratch memory (``ws``) is allocated once per fit by
-the caller, sized by :func:`workspace_size`; nothing is allocated per batch.
+the engine object, sized by its layout; nothing is allocated per batch.
 
 Input rows come either from a dense C-contiguous ``X`` or from a CSR matrix
 (``data, indices, indptr``); CSR rows are scattered into a dense batch buffer one
 batch at a time, so a sparse data set is never densified whole.
 
-Callers (``cymlp._estimators``) validate everything first: shapes, dtypes, contiguity,
-finiteness, batch size >= 1. Nothing here checks again.
+The entry points are the methods of :class:`Engine`. They check the arrays' dtypes,
+shapes and contiguity (so that no call from Python can crash here); the values
+(finiteness, labels) are the callers' to validate, in ``cymlp._estimators``.
 """
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
 from libc.float cimport DBL_MIN, FLT_MIN
@@ -27,7 +28,7 @@ from cymlp._kernels cimport (IDENTITY, LOGISTIC, SOFTMAX, activation_derivative,
                              gemm, gemm_epilogue, gemm_small_m, gemm_work_size,
                              output_forward, output_log_proba, pack_rows, packed_size,
                              parallel_for)
-from cymlp._optim cimport SGD, adam_step, sgd_outer_row, sgd_step
+from cymlp._optim cimport SGD, Optimizer, optimizer_step, sgd_outer_row
 
 import numpy as np
 
@@ -86,27 +87,11 @@ cdef struct FeaturesJob:
     void *params
     void *grads
     void *ws
-    void *state1
-    void *state2
-    int solver
-    double lr, momentum, beta_1, beta_2, epsilon, scale, alpha
-    bint nesterov, packed, f64
-    long long step
+    Optimizer opt
+    long long step          # the number of this update (>= 1)
+    double scale, alpha
+    bint packed, f64
     double *sq_blocks
-
-
-def workspace_size(sizes, Py_ssize_t rows, int n_threads, dropout=None, bint training=True):
-    """Scratch elements for batches of up to ``rows`` rows (see module docstring);
-    ``training=False`` is enough for forward, data_loss and loss_and_grad, which do not
-    keep packed copies of weights and deltas (training keeps one packed delta per layer,
-    rows x width rounded up to 64, e.g. 4 MiB per 1024-wide layer at batch 1024 in
-    float32)."""
-    cdef Layout lay
-    _layout(&lay, sizes, rows, 0, 0, 0.0, dropout, training)
-    try:
-        return int(lay.work_off + _work_size(&lay, n_threads))
-    finally:
-        _free_layout(&lay)
 
 
 cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_act,
@@ -147,7 +132,7 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     # workspace: x | y | sw | activations 1..L | masks | delta ping-pong | grads |
     # packed weights | packed deltas | gemm scratch, each region starting on a multiple
     # of 16 elements
-    # (64-byte aligned once ws is, see _aligned)
+    # (64-byte aligned once ws is, see Engine)
     lay.rows = rows
     off = 0
     lay.x_off = off
@@ -210,16 +195,8 @@ cdef inline Py_ssize_t _thread_work(const Layout *lay) noexcept nogil:
 
 cdef inline Py_ssize_t _work_size(const Layout *lay, int n_threads) noexcept nogil:
     """Scratch after work_off: one training thread's worth per thread, which also covers
-    one product split over n_threads; plus 64 bytes of slack for _aligned."""
+    one product split over n_threads; plus 64 bytes of slack for the alignment (Engine)."""
     return (n_threads if n_threads > 1 else 1) * _thread_work(lay) + 16
-
-
-cdef inline floating *_aligned(floating *ws) noexcept nogil:
-    """ws rounded up to a 64-byte boundary (numpy's large arrays start 16 bytes past
-    one). Every offset of the layout is a multiple of 16 elements, so packed panels and
-    activation rows then start on cache lines: an unaligned 64-byte vector load spans
-    two lines and costs two (the wide network's products ran at half speed)."""
-    return <floating *>((<size_t>ws + 63) & ~(<size_t>63))
 
 
 cdef void _free_layout(Layout *lay) noexcept:
@@ -430,33 +407,38 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
     return output_forward(lay.out_act, z, y, sw, n, lay.sizes[L], NULL)
 
 
+cdef inline void _output_delta(const floating *a, const floating *y, const floating *sw,
+                               Py_ssize_t n, Py_ssize_t n_out, floating *d) noexcept nogil:
+    """The output layer's delta, d = sw * (a - y) (n, n_out): softmax + cross-entropy,
+    logistic + log-loss, exp + Poisson deviance and identity + squared error all give
+    output - y (paper §4.3.3)."""
+    cdef Py_ssize_t r, k
+    for r in range(n):
+        for k in range(n_out):
+            d[r * n_out + k] = a[r * n_out + k] - y[r * n_out + k]
+            if sw != NULL:
+                d[r * n_out + k] *= sw[r]
+
+
 cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
                        const floating *sw, Py_ssize_t n, const floating *params,
                        floating *grads, floating *ws, int n_threads) noexcept nogil:
     """Summed data loss of n rows and the summed gradient in grads (§4.3.3), for the
     full-batch objective (L-BFGS, gradient tests).
 
-    delta_L = sw * (output - y)  (softmax + cross-entropy, logistic + log-loss, exp +
-    Poisson deviance and identity + squared error all give output - y),
-    delta_{l-1} = (delta_l . W_l^T) * f'(a_{l-1}),
+    delta_L = sw * (output - y) (_output_delta), delta_{l-1} = (delta_l . W_l^T) * f'(a_{l-1}),
     grad W_l = a_{l-1}^T . delta_l,  grad b_l = sum_i delta_l. The average over the rows
     and the L2 term are applied by the caller.
     """
     cdef int l, L = lay.n_layers
-    cdef Py_ssize_t i, k, n_out = lay.sizes[L]
+    cdef Py_ssize_t n_out = lay.sizes[L]
     cdef floating *delta = ws + lay.d0_off
     cdef floating *prev = ws + lay.d1_off
     cdef floating *tmp
-    cdef floating *a_L
     cdef const floating *a_prev
     cdef double loss
     loss = _forward(lay, x, y, sw, n, params, ws, <floating *>NULL, n_threads)
-    a_L = ws + lay.a_off[L]
-    for i in range(n):
-        for k in range(n_out):
-            delta[i * n_out + k] = a_L[i * n_out + k] - y[i * n_out + k]
-            if sw != NULL:
-                delta[i * n_out + k] *= sw[i]
+    _output_delta(ws + lay.a_off[L], y, sw, n, n_out, delta)
     for l in range(L - 1, -1, -1):
         a_prev = x if l == 0 else ws + lay.a_off[l]
         dense_backward(a_prev, params + lay.w_off[l], delta, grads + lay.w_off[l],
@@ -577,11 +559,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
         a = z
     d = ws + lay.d_off[L] + r0 * n_out
     output_forward(lay.out_act, z, y, sw, n, n_out, row_loss + r0)
-    for r in range(n):
-        for k in range(n_out):
-            d[r * n_out + k] = z[r * n_out + k] - y[r * n_out + k]
-            if sw != NULL:
-                d[r * n_out + k] *= sw[r]
+    _output_delta(z, y, sw, n, n_out, d)
     if nb > 1:
         pack_rows(nb, n_out, r0, r1, ws + lay.d_off[L], n_out, 1, ws + lay.dp_off[L])
     for l in range(L - 1, 0, -1):
@@ -607,12 +585,9 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
     fp_leave(mode)
 
 
-cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py_ssize_t n,
-                          floating *params, floating *grads, floating *ws, floating *work,
-                          floating *state1, floating *state2, int solver, double lr,
-                          double momentum, bint nesterov, double beta_1, double beta_2,
-                          double epsilon, long long step, floating scale, floating alpha,
-                          double *sq_blocks, bint packed) noexcept nogil:
+cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
+                          floating *params, floating *grads, floating *ws,
+                          floating *work) noexcept nogil:
     """Phase 2 of a training step, for thread t of T: the weight-gradient rows
     grad W_l[i0:i1] = a_l[:, i0:i1]^T . delta_{l+1} and bias columns grad b_l[j0:j1] =
     sum_i delta_{l+1}[i, j0:j1] of every layer, each summed over the batch in row order,
@@ -622,12 +597,15 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
     blocks CHUNK_BLOCKS at a time: gradient, ||W||^2, step and, with ``packed``,
     repacking for the next forward follow one another while the chunk is in L2 (a
     chunk long enough that the packed delta is not re-read from L2 for every few rows)."""
+    cdef const Layout *lay = j.lay
+    cdef const Optimizer *opt = &j.opt
     cdef int l, L = lay.n_layers
-    cdef Py_ssize_t n_in, n_out, nblk, b0, b1, c, c1, i0, i1, j0, j1, k, rows
+    cdef Py_ssize_t n = j.n, n_in, n_out, nblk, b0, b1, c, c1, i0, i1, j0, j1, k, rows
     cdef Py_ssize_t blk = 0, off
     cdef const floating *a
     cdef const floating *d
-    cdef bint stepped
+    cdef floating scale = <floating>j.scale, alpha = <floating>j.alpha
+    cdef bint stepped, packed = j.packed
     cdef unsigned long mode = fp_enter()
     for l in range(L):
         n_in = lay.sizes[l]
@@ -646,20 +624,19 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
             stepped = False
             if n == 1:  # one row: the gradient is the outer product a^T d
                 stepped = _outer_step(a + i0, d, i1 - i0, n_out, params + off, grads + off,
-                                      solver == SGD and momentum == 0 and alpha == 0, lr,
-                                      scale)
+                                      opt.kind == SGD and opt.momentum == 0 and alpha == 0,
+                                      opt.lr, scale)
             else:
                 gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, ws + lay.dp_off[l + 1],
                      grads + off, n_out, False, work, 1)
             if alpha != 0 and not stepped:
                 for k in range(c, c1):
                     rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
-                    sq_blocks[blk + k] = _sum_squares(params + lay.w_off[l]
-                                                      + k * ROW_BLOCK * n_out, rows * n_out)
+                    j.sq_blocks[blk + k] = _sum_squares(
+                        params + lay.w_off[l] + k * ROW_BLOCK * n_out, rows * n_out)
             if not stepped:
-                _step(params + off, grads + off, state1 + off, state2 + off,
-                      (i1 - i0) * n_out, solver, lr, momentum, nesterov, beta_1, beta_2,
-                      epsilon, step, scale, alpha)
+                optimizer_step(opt, params, grads, off, (i1 - i0) * n_out, j.step, scale,
+                               alpha)
             if packed and lay.wp_off[l] >= 0:
                 pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1,
                           ws + lay.wp_off[l])
@@ -670,9 +647,7 @@ cdef void _features_phase(const Layout *lay, int t, int T, const floating *x, Py
         if j1 > j0:
             off = lay.b_off[l]
             _column_sums(d, n, n_out, j0, j1, grads + off)
-            _step(params + off + j0, grads + off + j0, state1 + off + j0, state2 + off + j0,
-                  j1 - j0, solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, step,
-                  scale, 0)
+            optimizer_step(opt, params, grads, off + j0, j1 - j0, j.step, scale, 0)
     fp_leave(mode)
 
 
@@ -704,11 +679,8 @@ cdef void _features_task(void *job, int t, int T) noexcept nogil:
 
 cdef inline void _features_part(const FeaturesJob *j, int t, int T,
                                 floating *ws) noexcept nogil:
-    _features_phase(j.lay, t, T, <const floating *>j.x, j.n, <floating *>j.params,
-                    <floating *>j.grads, ws, ws + j.lay.work_off + t * _thread_work(j.lay),
-                    <floating *>j.state1, <floating *>j.state2, j.solver, j.lr, j.momentum,
-                    j.nesterov, j.beta_1, j.beta_2, j.epsilon, j.step, <floating>j.scale,
-                    <floating>j.alpha, j.sq_blocks, j.packed)
+    _features_phase(j, t, T, <const floating *>j.x, <floating *>j.params,
+                    <floating *>j.grads, ws, ws + j.lay.work_off + t * _thread_work(j.lay))
 
 
 cdef inline bint _outer_step(const floating *a, const floating *d, Py_ssize_t rows,
@@ -729,28 +701,6 @@ cdef inline bint _outer_step(const floating *a, const floating *d, Py_ssize_t ro
             for j in range(n_out):
                 grads[i * n_out + j] = ai * d[j]
     return plain_sgd
-
-
-cdef inline void _step(floating *params, const floating *grads, floating *state1,
-                       floating *state2, Py_ssize_t size, int solver, double lr,
-                       double momentum, bint nesterov, double beta_1, double beta_2,
-                       double epsilon, long long step, floating scale,
-                       floating l2) noexcept nogil:
-    if solver == SGD:
-        sgd_step(params, grads, state1, size, lr, momentum, nesterov, scale, l2)
-    else:
-        adam_step(params, grads, state1, state2, size, lr, beta_1, beta_2, epsilon, step,
-                  scale, l2)
-
-
-cdef int _check_buffers(const Layout *lay, Py_ssize_t n_params, Py_ssize_t n_grads,
-                        Py_ssize_t n_ws, int n_threads) except -1:
-    """params / grads must match the layout and ws must hold the scratch it needs."""
-    if n_params != lay.n_params or (n_grads >= 0 and n_grads != lay.n_params):
-        raise ValueError(f"engine: params/grads need {lay.n_params} elements")
-    if n_ws < lay.work_off + _work_size(lay, n_threads):
-        raise ValueError("engine: workspace too small for this layout; see workspace_size()")
-    return 0
 
 
 cdef int _refuse(name, dtype, tuple shape) except -1:
@@ -778,11 +728,6 @@ cdef const void *_data(name, arr, dtype, Py_ssize_t rows, Py_ssize_t cols) excep
     return ptr
 
 
-cdef inline object _dtype(const floating[::1] params):
-    """numpy dtype of the parameters (without making an array of the memoryview)."""
-    return _F32 if floating is float else _F64
-
-
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
@@ -808,76 +753,231 @@ cdef int _rows(Rows *src, const Layout *lay, Py_ssize_t n, dtype, X, data, indic
     return 0
 
 
-def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, data, indices,
-                indptr, Y, sw, floating[::1] params, floating[::1] grads, floating[::1] ws,
-                Py_ssize_t n, Py_ssize_t batch_size, bint shuffle, uint64_t[::1] rng,
-                int solver, double lr, double momentum, bint nesterov, floating[::1] state1,
-                floating[::1] state2, double beta_1, double beta_2, double epsilon,
-                long long step, double alpha, double loss_scale, int n_threads):
-    """One pass over n rows in minibatches: forward, backward, update.
+cdef class Engine:
+    """One network's layout and scratch, set up once and used for the life of a fit (or
+    of a predictor): the offsets of every parameter and scratch buffer (``Layout``), the
+    64-byte aligned workspace for batches of up to ``rows`` rows, and per-batch buffers.
 
-    Rows come from dense ``X`` (n, n_in) or, when X is None, the CSR triplet
-    ``data, indices, indptr`` (intp indices); targets ``Y`` (n, n_out), optional sample
-    weights ``sw`` (n,), all C-contiguous numpy arrays of params' dtype. ``dropout`` is
-    None or one rate per hidden layer. ``solver`` is SGD (0: lr, momentum, nesterov,
-    velocity in state1) or ADAM (1: lr, beta_1, beta_2, epsilon, m in state1, v in
-    state2, ``step`` = updates done so far). With ``shuffle`` the row order is a fresh
-    permutation from ``rng`` (advanced in place, as it is by dropout).
+    ``sizes`` are the layer widths, ``hidden_act`` / ``out_act`` activation codes (see
+    ``cymlp._model.ACTIVATIONS``), ``slope`` leaky_relu's, ``dropout`` None or one rate
+    per hidden layer, ``dtype`` float32 or float64. ``training=False`` lays out only what
+    forward, data_loss and loss_and_grad need (no packed weights or deltas).
 
-    A batch's loss is scikit-learn's: (loss_scale * sum_i sw_i loss_i
-    + alpha/2 sum ||W||^2) / sum_i sw_i. Returns ``(mean over batches weighted by their
-    size, number of updates made)``.
+    Entry points take their rows as ``source = (X, data, indices, indptr)``: a dense
+    C-contiguous ``X`` (n, n_in), or X None and a CSR triplet (intp indices); targets ``Y``
+    (n, n_out) and sample weights ``sw`` (n,) or None, all of the engine's dtype. Each
+    checks every array's dtype, shape and contiguity, then runs under ``nogil`` without
+    checking again. An Engine is not for two threads at once (its scratch is shared).
     """
     cdef Layout lay
-    cdef Rows src
+    cdef readonly object dtype
+    cdef readonly Py_ssize_t rows
+    cdef readonly int n_threads
+    cdef readonly bint training
+    cdef object _ws             # the workspace (numpy, owned)
+    cdef void *w                # its 64-byte aligned start
+    cdef double *row_loss       # (rows,) each row's loss (training)
+    cdef double *sq_blocks      # ||W||^2 per block of ROW_BLOCK weight rows (training)
+    cdef Py_ssize_t n_blocks
+    cdef bint f64
+
+    def __cinit__(self, sizes, int hidden_act, int out_act, double slope, dropout,
+                  Py_ssize_t rows, int n_threads, dtype, bint training=True):
+        cdef int l
+        cdef Py_ssize_t size
+        if rows < 1 or len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise ValueError("engine: needs rows >= 1 and layer sizes >= 1")
+        self.dtype = np.dtype(dtype)
+        if self.dtype != _F32 and self.dtype != _F64:
+            raise TypeError(f"engine: dtype must be float32 or float64, not {self.dtype}")
+        self.f64 = self.dtype == _F64
+        self.rows = rows
+        self.n_threads = n_threads if n_threads > 1 else 1
+        self.training = training
+        _layout(&self.lay, sizes, rows, hidden_act, out_act, slope, dropout, training)
+        size = self.lay.work_off + _work_size(&self.lay, self.n_threads)
+        self._ws = np.empty(size, self.dtype)
+        # every layout offset is a multiple of 16 elements, so from a 64-byte boundary
+        # packed panels and activation rows start on cache lines (numpy's large arrays
+        # start 16 bytes past one; an unaligned 64-byte load costs two)
+        self.w = <void *>((<size_t>_data("ws", self._ws, self.dtype, size, -1) + 63)
+                          & ~(<size_t>63))
+        for l in range(self.lay.n_layers):
+            self.n_blocks += (self.lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
+        if training:
+            self.row_loss = <double *>malloc(rows * sizeof(double))
+            self.sq_blocks = <double *>malloc(self.n_blocks * sizeof(double))
+            if self.row_loss == NULL or self.sq_blocks == NULL:
+                raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.row_loss)
+        free(self.sq_blocks)
+        _free_layout(&self.lay)
+
+    @property
+    def n_params(self):
+        """Length of the flat parameter buffer."""
+        return self.lay.n_params
+
+    @property
+    def workspace_size(self):
+        """Elements of scratch this engine holds (its dtype)."""
+        return self._ws.shape[0]
+
+    cdef Py_ssize_t _source(self, Rows *src, source, Y, sw) except -1:
+        """src from the arrays of ``source`` (see the class docstring); returns n."""
+        X, data, indices, indptr = source
+        cdef Py_ssize_t n
+        if X is not None:
+            n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else -1
+        else:
+            n = indptr.shape[0] - 1 if isinstance(indptr, np.ndarray) else -1
+        if n < 0:
+            raise TypeError("engine: X must be a 2-d array, or CSR with an intp indptr")
+        _rows(src, &self.lay, n, self.dtype, X, data, indices, indptr, Y, sw)
+        return n
+
+    cdef void *_params(self, name, arr) except NULL:
+        return <void *>_data(name, arr, self.dtype, self.lay.n_params, -1)
+
+    def train_epoch(self, source, Y, sw, params, grads, optimizer, bint shuffle,
+                    uint64_t[::1] rng, double alpha, double loss_scale):
+        """One pass over the rows in minibatches of ``rows``: forward, backward, update.
+
+        ``optimizer`` (see cymlp._optimizers) gives its ``kind``, hyperparameters, state
+        vectors ``m`` / ``v`` (params' shape) and ``step`` (updates made so far); the
+        state vectors are updated in place, ``step`` is left to the caller. With
+        ``shuffle`` the row order is a fresh permutation from ``rng`` (advanced in
+        place, as it is by dropout). Needs a training engine.
+
+        A batch's loss is scikit-learn's: (loss_scale * sum_i sw_i loss_i
+        + alpha/2 sum ||W||^2) / sum_i sw_i. Returns ``(mean over batches weighted by
+        their size, number of updates made)``.
+        """
+        cdef Rows src
+        cdef Optimizer opt
+        cdef Py_ssize_t n
+        cdef void *p
+        cdef void *g
+        cdef long long step
+        if not self.training:
+            raise ValueError("engine: train_epoch needs an Engine made with training=True")
+        n = self._source(&src, source, Y, sw)
+        if src.Y == NULL:
+            raise TypeError("engine: training needs targets Y")
+        opt.kind = optimizer.kind
+        opt.lr = optimizer.lr
+        opt.momentum = optimizer.momentum
+        opt.nesterov = optimizer.nesterov
+        opt.beta_1 = optimizer.beta_1
+        opt.beta_2 = optimizer.beta_2
+        opt.epsilon = optimizer.epsilon
+        opt.m = self._params("optimizer state", optimizer.m)
+        opt.v = self._params("optimizer state", optimizer.v) if opt.kind != SGD else NULL
+        p = self._params("params", params)
+        g = self._params("grads", grads)
+        step = optimizer.step
+        if self.f64:
+            return _train[double](self, &src, n, <double *>p, <double *>g, &opt, step,
+                                  shuffle, &rng[0], alpha, loss_scale)
+        return _train[float](self, &src, n, <float *>p, <float *>g, &opt, step, shuffle,
+                             &rng[0], alpha, loss_scale)
+
+    def loss_and_grad(self, source, Y, sw, params, grads, double alpha, double loss_scale):
+        """Loss over all rows and its gradient w.r.t. params (written to grads), as
+        scikit-learn's full-batch objective (L-BFGS, the gradient tests):
+        (loss_scale * sum_i sw_i loss_i + alpha/2 sum ||W||^2) / sum_i sw_i, ``rows``
+        rows at a time (no dropout, no shuffling)."""
+        cdef Rows src
+        cdef Py_ssize_t n = self._source(&src, source, Y, sw)
+        cdef void *p = self._params("params", params)
+        cdef void *g = self._params("grads", grads)
+        cdef double loss
+        if src.Y == NULL:
+            raise TypeError("engine: loss_and_grad needs targets Y")
+        with nogil:
+            if self.f64:
+                loss = _loss_and_grad(&self.lay, &src, n, <double *>p, <double *>g,
+                                      <double *>self.w, self.n_threads, alpha, loss_scale)
+            else:
+                loss = _loss_and_grad(&self.lay, &src, n, <float *>p, <float *>g,
+                                      <float *>self.w, self.n_threads, alpha, loss_scale)
+        return loss
+
+    def data_loss(self, source, Y, sw, params, double loss_scale):
+        """Weighted mean data loss over the rows (no L2 term): a validation loss."""
+        cdef Rows src
+        cdef Py_ssize_t n = self._source(&src, source, Y, sw)
+        cdef void *p = self._params("params", params)
+        cdef double loss, sw_sum = 0
+        if src.Y == NULL:
+            raise TypeError("engine: data_loss needs targets Y")
+        with nogil:
+            if self.f64:
+                loss = _chunks(&self.lay, &src, n, <double *>p, NULL, NULL, 0,
+                               <double *>self.w, self.n_threads, &sw_sum)
+            else:
+                loss = _chunks(&self.lay, &src, n, <float *>p, NULL, NULL, 0,
+                               <float *>self.w, self.n_threads, &sw_sum)
+        return loss_scale * loss / sw_sum
+
+    def forward(self, source, params, out, int mode):
+        """Network outputs for the rows into ``out`` (n, n_out), ``rows`` rows at a time.
+        mode 0: raw last-layer values (logits); 1: outputs (probabilities for softmax /
+        logistic, raised to at least the smallest normal float so that none is exactly 0;
+        e^z for exp); 2: log-probabilities.
+
+        Returns -1 when dense X holds a NaN or an infinity (out is then incomplete); else
+        the number of non-finite values in out (overflow), 0 when all is well.
+        """
+        cdef Rows src
+        cdef Py_ssize_t n = self._source(&src, source, None, None)
+        cdef void *p = self._params("params", params)
+        cdef void *o = <void *>_data("out", out, self.dtype, n, self.lay.sizes[self.lay.n_layers])
+        cdef double status
+        with nogil:
+            if self.f64:
+                status = _chunks(&self.lay, &src, n, <double *>p, NULL, <double *>o, mode,
+                                 <double *>self.w, self.n_threads, NULL)
+            else:
+                status = _chunks(&self.lay, &src, n, <float *>p, NULL, <float *>o, mode,
+                                 <float *>self.w, self.n_threads, NULL)
+        return int(status)
+
+
+cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floating *g,
+                   Optimizer *opt, long long step, bint shuffle, uint64_t *state,
+                   double alpha, double loss_scale):
+    """Engine.train_epoch for one dtype: each batch in two phases split over threads,
+    phase 1 by rows (forward, losses, deltas) and phase 2 by weight rows (gradients,
+    then the optimizer's step on them)."""
+    cdef const Layout *lay = &e.lay
     cdef RowsJob rows
     cdef FeaturesJob feats
-    cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, n_blocks = 0
-    cdef Py_ssize_t size = params.shape[0]
-    cdef int T_rows, T_feat, T = n_threads if n_threads > 1 else 1
+    cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, batch_size = e.rows
+    cdef int T_rows, T_feat, T = e.n_threads, l
     cdef long long par_rows = 0, par_feat = 0  # (debug counters, see parallel_counts)
-    cdef double total = 0, batch_loss, sw_sum, sq
+    cdef double total = 0, batch_loss, sw_sum, sq, checked
     cdef const floating *x
     cdef const floating *yb
     cdef const floating *swb
-    cdef floating *w = _aligned(&ws[0])
-    cdef floating *p = &params[0]
-    cdef floating *g = &grads[0]
-    cdef floating *s1 = &state1[0]
-    cdef floating *s2 = &state2[0]
+    cdef floating *w = <floating *>e.w
     cdef Py_ssize_t *order = NULL
-    cdef double *row_loss = NULL
-    cdef double *sq_blocks = NULL
-    cdef uint64_t *state = &rng[0]
     cdef uint64_t drop_seed = 0
-    cdef unsigned long fp_mode = fp_enter()
-    cdef double checked
+    cdef unsigned long fp_mode = 0
     cdef bint packed = batch_size > gemm_small_m()  # (single rows read the weights as they are)
-    cdef int l
-    fp_leave(fp_mode)  # (so that the finally clause restores a valid mode on early errors)
-    _layout(&lay, sizes, batch_size, hidden_act, out_act, slope, dropout, True)
-    try:
-        _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
-        _check_buffers(&lay, params.shape[0], grads.shape[0], ws.shape[0], n_threads)
-        if state1.shape[0] != size or (solver != SGD and state2.shape[0] != size):
-            raise ValueError("engine: optimizer state must match params")
-        if batch_size < 1:
-            raise ValueError("engine: batch_size must be >= 1")
-        for i in range(lay.n_layers):
-            n_blocks += (lay.sizes[i] + ROW_BLOCK - 1) // ROW_BLOCK
-        order = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t)) if shuffle else NULL
-        row_loss = <double *>malloc(batch_size * sizeof(double))
-        sq_blocks = <double *>malloc(n_blocks * sizeof(double))
-        if (shuffle and order == NULL) or row_loss == NULL or sq_blocks == NULL:
+    if shuffle:
+        order = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t) if n > 0 else 1)
+        if order == NULL:
             raise MemoryError()
-        rows = RowsJob(lay=&lay, src=&src, order=order, start=0, nb=0, params=p, ws=w,
-                       row_loss=row_loss, drop_seed=0, dropout=lay.dropout, packed=packed,
-                       f64=floating is double)
-        feats = FeaturesJob(lay=&lay, x=NULL, n=0, params=p, grads=g, ws=w, state1=s1,
-                            state2=s2, solver=solver, lr=lr, momentum=momentum,
-                            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, scale=1,
-                            alpha=alpha, nesterov=nesterov, packed=packed,
-                            f64=floating is double, step=0, sq_blocks=sq_blocks)
+    rows = RowsJob(lay=lay, src=src, order=order, start=0, nb=0, params=p, ws=w,
+                   row_loss=e.row_loss, drop_seed=0, dropout=lay.dropout, packed=packed,
+                   f64=floating is double)
+    feats = FeaturesJob(lay=lay, x=NULL, n=0, params=p, grads=g, ws=w, opt=opt[0], step=0,
+                        scale=1, alpha=alpha, packed=packed, f64=floating is double,
+                        sq_blocks=e.sq_blocks)
+    try:
         fp_mode = fp_enter()
         checked = cymlp_now()
         with nogil:
@@ -900,25 +1000,24 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 nb = stop - start
                 if lay.dropout:
                     drop_seed = _splitmix64(state)
-                # phase 1: rows split over threads (forward, losses, deltas); a few rows
-                # are not worth waking a thread for
+                # phase 1: rows split over threads; a few rows are not worth waking one for
                 T_rows = T if nb >= 16 * T else 1
                 rows.start = start
                 rows.nb = nb
                 rows.drop_seed = drop_seed
                 parallel_for(T_rows, _rows_task, &rows)  # (one task: run in this thread)
                 par_rows += T_rows > 1
-                x = _gather(&lay, &src, order, start, 0, 0, w, &yb, &swb)  # pointers only
+                x = _gather(lay, src, order, start, 0, 0, w, &yb, &swb)  # pointers only
                 sw_sum = _weight_sum(swb, nb)
                 if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
                     start = stop
                     continue
                 batch_loss = 0
                 for r in range(nb):  # in row order: the same sum for any thread count
-                    batch_loss += row_loss[r]
-                # phase 2: weight rows split over threads (gradients, then the update);
-                # waking a thread costs more than it saves on a few hundred thousand
-                # multiply-adds (a single row through the paper's network)
+                    batch_loss += e.row_loss[r]
+                # phase 2: weight rows split over threads; waking a thread costs more than
+                # it saves on a few hundred thousand multiply-adds (one row of the paper's
+                # network)
                 T_feat = T if (nb + 1) * lay.n_params >= 400000 else 1
                 feats.x = x
                 feats.n = nb
@@ -929,8 +1028,8 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
                 batch_loss *= loss_scale
                 if alpha != 0:
                     sq = 0
-                    for i in range(n_blocks):
-                        sq += sq_blocks[i]
+                    for i in range(e.n_blocks):
+                        sq += e.sq_blocks[i]
                     batch_loss += 0.5 * alpha * sq
                 total += nb * batch_loss / sw_sum
                 n_batches += 1
@@ -938,91 +1037,75 @@ def train_epoch(sizes, int hidden_act, int out_act, double slope, dropout, X, da
     finally:
         fp_leave(fp_mode)
         free(order)
-        free(row_loss)
-        free(sq_blocks)
-        _free_layout(&lay)
         _parallel_counts[SITE_ROWS] += par_rows  # (debug counters, under the GIL)
         _parallel_counts[SITE_FEATURES] += par_feat
     return total / n, n_batches
 
 
-def loss_and_grad(sizes, int hidden_act, int out_act, double slope, X, data, indices,
-                  indptr, Y, sw, const floating[::1] params, floating[::1] grads,
-                  floating[::1] ws, Py_ssize_t n, Py_ssize_t chunk, double alpha, double loss_scale,
-                  int n_threads):
-    """Loss over all n rows and its gradient w.r.t. params (written to grads), as
-    scikit-learn's full-batch objective (used by L-BFGS and the gradient tests):
-    (loss_scale * sum_i sw_i loss_i + alpha/2 sum ||W||^2) / sum_i sw_i.
-
-    Rows are processed ``chunk`` at a time; ``ws`` holds ``workspace_size(sizes, chunk,
-    ...)`` elements. Inputs as for :func:`train_epoch` (no dropout, no shuffling).
-    """
-    cdef Layout lay
-    cdef Rows src
-    cdef Py_ssize_t start, nb, k, l
-    cdef double loss = 0, sw_sum = 0
+cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floating *params,
+                    floating *grads, floating *out, int mode, floating *ws, int n_threads,
+                    double *sw_sum) noexcept nogil:
+    """The full-batch passes, lay.rows rows at a time: with ``out``, the outputs of
+    Engine.forward (returns its status); else with ``grads``, the summed loss and its
+    gradient added to grads; else the summed data loss. sw_sum (when not NULL) gets the
+    sum of the sample weights added."""
+    cdef Py_ssize_t start = 0, nb, k, bad = 0
+    cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
     cdef const floating *xb
     cdef const floating *yb
     cdef const floating *swb
-    cdef floating *w = _aligned(&ws[0])
-    cdef const floating *p = &params[0]
-    cdef floating *g = &grads[0]
-    cdef floating *gc
-    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None, False)
-    gc = w + lay.g_off
-    try:
-        _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
-        _check_buffers(&lay, params.shape[0], grads.shape[0], ws.shape[0], n_threads)
-        with nogil:
-            memset(g, 0, lay.n_params * sizeof(floating))
-            start = 0
-            while start < n:
-                nb = chunk if start + chunk < n else n - start
-                xb = _gather(&lay, &src, NULL, start, nb, 0, w, &yb, &swb)
-                loss += _loss_grad(&lay, xb, yb, swb, nb, p, gc, w, n_threads)
-                for k in range(lay.n_params):
-                    g[k] += gc[k]
-                sw_sum += _weight_sum(swb, nb)
-                start += nb
-            for l in range(lay.n_layers):
-                for k in range(lay.sizes[l] * lay.sizes[l + 1]):
-                    g[lay.w_off[l] + k] += alpha * p[lay.w_off[l] + k]
+    cdef floating *o
+    cdef floating *gc = ws + lay.g_off
+    cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
+    cdef double loss = 0
+    while start < n:
+        nb = lay.rows if start + lay.rows < n else n - start
+        if out != NULL and src.X != NULL and not _all_finite(
+                <const floating *>src.X + start * n_in, nb * n_in):
+            return -1  # checked chunk by chunk, while the rows come into the cache
+        xb = _gather(lay, src, NULL, start, nb, 0, ws, &yb, &swb)
+        if out != NULL:
+            o = out + start * n_out
+            _forward(lay, xb, <floating *>NULL, NULL, nb, params, ws, o, n_threads)
+            if mode == 1:
+                output_forward(lay.out_act, o, <floating *>NULL, NULL, nb, n_out, NULL)
+                if lay.out_act == SOFTMAX or lay.out_act == LOGISTIC:
+                    for k in range(nb * n_out):
+                        o[k] = tiny if o[k] < tiny else o[k]  # (a NaN stays NaN)
+            elif mode == 2:
+                output_log_proba(lay.out_act, o, nb, n_out)
+        elif grads != NULL:
+            loss += _loss_grad(lay, xb, yb, swb, nb, params, gc, ws, n_threads)
             for k in range(lay.n_params):
-                g[k] /= sw_sum
-            loss = (loss_scale * loss + 0.5 * alpha * _sq_weights(&lay, p)) / sw_sum
-    finally:
-        _free_layout(&lay)
-    return loss
+                grads[k] += gc[k]
+        else:
+            loss += _forward(lay, xb, yb, swb, nb, params, ws, <floating *>NULL, n_threads)
+        if sw_sum != NULL:
+            sw_sum[0] += _weight_sum(swb, nb)
+        start += nb
+    if out == NULL:
+        return loss
+    for k in range(n * n_out):
+        if out[k] - out[k] != 0:
+            bad += 1
+    return bad
 
 
-def data_loss(sizes, int hidden_act, int out_act, double slope, X, data, indices, indptr,
-              Y, sw, const floating[::1] params, floating[::1] ws, Py_ssize_t n, Py_ssize_t chunk,
-              double loss_scale, int n_threads):
-    """Weighted mean data loss over n rows (no L2 term): a validation loss."""
-    cdef Layout lay
-    cdef Rows src
-    cdef Py_ssize_t start, nb
-    cdef double loss = 0, sw_sum = 0
-    cdef const floating *xb
-    cdef const floating *yb
-    cdef const floating *swb
-    cdef floating *w = _aligned(&ws[0])
-    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None, False)
-    try:
-        _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, Y, sw)
-        _check_buffers(&lay, params.shape[0], -1, ws.shape[0], n_threads)
-        with nogil:
-            start = 0
-            while start < n:
-                nb = chunk if start + chunk < n else n - start
-                xb = _gather(&lay, &src, NULL, start, nb, 0, w, &yb, &swb)
-                loss += _forward(&lay, xb, yb, swb, nb, &params[0], w, <floating *>NULL,
-                                 n_threads)
-                sw_sum += _weight_sum(swb, nb)
-                start += nb
-    finally:
-        _free_layout(&lay)
-    return loss_scale * loss / sw_sum
+cdef double _loss_and_grad(const Layout *lay, const Rows *src, Py_ssize_t n,
+                           const floating *p, floating *g, floating *ws, int n_threads,
+                           double alpha, double loss_scale) noexcept nogil:
+    """Engine.loss_and_grad for one dtype: the summed pass of _chunks, then the L2 term
+    and the average over the sample weights."""
+    cdef Py_ssize_t k, l
+    cdef double loss, sw_sum = 0
+    memset(g, 0, lay.n_params * sizeof(floating))
+    loss = _chunks(lay, src, n, p, g, <floating *>NULL, 0, ws, n_threads, &sw_sum)
+    for l in range(lay.n_layers):
+        for k in range(lay.sizes[l] * lay.sizes[l + 1]):
+            g[lay.w_off[l] + k] += alpha * p[lay.w_off[l] + k]
+    for k in range(lay.n_params):
+        g[k] /= sw_sum
+    return (loss_scale * loss + 0.5 * alpha * _sq_weights(lay, p)) / sw_sum
 
 
 cdef bint _all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
@@ -1042,61 +1125,3 @@ cdef bint _all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
             memcpy(&u64, &x[k], sizeof(uint64_t))
             bad64 |= (u64 & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL
         return bad64 == 0
-
-
-def forward(sizes, int hidden_act, int out_act, double slope, X, data, indices, indptr,
-            const floating[::1] params, floating[:, ::1] out, floating[::1] ws, Py_ssize_t chunk,
-            int mode, int n_threads):
-    """Network outputs for the rows of X (or CSR) into out (n, n_out), ``chunk`` rows at a
-    time. mode 0: raw last-layer values (logits); 1: outputs (probabilities for softmax /
-    logistic, raised to at least the smallest normal float so that none is exactly 0;
-    e^z for exp); 2: log-probabilities. ``ws`` holds ``workspace_size(sizes, chunk,
-    ...)`` elements.
-
-    Returns -1 when dense X holds a NaN or an infinity (out is then incomplete); else the
-    number of non-finite values in out (overflow), 0 when all is well.
-    """
-    cdef Layout lay
-    cdef Rows src
-    cdef Py_ssize_t n = out.shape[0], n_out = out.shape[1], start, nb
-    cdef const floating *xb
-    cdef const floating *yb
-    cdef const floating *swb
-    cdef floating *o
-    cdef Py_ssize_t k, bad = 0
-    cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
-    cdef floating *w = _aligned(&ws[0])
-    _layout(&lay, sizes, chunk, hidden_act, out_act, slope, None, False)
-    try:
-        _rows(&src, &lay, n, _dtype(params), X, data, indices, indptr, None, None)
-        _check_buffers(&lay, params.shape[0], -1, ws.shape[0], n_threads)
-        if n_out != lay.sizes[lay.n_layers]:
-            raise ValueError("engine: out has the wrong number of columns")
-        with nogil:
-            start = 0
-            while start < n and bad == 0:
-                nb = chunk if start + chunk < n else n - start
-                if src.X != NULL and not _all_finite(
-                        <const floating *>src.X + start * lay.sizes[0], nb * lay.sizes[0]):
-                    bad = -1  # checked chunk by chunk, while the rows are on their way
-                    break     # into the cache for the products
-                o = &out[start, 0]
-                xb = _gather(&lay, &src, NULL, start, nb, 0, w, &yb, &swb)
-                _forward(&lay, xb, <floating *>NULL, NULL, nb, &params[0], w, o,
-                         n_threads)
-                if mode == 1:
-                    output_forward(out_act, o, <floating *>NULL, NULL, nb, n_out, NULL)
-                    if out_act == SOFTMAX or out_act == LOGISTIC:
-                        for k in range(nb * n_out):
-                            o[k] = tiny if o[k] < tiny else o[k]  # (a NaN stays NaN)
-                elif mode == 2:
-                    output_log_proba(out_act, o, nb, n_out)
-                start += nb
-            if bad == 0 and n > 0:
-                o = &out[0, 0]
-                for k in range(n * n_out):
-                    if o[k] - o[k] != 0:
-                        bad += 1
-    finally:
-        _free_layout(&lay)
-    return bad

@@ -37,7 +37,7 @@ Y_TYPES = ("binary", "multiclass", "multilabel-indicator")
 # the integer dtype of LabelBinarizer's thresholded labels (scikit-learn's indexing_dtype)
 _INDEX_DTYPE = np.asarray(0).dtype
 
-_WORKSPACES = threading.local()  # forward-pass scratch, per thread (see workspace)
+_ENGINES = threading.local()  # forward-pass engines, per thread (see engine)
 
 
 def n_params(sizes) -> int:
@@ -69,40 +69,35 @@ def n_threads(n_jobs: int | None) -> int:
     return int(n_jobs)
 
 
-def workspace(owner, dtype, sizes, rows: int, n_threads: int) -> np.ndarray:
-    """Scratch for a forward pass over ``rows`` rows, kept per thread and reused across
-    calls (so a small predict allocates nothing proportional to the model)."""
-    cache = getattr(_WORKSPACES, "cache", None)
+def engine(sizes, activation: str, out_activation: str, slope: float, dtype, rows: int,
+           n_threads: int) -> _engine.Engine:
+    """A forward-pass engine for batches of up to ``rows`` rows, kept per thread and
+    reused across calls (so a small predict sets up and allocates nothing)."""
+    cache = getattr(_ENGINES, "cache", None)
     if cache is None:
-        cache = _WORKSPACES.cache = {}
-    key = (id(owner), np.dtype(dtype).char, n_threads, rows, *sizes)
-    ws = cache.get(key)
-    if ws is None:
-        ws = np.empty(_engine.workspace_size(sizes, rows, n_threads, training=False), dtype)
+        cache = _ENGINES.cache = {}
+    key = (activation, out_activation, slope, np.dtype(dtype).char, rows, n_threads, *sizes)
+    found = cache.get(key)
+    if found is None:
+        found = _engine.Engine(sizes, ACTIVATIONS[activation], OUTPUT_ACTIVATIONS[out_activation],
+                               slope, None, rows, n_threads, dtype, False)
         if len(cache) > 8:
             cache.clear()
-        cache[key] = ws
-    return ws
+        cache[key] = found
+    return found
 
 
-def forward(owner, sizes, activation: str, out_activation: str, slope: float,
-            params: np.ndarray, rows: tuple, n: int, mode: int, n_threads: int):
-    """Last-layer values of ``n`` validated rows (``rows``: X, data, indices, indptr as
-    the engine takes them) and the engine's status: mode 0 raw, 1 outputs, 2
-    log-outputs; status -1 for NaN or inf in X, > 0 when outputs overflowed."""
+def forward(sizes, activation: str, out_activation: str, slope: float, params: np.ndarray,
+            rows: tuple, n: int, mode: int, n_threads: int):
+    """Last-layer values of ``n`` validated rows (``rows``: the engine's source, X, data,
+    indices, indptr) and the engine's status: mode 0 raw, 1 outputs, 2 log-outputs;
+    status -1 for NaN or inf in X, > 0 when outputs overflowed."""
     out = np.empty((n, sizes[-1]), dtype=params.dtype)
     if n == 0:
         return out, 0
-    chunk = min(n, CHUNK)
-    status = _FORWARD[params.dtype.char](
-        sizes, ACTIVATIONS[activation], OUTPUT_ACTIVATIONS[out_activation], float(slope),
-        *rows, params, out, workspace(owner, params.dtype, sizes, chunk, n_threads), chunk,
-        mode, n_threads)
+    status = engine(sizes, activation, out_activation, float(slope), params.dtype,
+                    min(n, CHUNK), n_threads).forward(rows, params, out, mode)
     return out, status
-
-
-# the engine's forward for each dtype, skipping the fused function's dispatch per call
-_FORWARD = {"f": _engine.forward["float"], "d": _engine.forward["double"]}
 
 
 OVERFLOW = ("The network's outputs overflowed (non-finite values) for some rows of X; the "
@@ -161,6 +156,37 @@ class ModelFile:
     @property
     def is_classifier(self) -> bool:
         return self.meta["estimator"] == "MLPClassifier"
+
+
+def jsonable_params(params: dict) -> dict:
+    """get_params() as JSON: numpy scalars as Python numbers, lists for tuples and
+    arrays, no RandomState instance (it is not part of a model)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key == "hidden_layer_sizes":
+            value = [int(v) for v in np.atleast_1d(value)]
+        elif key == "random_state" and not (value is None or isinstance(value, int)):
+            value = None
+        elif key == "class_weight" and isinstance(value, dict):
+            value = [[k.item() if isinstance(k, np.generic) else k, float(v)]
+                     for k, v in value.items()]
+        elif key == "dropout" and not isinstance(value, (int, float)):
+            value = [float(v) for v in value]
+        out[key] = value
+    return out
+
+
+def jsonable(value):
+    """value with numpy scalars as Python numbers and tuples as lists (JSON-ready)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def write(path: str | os.PathLike, meta: dict, params: np.ndarray,

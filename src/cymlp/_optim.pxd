@@ -9,9 +9,19 @@ optimizers do on every architecture; here the constants are rounded to the dtype
 from libc.math cimport sqrt
 from cython cimport floating
 
+# The optimizers, one entry each: its kind here, its step below and in _optim.h, its
+# hyperparameters, state and schedule in cymlp/_optimizers.py (which names the kind).
 cdef enum:
     SGD = 0
     ADAM = 1
+
+
+cdef struct Optimizer:
+    int kind                # SGD or ADAM
+    double lr, momentum, beta_1, beta_2, epsilon
+    bint nesterov
+    void *m                 # first state vector (SGD: the velocity), params' dtype
+    void *v                 # second state vector (Adam), or NULL
 
 
 cdef extern from "_optim.h" nogil:
@@ -81,3 +91,16 @@ cdef inline void adam_step(floating *params, const floating *grads, floating *m,
     else:
         cymlp_adam_step_d(params, grads, m, v, size, step, beta_1, beta_2, 1 - beta_1,
                           1 - beta_2, epsilon, scale, l2)
+
+
+cdef inline void optimizer_step(const Optimizer *opt, floating *params, const floating *grads,
+                                Py_ssize_t off, Py_ssize_t size, long long t, floating scale,
+                                floating l2) noexcept nogil:
+    """The step of ``opt`` on params[off:off + size], whose state is at the same offsets;
+    ``t`` (>= 1) is the number of this update, the gradient scale * (grads + l2 * W)."""
+    if opt.kind == SGD:
+        sgd_step(params + off, grads + off, <floating *>opt.m + off, size, opt.lr,
+                 opt.momentum, opt.nesterov, scale, l2)
+    else:
+        adam_step(params + off, grads + off, <floating *>opt.m + off, <floating *>opt.v + off,
+                  size, opt.lr, opt.beta_1, opt.beta_2, opt.epsilon, t, scale, l2)

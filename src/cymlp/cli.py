@@ -65,6 +65,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from cymlp._model import ACTIVATIONS
+    from cymlp._optimizers import SOLVERS
 
     p = _Parser(prog="cymlp", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description=DESCRIPTION)
@@ -77,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="hidden layer widths (default: 100)")
     t.add_argument("--activation", choices=sorted(ACTIVATIONS), default=PAPER["activation"],
                    help="hidden activation (default: logistic, the paper's sigmoid)")
-    t.add_argument("--solver", choices=["sgd", "adam"], default=PAPER["solver"])
+    t.add_argument("--solver", choices=list(SOLVERS), default=PAPER["solver"])
     t.add_argument("--lr", type=float, default=PAPER["lr"], help="learning rate (default 0.1)")
     t.add_argument("--batch-size", type=int, default=PAPER["batch_size"])
     t.add_argument("--momentum", type=float, default=PAPER["momentum"])

@@ -118,7 +118,7 @@ class _Predictor:
         return self._run(*self._rows(X), mode)
 
     def _run(self, rows, n: int, mode: int) -> np.ndarray:
-        out, status = _model.forward(self, self._sizes, self._activation,
+        out, status = _model.forward(self._sizes, self._activation,
                                      self.out_activation_, self._slope, self._params, rows,
                                      n, mode, self._n_threads())
         if status < 0:

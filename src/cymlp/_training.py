@@ -1,0 +1,276 @@
+"""The fit loops of cymlp's estimators: L-BFGS on the full-batch loss, and epochs of a
+stochastic solver (``_optimizers``) with curves, early stopping and Ctrl-C handling.
+
+``TrainingMixin`` is mixed into the estimators' base class; it runs on validated,
+engine-ready arrays (``_validation``) and an ``_engine.Engine`` set up once per fit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+import warnings
+
+import numpy as np
+import scipy.optimize
+from sklearn.base import is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils.optimize import _check_optimize_result
+
+from cymlp import _engine
+from cymlp._model import ACTIVATIONS, CHUNK, OUTPUT_ACTIVATIONS
+from cymlp._optimizers import SOLVERS
+from cymlp._validation import as_engine_input, source
+
+DIVERGED = ("Solver produced non-finite parameter weights. The input data may contain "
+            "large values and need to be preprocessed.")
+
+
+@contextlib.contextmanager
+def sigint_held():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block is done, then
+    hand it to the handler that was installed (Python's default raises KeyboardInterrupt
+    there). Only the main thread runs Python's signal handlers, so elsewhere, or when the
+    handler is not a Python callable, this does nothing."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held = []
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    except ValueError:  # (not the main interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(signal.SIGINT, held[0])
+
+
+class TrainingMixin:
+    """The fit loops (see the module docstring); the estimator provides the network
+    (``_sizes``, ``_params``, ``out_activation_``) and its scoring (``_forward``,
+    ``_score_from_output``, ``_decode``)."""
+
+    def _engine(self, rows: int, training: bool = False, dropout=None) -> _engine.Engine:
+        """An engine for this network, for batches of up to ``rows`` rows."""
+        return _engine.Engine(self._sizes, ACTIVATIONS[self.activation],
+                              OUTPUT_ACTIVATIONS[self.out_activation_],
+                              float(self.negative_slope), dropout, rows, self._n_threads(),
+                              self._params.dtype, training)
+
+    @property
+    def _loss_scale(self) -> float:
+        # scikit-learn averages the half squared error over the outputs too
+        if self.out_activation_ == "identity":
+            return 1.0 / self.n_outputs_
+        return 1.0
+
+    def _fit_lbfgs(self, X, Y, sample_weight):
+        engine = self._engine(max(1, min(X.shape[0], 4 * CHUNK)))
+        grads = np.empty_like(self._params)
+        rows = source(X)
+
+        def loss_grad(x):
+            self._params[...] = x
+            loss = engine.loss_and_grad(rows, Y, sample_weight, self._params, grads,
+                                        float(self.alpha), self._loss_scale)
+            return loss, grads.astype(np.float64)
+
+        start = self._params.copy()
+        try:
+            opt = scipy.optimize.minimize(
+                loss_grad,
+                self._params.astype(np.float64),
+                method="L-BFGS-B",
+                jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+            )
+        except KeyboardInterrupt:
+            self._params[...] = start  # L-BFGS has no epochs: keep the weights it started from
+            raise
+        if not np.isfinite(opt.x).all():
+            self._params[...] = start
+            raise ValueError(DIVERGED)
+        self.n_iter_ = _check_optimize_result("lbfgs", opt, self.max_iter)
+        self.loss_ = float(opt.fun)
+        self._params[...] = opt.x
+
+    def _batch_size(self, n):
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:  # (< 1 is refused by _validate_params, as in scikit-learn)
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. "
+                "It is going to be clipped",
+                stacklevel=4,
+            )
+        return int(np.clip(self.batch_size, 1, n))
+
+    def _validation_split(self, X, Y, sample_weight):
+        """scikit-learn's early-stopping split: (X, Y, sample_weight) to train on and
+        (X_val, Y_val, y_val, sw_val) to score."""
+        stratify = None  # stratified for binary and multiclass, not multilabel
+        if is_classifier(self) and self.out_activation_ == "softmax":
+            stratify = Y.argmax(1)
+            counts = np.unique(stratify, return_counts=True)[1]
+            n_val = int(np.ceil(self.validation_fraction * len(stratify)))
+            if counts.min() < 2 or min(n_val, len(stratify) - n_val) < len(counts):
+                stratify = None  # too few samples per class to stratify
+        elif is_classifier(self) and self.n_outputs_ == 1:
+            # as scikit-learn, which stratifies binary problems only: its labels
+            # (so its error when a class has one member)
+            stratify = Y.astype(bool)
+        parts = [X, Y] + ([sample_weight] if sample_weight is not None else [])
+        split = train_test_split(*parts, random_state=self._random_state,
+                                 test_size=self.validation_fraction, stratify=stratify)
+        X, X_val, Y, Y_val = (as_engine_input(a, self._params.dtype) for a in split[:4])
+        sw_val = None
+        if sample_weight is not None:
+            sample_weight, sw_val = (np.ascontiguousarray(a) for a in split[4:])
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset."
+            )
+        return (X, Y, sample_weight), (X_val, Y_val, self._decode(Y_val), sw_val)
+
+    def _fit_stochastic(self, X, Y, sample_weight, incremental):
+        if not incremental or self._optimizer is None:
+            self._optimizer = SOLVERS[self.solver](self._params, self)
+        opt = self._optimizer
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError("validation_fraction=0.0 leaves no validation split for "
+                             "early_stopping=True; use a fraction in (0, 1)")
+        validation = (None, None, None, None)
+        if self.early_stopping and "_best_params" not in self.__dict__:
+            # as scikit-learn's _best_coefs: what the fit ends with if no epoch scores
+            self._best_params = self._params.copy()
+        if self.early_stopping:
+            (X, Y, sample_weight), validation = self._validation_split(X, Y, sample_weight)
+        if self._rng is None:
+            self._rng = np.array([self._random_state.randint(0, 2**31 - 1)], dtype=np.uint64)
+        n = X.shape[0]
+        engine = self._engine(self._batch_size(n), True, self._dropout_rates())
+        grads = np.empty_like(self._params)
+        rows = source(X)
+        self.n_iter_ = 0  # as scikit-learn: epochs of this call
+        # the state of the last completed epoch: what an interrupt (or, without early
+        # stopping, a diverging epoch) puts back. _end_epoch updates it in the same step
+        # as the epoch's bookkeeping, so the two always agree.
+        saved = [a.copy() for a in self._snapshot()]
+        try:
+            for _ in range(self.max_iter):
+                start = time.perf_counter()
+                loss, n_batches = engine.train_epoch(
+                    rows, Y, sample_weight, self._params, grads, opt, bool(self.shuffle),
+                    self._rng, float(self.alpha), self._loss_scale)
+                # An interrupt up to here drops the epoch (the except clause restores
+                # `saved`); from here on it is held until the epoch is recorded whole.
+                with sigint_held():
+                    stop = self._end_epoch(loss, n_batches, n, time.perf_counter() - start,
+                                           saved, validation)
+                if stop or incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                        "and the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=4,
+                    )
+        except KeyboardInterrupt:
+            # stopped within an epoch: back to the last completed one, then re-raise
+            self._restore(saved)
+            if self.early_stopping:  # as at the end of a fit: the best weights so far
+                self._params[...] = self._best_params
+            what = "best validation score" if self.early_stopping else "last completed epoch"
+            warnings.warn(f"Training interrupted by user; the model keeps the weights of "
+                          f"the {what}.", stacklevel=4)
+            raise
+        if self.early_stopping:
+            self._params[...] = self._best_params
+
+    def _snapshot(self) -> tuple:
+        """What the fit puts back after an interrupt: weights, optimizer state, generator."""
+        return (self._params, *self._optimizer.arrays, self._rng)
+
+    def _end_epoch(self, loss, n_batches, n, seconds, saved, validation) -> bool:
+        """Everything that records a finished epoch, as one step (run under sigint_held):
+        the divergence check, counters, curves, validation score, learning-rate schedule,
+        stopping rule, and last the snapshot `saved` of the epoch's parameters, optimizer
+        state and generator. Returns True to stop training."""
+        opt = self._optimizer
+        if not (np.isfinite(loss) and np.isfinite(self._params).all()):
+            if not self.early_stopping:
+                self._restore(saved)
+                raise ValueError(
+                    DIVERGED + " (cymlp kept the weights of the last finite epoch; a "
+                    "smaller learning_rate_init may help.)"
+                )
+            # with early stopping, scikit-learn (>= 1.6, #29504) carries on: the epoch
+            # scores nan, and the fit ends with the best weights it saw
+        opt.step += n_batches
+        self.n_iter_ += 1
+        self.loss_ = float(loss)
+        self.t_ += n
+        self.loss_curve_.append(self.loss_)
+        self.history_["loss"].append(self.loss_)
+        self.history_["seconds"].append(seconds)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+        self._update_no_improvement_count(*validation)
+        opt.end_epoch(self.t_)
+        stop = False
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if self.early_stopping else "Training loss"
+            msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                   f"{self.n_iter_no_change} consecutive epochs.")
+            stop = opt.on_plateau(msg, self.verbose)
+            if not stop:
+                self._no_improvement_count = 0
+        for keep, current in zip(saved, self._snapshot()):
+            np.copyto(keep, current)
+        return stop
+
+    def _restore(self, saved) -> None:
+        for keep, current in zip(saved, self._snapshot()):
+            np.copyto(current, keep)
+
+    def _update_no_improvement_count(self, X_val, Y_val, y_val, sw_val):
+        if self.early_stopping:
+            # (non-finite outputs of a diverged epoch score nan, as in scikit-learn)
+            P = self._forward(X_val, mode=1, finite=False)
+            score = self._score_from_output(P, y_val, sw_val)
+            self.validation_scores_.append(score)
+            self.history_["val_score"].append(score)
+            self.history_["val_loss"].append(self._data_loss(X_val, Y_val, sw_val))
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self._params.copy()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _data_loss(self, X, Y, sample_weight) -> float:
+        engine = self._engine(max(1, min(X.shape[0], CHUNK)))
+        return float(engine.data_loss(source(X), Y, sample_weight, self._params,
+                                      self._loss_scale))
