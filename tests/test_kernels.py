@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cymlp import _kernels, _testing
+from cymlp._model import ACTIVATIONS
 
 VARIANTS = _kernels.simd_variants()
 SHAPES = [(1, 1, 1), (7, 5, 3), (37, 13, 29), (200, 100, 784), (784, 100, 200), (5, 300, 2),
@@ -265,11 +266,13 @@ def test_softmax_rows_get_the_same_bits_in_any_group(variant, n_out):
     np.testing.assert_array_equal(loss2, loss[1:])
 
 
-# Epilogue ops of the products (_gemm_epi.h): activation codes of _kernels.pxd, and the
-# same + DERIVATIVE for the backward's x * f'(a).
-LOGISTIC, TANH, RELU, LEAKY_RELU, DERIVATIVE = 1, 2, 3, 4, 16
-FORWARD_OPS = [0, LOGISTIC, TANH, RELU, LEAKY_RELU]
-BACKWARD_OPS = [DERIVATIVE + op for op in (LOGISTIC, TANH, RELU, LEAKY_RELU)]
+# Epilogue ops of the products (_gemm_epi.h): every hidden activation's code, and the
+# same + DERIVATIVE for the backward's x * f'(a) (the identity's derivative is no op).
+LOGISTIC, TANH, RELU, LEAKY_RELU = (ACTIVATIONS[a] for a in ("logistic", "tanh", "relu",
+                                                             "leaky_relu"))
+DERIVATIVE = 16
+FORWARD_OPS = sorted(ACTIVATIONS.values())
+BACKWARD_OPS = [DERIVATIVE + op for op in FORWARD_OPS if op != ACTIVATIONS["identity"]]
 EPI_SHAPES = [(1, 1, 1), (2, 100, 784), (37, 13, 29), (200, 100, 784), (5, 300, 2),
               (13, 1030, 9), (64, 36, 10), (200, 100, 10)]
 

@@ -177,10 +177,9 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
 
 
 cdef enum:
-    # Largest packed copy of a weight matrix (elements) that training keeps: phase 2
-    # repacks the rows it updates and phase 1 reads the copy, which pays while the copy
-    # stays in L2 (the paper's 784 x 100: 100,352) but costs more than each thread
-    # packing for itself once it does not (784 x 512 ran 10% slower per epoch).
+    # Largest weight matrix (elements) of which training keeps a packed copy, kept up to
+    # date by phase 2 and read by phase 1: it pays while the copy stays in L2
+    # (docs/performance.md, "Engine").
     PACKED_MAX = 160000
 
 
@@ -257,9 +256,8 @@ cdef extern from *:
 
 
 cdef enum:
-    # rows ahead of the one being copied whose lines the gather asks for: a row of X
-    # comes from memory (a random row of a large X), and one core copying rows one
-    # after the other waits on each; two in flight were ~10% faster than one
+    # rows ahead of the one being copied whose lines the gather asks for: a random row
+    # of a large X comes from memory, and copying rows one by one waits on each
     GATHER_AHEAD = 2
 
 

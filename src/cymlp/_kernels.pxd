@@ -10,12 +10,10 @@ from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf, logf
 cimport cython
 from cython cimport floating
 
-# Activation codes (hidden layers and output layer), one table: see ACTIVATIONS in
-# cymlp._estimators. The hidden ones (0-4) are also the matrix products' epilogue ops
-# (_gemm.h's CYMLP_OP_*, forward and, with DERIVATIVE added, backward): adding one means
-# a CYMLP_OP_* code, its two cases in _gemm_epi.h's epi_vec, epi_one and apply (a
-# code missing there is no op at all), one in activation_derivative, and the code in
-# _kernels._check_op.
+# Activation codes, this layer's table of them (docs/extending.md): cymlp._model.ACTIVATIONS
+# maps the names to these codes. The hidden ones are also the matrix products' epilogue
+# ops (_native/_gemm_epi.h: forward f, and with DERIVATIVE added x * f'(a)); the scalar
+# f'(a) for the dropout path is activation_derivative below.
 cdef enum:
     IDENTITY = 0
     LOGISTIC = 1

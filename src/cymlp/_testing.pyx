@@ -4,12 +4,13 @@ epilogues, the vector exponential, softmax, and the optimizer steps. The estimat
 the engine never import this module."""
 import numpy as np
 
+from cymlp._model import ACTIVATIONS
+
 from libc.math cimport exp
 from cython cimport floating
 
-from cymlp._kernels cimport (DERIVATIVE, IDENTITY, LEAKY_RELU, LOGISTIC, RELU, TANH, dapply,
-                             gemm_epilogue, gemm_work_size, pack_rows, packed_size, sapply,
-                             softmaxf, vexpf)
+from cymlp._kernels cimport (DERIVATIVE, IDENTITY, LOGISTIC, dapply, gemm_epilogue,
+                             gemm_work_size, pack_rows, packed_size, sapply, softmaxf, vexpf)
 from cymlp._optim cimport adam_step, sgd_step
 
 
@@ -65,7 +66,7 @@ def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1,
 
 def _check_op(int op, aux, shape):
     cdef int act = op - DERIVATIVE if op >= DERIVATIVE else op
-    if act not in (IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU):
+    if act not in ACTIVATIONS.values():  # (the hidden activations are the epilogue ops)
         raise ValueError(f"unknown epilogue op {op}")
     if (op >= DERIVATIVE) != (aux is not None):
         raise ValueError("aux is needed by, and only by, a DERIVATIVE op")
