@@ -81,13 +81,13 @@ def test_training_bit_identical_for_any_thread_count(data, dtype, kw):
     X, y = data
     X = X.astype(dtype)
     ref, counts = _fit(X, y, 1, **kw)
-    assert counts == {"rows": 0, "features": 0}
+    assert counts == {"rows": 0, "features": 0, "forward": 0}
     n_updates = EPOCHS * N // BATCH
     assert ref.n_iter_ == EPOCHS and ref.coefs_[0].dtype == dtype
     for n_jobs in JOBS:
         clf, counts = _fit(X, y, n_jobs, **kw)
         # every update of every epoch ran both phases on more than one thread
-        assert counts == {"rows": n_updates, "features": n_updates}, (n_jobs, counts)
+        assert counts == {"rows": n_updates, "features": n_updates, "forward": 0}, (n_jobs, counts)
         _assert_same_bits(clf, ref)
 
 
@@ -99,7 +99,7 @@ def test_sparse_training_bit_identical_for_any_thread_count(data):
     n_updates = EPOCHS * N // BATCH
     for n_jobs in JOBS:
         clf, counts = _fit(X, y, n_jobs, solver="adam")
-        assert counts == {"rows": n_updates, "features": n_updates}, (n_jobs, counts)
+        assert counts == {"rows": n_updates, "features": n_updates, "forward": 0}, (n_jobs, counts)
         _assert_same_bits(clf, ref)
 
 
@@ -115,7 +115,7 @@ def test_lbfgs_bit_identical_for_any_thread_count(data, dtype):
     products += [(rows, HIDDEN, N_CLASSES)]  # delta . W^T
     kw = dict(solver="lbfgs", max_iter=8, alpha=1e-3)
     ref, counts = _fit(X, y, 1, **kw)
-    assert counts == {"rows": 0, "features": 0}  # (no training epochs)
+    assert counts == {"rows": 0, "features": 0, "forward": 0}  # (no training epochs)
     for n_jobs in JOBS:
         assert all(_gemm_threads(*p, n_jobs) == n_jobs for p in products), products
         clf, _ = _fit(X, y, n_jobs, **kw)
@@ -125,19 +125,29 @@ def test_lbfgs_bit_identical_for_any_thread_count(data, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_predict_bit_identical_for_any_thread_count(data, dtype):
+    """Batches of many rows split each chunk's rows over the threads (counted); a few rows
+    keep one task and thread inside the products. Both give one thread's bits."""
     X, y = data
     X = X.astype(dtype)
+    few = X[:20]
     clf, _ = _fit(X, y, 1, solver="adam")
-    expected = {m: getattr(clf, m)(X) for m in ("predict_proba", "predict_log_proba")}
+    methods = ("predict_proba", "predict_log_proba")
+    expected = {m: getattr(clf, m)(X) for m in methods}
+    expected_few = {m: getattr(clf, m)(few) for m in methods}
     assert expected["predict_proba"].dtype == dtype
-    # prediction runs _CHUNK rows at a time, the last chunk shorter
-    chunks = [min(_CHUNK, N - s) for s in range(0, N, _CHUNK)]
     for n_jobs in JOBS:
-        assert all(_gemm_threads(*p, n_jobs) == n_jobs
-                   for rows in chunks for p in _forward_products(rows))
+        # prediction runs _CHUNK rows at a time, the last chunk shorter: every chunk has
+        # enough rows to split, the 20 rows do not, and their products thread instead
+        assert min(N - s for s in range(0, N, _CHUNK)) >= 16 * n_jobs > len(few)
+        assert _gemm_threads(*_forward_products(len(few))[0], n_jobs) == n_jobs
         clf.set_params(n_jobs=n_jobs)
+        _engine.reset_parallel_counts()
         for method, P in expected.items():
             np.testing.assert_array_equal(getattr(clf, method)(X), P, err_msg=method)
+        assert _engine.parallel_counts()["forward"] == 2 * -(-N // _CHUNK)
+        for method, P in expected_few.items():
+            np.testing.assert_array_equal(getattr(clf, method)(few), P, err_msg=method)
+        assert _engine.parallel_counts()["forward"] == 2 * -(-N // _CHUNK)
 
 
 def test_counters_see_no_threads_when_the_batch_is_small(data):
@@ -145,4 +155,4 @@ def test_counters_see_no_threads_when_the_batch_is_small(data):
     (few rows per thread, and a few hundred thousand multiply-adds)."""
     X, y = data
     _, counts = _fit(X[:50], y[:50], 2, solver="sgd", batch_size=1, max_iter=1)
-    assert counts == {"rows": 0, "features": 0}
+    assert counts == {"rows": 0, "features": 0, "forward": 0}

@@ -324,7 +324,8 @@ cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_
 cdef enum:
     SITE_ROWS = 0       # train_epoch phase 1: batch rows split over threads
     SITE_FEATURES = 1   # train_epoch phase 2: weight rows split over threads
-    N_SITES = 2
+    SITE_FORWARD = 2    # Engine.forward: a chunk's rows split over threads
+    N_SITES = 3
 
 cdef long long _parallel_counts[N_SITES]  # (static storage: starts at zero)
 
@@ -337,9 +338,11 @@ GEMM_SMALL_M = CYMLP_GEMM_SMALL_M
 
 
 def parallel_counts():
-    """{'rows': n, 'features': n}: train_epoch's parallel regions split into more than
-    one task since the last :func:`reset_parallel_counts` (a debug aid for tests)."""
-    return {"rows": _parallel_counts[SITE_ROWS], "features": _parallel_counts[SITE_FEATURES]}
+    """{'rows': n, 'features': n, 'forward': n}: the parallel regions of train_epoch and
+    forward split into more than one task since the last :func:`reset_parallel_counts`
+    (a debug aid for tests)."""
+    return {"rows": _parallel_counts[SITE_ROWS], "features": _parallel_counts[SITE_FEATURES],
+            "forward": _parallel_counts[SITE_FORWARD]}
 
 
 def reset_parallel_counts():
@@ -391,18 +394,73 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
     Returns the summed, sw-weighted data loss when y is given, else 0 (then the last
     layer holds the raw values z_L).
     """
+    cdef floating *z = _forward_rows(lay, x, n, 0, params, ws, ws + lay.work_off, n_threads,
+                                     out)
+    if y == NULL:
+        return 0
+    return output_forward(lay.out_act, z, y, sw, n, lay.sizes[lay.n_layers], NULL)
+
+
+cdef floating *_forward_rows(const Layout *lay, const floating *x, Py_ssize_t n,
+                             Py_ssize_t r0, const floating *params, floating *ws,
+                             floating *work, int n_threads, floating *out) noexcept nogil:
+    """The layers of _forward for n rows stored from row r0 of the activation buffers,
+    products with scratch ``work``; returns the last layer's z_L (``out`` when given)."""
     cdef int l, L = lay.n_layers
     cdef const floating *a = x
     cdef floating *z = NULL
     for l in range(L):
-        z = out if (l == L - 1 and out != NULL) else ws + lay.a_off[l + 1]
+        z = out if (l == L - 1 and out != NULL) else ws + lay.a_off[l + 1] + r0 * lay.sizes[l + 1]
         dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
-                      lay.sizes[l + 1], NULL, ws + lay.work_off, n_threads,
+                      lay.sizes[l + 1], NULL, work, n_threads,
                       lay.hidden_act if l < L - 1 else IDENTITY, <floating>lay.slope)
         a = z
-    if y == NULL:
-        return 0
-    return output_forward(lay.out_act, z, y, sw, n, lay.sizes[L], NULL)
+    return z
+
+
+# Engine.forward's task: rows of one chunk split over threads, as training's phase 1
+cdef struct ForwardJob:
+    const Layout *lay
+    const void *x           # the chunk's inputs (nb, n_in)
+    Py_ssize_t nb
+    const void *params
+    void *out               # the chunk's outputs (nb, n_out)
+    void *ws
+    int mode
+    bint f64
+
+
+cdef void _forward_task(void *job, int t, int T) noexcept nogil:
+    """Task t of T of a forward chunk: rows nb*t//T .. nb*(t+1)//T, in scratch t."""
+    cdef const ForwardJob *j = <const ForwardJob *>job
+    if j.f64:
+        _forward_part(j, t, T, <const double *>j.params, <double *>j.out, <double *>j.ws)
+    else:
+        _forward_part(j, t, T, <const float *>j.params, <float *>j.out, <float *>j.ws)
+
+
+cdef inline void _forward_part(const ForwardJob *j, int t, int T, const floating *params,
+                               floating *out, floating *ws) noexcept nogil:
+    cdef const Layout *lay = j.lay
+    cdef Py_ssize_t r0 = j.nb * t // T, r1 = j.nb * (t + 1) // T
+    cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
+    if r1 > r0:
+        _forward_rows(lay, <const floating *>j.x + r0 * n_in, r1 - r0, r0, params, ws,
+                      ws + lay.work_off + t * _thread_work(lay), 1, out + r0 * n_out)
+        _outputs(lay, out + r0 * n_out, r1 - r0, j.mode)
+
+
+cdef void _outputs(const Layout *lay, floating *o, Py_ssize_t n, int mode) noexcept nogil:
+    """Engine.forward's modes on the logits o (n, n_out), in place (see forward)."""
+    cdef Py_ssize_t k, n_out = lay.sizes[lay.n_layers]
+    cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
+    if mode == 1:
+        output_forward(lay.out_act, o, <floating *>NULL, NULL, n, n_out, NULL)
+        if lay.out_act == SOFTMAX or lay.out_act == LOGISTIC:
+            for k in range(n * n_out):
+                o[k] = tiny if o[k] < tiny else o[k]  # (a NaN stays NaN)
+    elif mode == 2:
+        output_log_proba(lay.out_act, o, n, n_out)
 
 
 cdef inline void _output_delta(const floating *a, const floating *y, const floating *sw,
@@ -914,10 +972,10 @@ cdef class Engine:
         with nogil:
             if self.f64:
                 loss = _chunks(&self.lay, &src, n, <double *>p, NULL, NULL, 0,
-                               <double *>self.w, self.n_threads, &sw_sum)
+                               <double *>self.w, self.n_threads, &sw_sum, NULL)
             else:
                 loss = _chunks(&self.lay, &src, n, <float *>p, NULL, NULL, 0,
-                               <float *>self.w, self.n_threads, &sw_sum)
+                               <float *>self.w, self.n_threads, &sw_sum, NULL)
         return loss_scale * loss / sw_sum
 
     def forward(self, source, params, out, int mode):
@@ -934,13 +992,15 @@ cdef class Engine:
         cdef void *p = self._params("params", params)
         cdef void *o = <void *>_data("out", out, self.dtype, n, self.lay.sizes[self.lay.n_layers])
         cdef double status
+        cdef long long splits = 0
         with nogil:
             if self.f64:
                 status = _chunks(&self.lay, &src, n, <double *>p, NULL, <double *>o, mode,
-                                 <double *>self.w, self.n_threads, NULL)
+                                 <double *>self.w, self.n_threads, NULL, &splits)
             else:
                 status = _chunks(&self.lay, &src, n, <float *>p, NULL, <float *>o, mode,
-                                 <float *>self.w, self.n_threads, NULL)
+                                 <float *>self.w, self.n_threads, NULL, &splits)
+        _parallel_counts[SITE_FORWARD] += splits  # (debug counters, under the GIL)
         return int(status)
 
 
@@ -1042,11 +1102,11 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
 
 cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floating *params,
                     floating *grads, floating *out, int mode, floating *ws, int n_threads,
-                    double *sw_sum) noexcept nogil:
+                    double *sw_sum, long long *splits) noexcept nogil:
     """The full-batch passes, lay.rows rows at a time: with ``out``, the outputs of
     Engine.forward (returns its status); else with ``grads``, the summed loss and its
     gradient added to grads; else the summed data loss. sw_sum (when not NULL) gets the
-    sum of the sample weights added."""
+    sum of the sample weights added; splits (forward) the chunks split over threads."""
     cdef Py_ssize_t start = 0, nb, k, bad = 0
     cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
     cdef const floating *xb
@@ -1054,24 +1114,25 @@ cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floa
     cdef const floating *swb
     cdef floating *o
     cdef floating *gc = ws + lay.g_off
-    cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
     cdef double loss = 0
+    cdef ForwardJob job
     while start < n:
         nb = lay.rows if start + lay.rows < n else n - start
         if out != NULL and src.X != NULL and not _all_finite(
                 <const floating *>src.X + start * n_in, nb * n_in):
             return -1  # checked chunk by chunk, while the rows come into the cache
         xb = _gather(lay, src, NULL, start, nb, 0, ws, &yb, &swb)
-        if out != NULL:
+        if out != NULL and n_threads > 1 and nb >= 16 * n_threads:
+            # rows split over threads, each running whole products on its own (one
+            # parallel region per chunk, not one per product)
+            job = ForwardJob(lay=lay, x=xb, nb=nb, params=params, out=out + start * n_out,
+                             ws=ws, mode=mode, f64=floating is double)
+            parallel_for(n_threads, _forward_task, &job)
+            splits[0] += 1
+        elif out != NULL:
             o = out + start * n_out
-            _forward(lay, xb, <floating *>NULL, NULL, nb, params, ws, o, n_threads)
-            if mode == 1:
-                output_forward(lay.out_act, o, <floating *>NULL, NULL, nb, n_out, NULL)
-                if lay.out_act == SOFTMAX or lay.out_act == LOGISTIC:
-                    for k in range(nb * n_out):
-                        o[k] = tiny if o[k] < tiny else o[k]  # (a NaN stays NaN)
-            elif mode == 2:
-                output_log_proba(lay.out_act, o, nb, n_out)
+            _forward_rows(lay, xb, nb, 0, params, ws, ws + lay.work_off, n_threads, o)
+            _outputs(lay, o, nb, mode)
         elif grads != NULL:
             loss += _loss_grad(lay, xb, yb, swb, nb, params, gc, ws, n_threads)
             for k in range(lay.n_params):
@@ -1097,7 +1158,7 @@ cdef double _loss_and_grad(const Layout *lay, const Rows *src, Py_ssize_t n,
     cdef Py_ssize_t k, l
     cdef double loss, sw_sum = 0
     memset(g, 0, lay.n_params * sizeof(floating))
-    loss = _chunks(lay, src, n, p, g, <floating *>NULL, 0, ws, n_threads, &sw_sum)
+    loss = _chunks(lay, src, n, p, g, <floating *>NULL, 0, ws, n_threads, &sw_sum, NULL)
     for l in range(lay.n_layers):
         for k in range(lay.sizes[l] * lay.sizes[l + 1]):
             g[lay.w_off[l] + k] += alpha * p[lay.w_off[l] + k]
