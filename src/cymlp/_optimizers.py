@@ -5,7 +5,8 @@ The step itself is native: ``kind`` names it in ``_optim.pxd`` (``optimizer_step
 state vectors ``m`` and ``v`` have the parameters' shape and layout (one flat buffer).
 
 ``SOLVERS`` is the one list of solver names: its stochastic solvers plus ``"lbfgs"``
-(scipy's L-BFGS-B on the full-batch loss, in ``_training``).
+(scipy's L-BFGS-B on the full-batch loss, in ``_training``); ``SCHEDULES`` the one list
+of ``learning_rate`` values.
 """
 
 from __future__ import annotations
@@ -95,3 +96,5 @@ class Adam(Optimizer):
 
 SOLVERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
 ALL_SOLVERS = ("lbfgs", *SOLVERS)
+# learning_rate's values: SGD's schedules (Adam's rate is constant, as scikit-learn's)
+SCHEDULES = ("constant", "invscaling", "adaptive")

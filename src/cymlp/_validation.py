@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from cymlp._model import ACTIVATIONS, n_params
-from cymlp._optimizers import ALL_SOLVERS
+from cymlp._optimizers import ALL_SOLVERS, SCHEDULES
 
 # scikit-learn 1.9's BaseMultilayerPerceptron._parameter_constraints, for the parameters
 # cymlp shares with it (tests/test_params.py compares them with the installed
@@ -24,7 +24,7 @@ SHARED_CONSTRAINTS: dict = {
     "solver": [StrOptions(set(ALL_SOLVERS))],
     "alpha": [Interval(numbers.Real, 0, None, closed="left")],
     "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
-    "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+    "learning_rate": [StrOptions(set(SCHEDULES))],
     "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
     "power_t": [Interval(numbers.Real, 0, None, closed="left")],
     "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
