@@ -321,8 +321,9 @@ def test_dropout_keeps_expected_activation():
     # lr tiny: one update barely moves, but the loss reflects the dropped-out forward pass
     sgd = SimpleNamespace(kind=0, lr=1e-12, momentum=0.0, nesterov=False, beta_1=0.0,
                           beta_2=0.0, epsilon=0.0, m=np.zeros_like(params), v=None, step=0)
-    loss, _ = engine.train_epoch((X, None, None, None), Y, None, params, grads, sgd, False,
-                                 rng, 0.0, 1.0)
+    loss, _, hits = engine.train_epoch((X, None, None, None), Y, None, params, grads, sgd,
+                                       False, rng, 0.0, 1.0)
+    assert hits is None  # (an identity output: no labels to hit)
     # output = mean of 2000 units, each 0 or 1/0.6: mean 1, var 0.4/0.6/2000; loss = out^2/2
     assert loss == pytest.approx(0.5 * (1 + 0.4 / 0.6 / 2000), rel=0.02)
 
@@ -345,6 +346,30 @@ def test_history(blobs):
     assert "val_loss" not in clf.history_
     clf.partial_fit(X, y)
     assert len(clf.history_["loss"]) == 8
+
+
+@pytest.mark.parametrize("target", ["multiclass", "binary", "multilabel"])
+def test_running_accuracy_is_predicts_accuracy_before_each_update(blobs, target):
+    """history_['accuracy'] counts the rows whose outputs, before their batch's update,
+    predicted their labels. With one batch per epoch and no shuffling, that is the
+    accuracy predict() gives just before the epoch."""
+    X, y = blobs
+    if target == "binary":
+        y = y % 2
+    elif target == "multilabel":
+        y = np.stack([y % 2, y // 2 % 2, (y == 0)], axis=1).astype(int)
+    clf = MLPClassifier((6,), solver="sgd", learning_rate_init=0.3, batch_size=len(X),
+                        shuffle=False, random_state=0)
+    expected = []
+    for _ in range(6):
+        if hasattr(clf, "coefs_"):
+            hit = clf.predict(X) == y
+            expected.append(float(np.mean(hit.all(axis=1) if hit.ndim == 2 else hit)))
+        clf.partial_fit(X, y, classes=np.unique(y) if target != "multilabel" else np.arange(3))
+    assert clf.history_["accuracy"][1:] == expected
+    assert len(set(expected)) > 1  # (it moved: the test would see a stale count)
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2).fit(X, y.astype(float))
+    assert "accuracy" not in reg.history_
 
 
 def test_feature_names(blobs):

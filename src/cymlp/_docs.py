@@ -67,8 +67,11 @@ ATTRS_DOC = """
     feature_names_in_
         As in scikit-learn.
     history_ : dict of lists
-        Per epoch: 'loss' (training loss), 'seconds', and with early stopping
-        'val_loss' (data loss on the validation split) and 'val_score'.
+        Per epoch: 'loss' (training loss), 'seconds', for classifiers 'accuracy' (the
+        fraction of training rows whose outputs, computed as the epoch went and before
+        their batch's update, predicted their labels: the running accuracy, at no extra
+        cost), and with early stopping 'val_loss' (data loss on the validation split)
+        and 'val_score'.
 """
 
 

@@ -76,6 +76,7 @@ cdef struct RowsJob:
     const void *params
     void *ws                # the (aligned) workspace
     double *row_loss
+    unsigned char *row_hit  # (classifiers) 1 where a row's output predicts its target
     uint64_t drop_seed
     bint dropout, packed, f64
 
@@ -571,10 +572,30 @@ cdef enum:
     CHUNK_BLOCKS = 16
 
 
+cdef inline unsigned char _hit(const floating *p, const floating *y, Py_ssize_t n_out,
+                               int act) noexcept nogil:
+    """1 when a row's outputs p predict its target y as predict() would: the first argmax
+    of a softmax is the target's, or every logistic output is on the target's side of
+    1/2."""
+    cdef Py_ssize_t k, best = 0, target = 0
+    if act == SOFTMAX:
+        for k in range(1, n_out):
+            if p[k] > p[best]:
+                best = k
+            if y[k] > y[target]:
+                target = k
+        return best == target
+    for k in range(n_out):
+        if (p[k] > 0.5) != (y[k] > 0.5):
+            return 0
+    return 1
+
+
 cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *order,
                       Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t nb,
                       const floating *params, floating *ws, floating *work, double *row_loss,
-                      uint64_t drop_seed, bint dropout, bint packed) noexcept nogil:
+                      unsigned char *row_hit, uint64_t drop_seed, bint dropout,
+                      bint packed) noexcept nogil:
     """Phase 1 of a training step, for batch rows r0..r1 (one thread): gather, forward
     (§4.3.2), each row's loss, and every layer's delta (§4.3.3):
     delta_L = sw (output - y),  delta_l = (delta_{l+1} . W_l^T) * f'(a_l) (* dropout mask).
@@ -615,6 +636,9 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
         a = z
     d = ws + lay.d_off[L] + r0 * n_out
     output_forward(lay.out_act, z, y, sw, n, n_out, row_loss + r0)
+    if row_hit != NULL:
+        for r in range(n):
+            row_hit[r0 + r] = _hit(z + r * n_out, y + r * n_out, n_out, lay.out_act)
     _output_delta(z, y, sw, n, n_out, d)
     if nb > 1:
         pack_rows(nb, n_out, r0, r1, ws + lay.d_off[L], n_out, 1, ws + lay.dp_off[L])
@@ -720,7 +744,7 @@ cdef inline void _rows_part(const RowsJob *j, int t, int T, const floating *para
                             floating *ws) noexcept nogil:
     _rows_phase(j.lay, j.src, j.order, j.start, j.nb * t // T, j.nb * (t + 1) // T, j.nb,
                 params, ws, ws + j.lay.work_off + t * _thread_work(j.lay), j.row_loss,
-                j.drop_seed, j.dropout, j.packed)
+                j.row_hit, j.drop_seed, j.dropout, j.packed)
 
 
 cdef void _features_task(void *job, int t, int T) noexcept nogil:
@@ -833,6 +857,7 @@ cdef class Engine:
     cdef object _ws             # the workspace (numpy, owned)
     cdef void *w                # its 64-byte aligned start
     cdef double *row_loss       # (rows,) each row's loss (training)
+    cdef unsigned char *row_hit  # (rows,) each row's hit, for classifiers (training)
     cdef double *sq_blocks      # ||W||^2 per block of ROW_BLOCK weight rows (training)
     cdef Py_ssize_t n_blocks
     cdef bint f64
@@ -862,12 +887,17 @@ cdef class Engine:
             self.n_blocks += (self.lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
         if training:
             self.row_loss = <double *>malloc(rows * sizeof(double))
+            if out_act == SOFTMAX or out_act == LOGISTIC:
+                self.row_hit = <unsigned char *>malloc(rows)
+                if self.row_hit == NULL:
+                    raise MemoryError()
             self.sq_blocks = <double *>malloc(self.n_blocks * sizeof(double))
             if self.row_loss == NULL or self.sq_blocks == NULL:
                 raise MemoryError()
 
     def __dealloc__(self):
         free(self.row_loss)
+        free(self.row_hit)
         free(self.sq_blocks)
         _free_layout(&self.lay)
 
@@ -909,7 +939,9 @@ cdef class Engine:
 
         A batch's loss is scikit-learn's: (loss_scale * sum_i sw_i loss_i
         + alpha/2 sum ||W||^2) / sum_i sw_i. Returns ``(mean over batches weighted by
-        their size, number of updates made)``.
+        their size, number of updates made, hits)``: hits, for a softmax or logistic
+        output, counts the rows whose outputs (before their batch's update) predicted
+        their targets, as predict() would; None for other outputs.
         """
         cdef Rows src
         cdef Optimizer opt
@@ -1013,7 +1045,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef const Layout *lay = &e.lay
     cdef RowsJob rows
     cdef FeaturesJob feats
-    cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, batch_size = e.rows
+    cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, hits = 0, batch_size = e.rows
     cdef int T_rows, T_feat, T = e.n_threads, l
     cdef long long par_rows = 0, par_feat = 0  # (debug counters, see parallel_counts)
     cdef double total = 0, batch_loss, sw_sum, sq, checked
@@ -1030,8 +1062,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
         if order == NULL:
             raise MemoryError()
     rows = RowsJob(lay=lay, src=src, order=order, start=0, nb=0, params=p, ws=w,
-                   row_loss=e.row_loss, drop_seed=0, dropout=lay.dropout, packed=packed,
-                   f64=floating is double)
+                   row_loss=e.row_loss, row_hit=e.row_hit, drop_seed=0, dropout=lay.dropout,
+                   packed=packed, f64=floating is double)
     feats = FeaturesJob(lay=lay, x=NULL, n=0, params=p, grads=g, ws=w, opt=opt[0], step=0,
                         scale=1, alpha=alpha, packed=packed, f64=floating is double,
                         sq_blocks=e.sq_blocks)
@@ -1066,6 +1098,9 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 parallel_for(T_rows, _rows_task, &rows)  # (one task: run in this thread)
                 par_rows += T_rows > 1
                 x = _gather(lay, src, order, start, 0, 0, w, &yb, &swb)  # pointers only
+                if e.row_hit != NULL:
+                    for r in range(nb):
+                        hits += e.row_hit[r]
                 sw_sum = _weight_sum(swb, nb)
                 if sw_sum <= 0:  # all weights zero: nothing to learn from this batch
                     start = stop
@@ -1097,7 +1132,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
         free(order)
         _parallel_counts[SITE_ROWS] += par_rows  # (debug counters, under the GIL)
         _parallel_counts[SITE_FEATURES] += par_feat
-    return total / n, n_batches
+    return total / n, n_batches, hits if e.row_hit != NULL else None
 
 
 cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floating *params,

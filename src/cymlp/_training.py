@@ -170,14 +170,14 @@ class TrainingMixin:
         try:
             for _ in range(self.max_iter):
                 start = time.perf_counter()
-                loss, n_batches = engine.train_epoch(
+                loss, n_batches, hits = engine.train_epoch(
                     rows, Y, sample_weight, self._params, grads, opt, bool(self.shuffle),
                     self._rng, float(self.alpha), self._loss_scale)
                 # An interrupt up to here drops the epoch (the except clause restores
                 # `saved`); from here on it is held until the epoch is recorded whole.
                 with sigint_held():
-                    stop = self._end_epoch(loss, n_batches, n, time.perf_counter() - start,
-                                           saved, validation)
+                    stop = self._end_epoch(loss, n_batches, hits, n,
+                                           time.perf_counter() - start, saved, validation)
                 if stop or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
@@ -203,7 +203,7 @@ class TrainingMixin:
         """What the fit puts back after an interrupt: weights, optimizer state, generator."""
         return (self._params, *self._optimizer.arrays, self._rng)
 
-    def _end_epoch(self, loss, n_batches, n, seconds, saved, validation) -> bool:
+    def _end_epoch(self, loss, n_batches, hits, n, seconds, saved, validation) -> bool:
         """Everything that records a finished epoch, as one step (run under sigint_held):
         the divergence check, counters, curves, validation score, learning-rate schedule,
         stopping rule, and last the snapshot `saved` of the epoch's parameters, optimizer
@@ -225,6 +225,8 @@ class TrainingMixin:
         self.loss_curve_.append(self.loss_)
         self.history_["loss"].append(self.loss_)
         self.history_["seconds"].append(seconds)
+        if hits is not None:  # a classifier (model files saved before had no such curve)
+            self.history_.setdefault("accuracy", []).append(hits / n)
         if self.verbose:
             print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
         self._update_no_improvement_count(*validation)
