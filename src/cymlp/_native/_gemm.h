@@ -2,140 +2,18 @@
  *
  * One template (_gemm_impl.h) is compiled several times: a vector-extension kernel per
  * x86-64 SIMD level (AVX-512, AVX2+FMA, SSE2 baseline; NEON baseline on aarch64) and a
- * plain-C kernel. The variant is chosen once at import from the CPU (cpuid), never from
- * the compiler flags, so one generic wheel runs everywhere; CYMLP_SIMD forces one.
- * The vector kernels need GCC vector extensions and target attributes: GCC, clang, and
- * clang-cl (which defines __clang__ and _MSC_VER, not __GNUC__; the Windows wheels are
- * built with it). Define CYMLP_PORTABLE (or use a compiler without them: plain MSVC,
- * cl.exe) to build the plain-C kernel only.
+ * plain-C kernel (the only one under CYMLP_PORTABLE, see _target.h). The variant is
+ * chosen once at import from the CPU (cpuid), never from the compiler flags, so one
+ * generic wheel runs everywhere; CYMLP_SIMD forces one.
  */
 #ifndef CYMLP_GEMM_H
 #define CYMLP_GEMM_H
 
 #include <stddef.h>
-#include <stdint.h>
-#include <string.h>
-#include "_threads.h" /* cymlp_parallel_for: OpenMP, a pthreads / Win32 pool, or none */
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#if !defined(__GNUC__) && !defined(__clang__) && !defined(CYMLP_PORTABLE)
-#define CYMLP_PORTABLE 1
-#endif
-#if defined(_MSC_VER)
-#define restrict __restrict
-#endif
-#if defined(__GNUC__) && !defined(__clang__)
-#define CYMLP_UNROLL _Pragma("GCC unroll 16")
-#else
-#define CYMLP_UNROLL
-#endif
-
-/* Denormal floats make arithmetic ~100x slower on x86 (Adam's moments of weights whose
- * inputs are always 0, e.g. MNIST's border pixels, decay into them). cymlp's loops run
- * with flush-to-zero and denormals-are-zero on, restoring the caller's mode after:
- * cymlp_fp_enter() returns the previous mode for cymlp_fp_leave(). Per thread. */
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#include <xmmintrin.h>
-static inline unsigned long cymlp_fp_enter(void)
-{
-    unsigned int old = _mm_getcsr();
-    _mm_setcsr(old | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
-    return old;
-}
-static inline void cymlp_fp_leave(unsigned long old) { _mm_setcsr((unsigned int)old); }
-#elif defined(__aarch64__) && defined(__GNUC__)
-static inline unsigned long cymlp_fp_enter(void)
-{
-    unsigned long old;
-    __asm__ __volatile__("mrs %0, fpcr" : "=r"(old));
-    __asm__ __volatile__("msr fpcr, %0" : : "r"(old | (1ul << 24))); /* FZ */
-    return old;
-}
-static inline void cymlp_fp_leave(unsigned long old)
-{
-    __asm__ __volatile__("msr fpcr, %0" : : "r"(old));
-}
-#else
-static inline unsigned long cymlp_fp_enter(void) { return 0; }
-static inline void cymlp_fp_leave(unsigned long old) { (void)old; }
-#endif
-
-/* Blocking shared by every variant (M blocks are rounded to whole micro-tiles). */
-#define CYMLP_GEMM_KC 256
-#define CYMLP_GEMM_NC 1024
-#define CYMLP_GEMM_MC 192
-#define CYMLP_GEMM_PARALLEL_MIN 2.0e5 /* M*N*K below this runs on one thread */
-#define CYMLP_GEMM_SMALL_M 2             /* rows of C up to which nothing is packed */
-
-/* Elements of a packed K x N matrix (gemm's bpacked, filled by the pack_rows functions):
- * N rounded up to a whole number of micro-tiles of every variant (64 columns, and 24 for
- * AVX2 float), so one size fits them all. */
-static inline size_t cymlp_npad(size_t N)
-{
-    const size_t n64 = (N + 63) / 64 * 64, n24 = (N + 23) / 24 * 24;
-    return n64 > n24 ? n64 : n24;
-}
-static inline size_t cymlp_packed_size(size_t K, size_t N) { return K * cymlp_npad(N); }
-
-/* Scratch of a product with N <= max_n columns (cymlp_gemm_work_size), per thread: a
- * packed B panel (KC x N rounded up to the widest micro-tile), a packed block of A
- * (up to MC rows rounded up to a tile, x KC) ... */
-static inline size_t cymlp_gemm_b_panel(size_t max_n)
-{
-    return (size_t)CYMLP_GEMM_KC * (max_n < CYMLP_GEMM_NC ? cymlp_npad(max_n) : CYMLP_GEMM_NC);
-}
-static inline size_t cymlp_gemm_a_block(void) { return (size_t)(CYMLP_GEMM_MC + 16) * CYMLP_GEMM_KC; }
-/* ... and, after them, each row tile's list of non-zero steps (up to KC unsigned shorts,
- * + 16 for whole-vector stores, per tile; tiles have at least 4 rows), counted in
- * elements of 4 bytes */
-#define CYMLP_GEMM_MAX_TILES ((CYMLP_GEMM_MC + 16) / 4)
-#define CYMLP_GEMM_IDX_STRIDE (CYMLP_GEMM_KC + 16)
-/* (the steps p < KC of a block are stored as unsigned shorts) */
-typedef char cymlp_gemm_kc_fits_ushort[CYMLP_GEMM_IDX_STRIDE <= 65536 ? 1 : -1];
-static inline size_t cymlp_gemm_idx_block(void)
-{
-    return (size_t)CYMLP_GEMM_MAX_TILES * CYMLP_GEMM_IDX_STRIDE * sizeof(unsigned short) / 4;
-}
-static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
-{
-    return (size_t)(nthreads < 1 ? 1 : nthreads)
-           * (cymlp_gemm_b_panel(max_n) + cymlp_gemm_a_block() + cymlp_gemm_idx_block());
-}
-
-/* Epilogues (gemm's op): after the last block of the sum, each element x of C becomes
- * f(x) for a hidden activation f, or x * f'(a) with a = f(z) the element of aux at the
- * same place (the backward's delta_prev = (delta . W^T) * f'(a_prev)). The codes are
- * _kernels.pxd's activation codes, CYMLP_DERIV added for the derivative. */
-enum {
-    CYMLP_OP_NONE = 0,
-    CYMLP_OP_LOGISTIC = 1,
-    CYMLP_OP_TANH = 2,
-    CYMLP_OP_RELU = 3,
-    CYMLP_OP_LEAKY_RELU = 4,
-    CYMLP_DERIV = 16
-};
-
-#if !defined(CYMLP_PORTABLE) && (defined(__x86_64__) || defined(_M_X64))
-#define CYMLP_X86 1
-#include <immintrin.h>
-#if defined(_MSC_VER) && defined(__clang__)
-/* clang-cl's immintrin.h (in older LLVM releases, e.g. 14) includes only the headers of
- * the features enabled on the command line, not those the target-attribute kernels use */
-#include <smmintrin.h>
-#include <avxintrin.h>
-#include <avx2intrin.h>
-#include <fmaintrin.h>
-#include <bmi2intrin.h>
-#include <avx512fintrin.h>
-#endif
-#define CYMLP_AVX2_ATTR __attribute__((target("avx2,fma")))
-#define CYMLP_AVX512_ATTR \
-    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,popcnt,bmi2")))
-#endif
-
-#include "_vmath.h" /* the exponential and softmax, per variant too; expf for epilogues */
+#include "_target.h"    /* CYMLP_PORTABLE, CYMLP_X86, target attributes, the FP mode */
+#include "_gemm_defs.h" /* blocking, packed and scratch sizes, CYMLP_OP_* */
+#include "_threads.h"   /* cymlp_parallel_for: OpenMP, a pthreads / Win32 pool, or none */
+#include "_vmath.h"     /* the exponential and softmax, per variant too */
 
 /* ---- instantiations ------------------------------------------------------------- */
 #define GEMM_T float

@@ -1,9 +1,11 @@
-/* The epilogue of a _gemm_impl.h instantiation (included once by it, before the
- * micro-kernel): what happens to C on its way out of the product.
+/* _gemm_epi.h: the epilogue of a _gemm_impl.h instantiation, what happens to C on its
+ * way out of the product. A part of that template: it takes the same parameters
+ * (GEMM_T, GEMM_FN, ...: see the top of _gemm_impl.h), which includes it once per
+ * instantiation before the micro-kernel.
  *
  * The bias, on the first block of the sum (when C is not accumulated into): the
  * micro-kernel stores t + b from its registers, the same bits as writing b into C and
- * accumulating t on top, without that pass. The op (_gemm.h's CYMLP_OP_* codes), on
+ * accumulating t on top, without that pass. The op (_gemm_defs.h's CYMLP_OP_* codes), on
  * each block of rows of C right after the last block of its sum, while it is in cache
  * (block_op; the few-rows path applies it per row): a hidden activation f(x), or
  * x * f'(a) with a = f(z) read from aux at the same place, the backward's
@@ -18,6 +20,13 @@
  * lanes independently, so an element gets the same bits however a block is cut; the
  * float logistic's exponential is _vmath.h's cymlp_expf1 written on vectors (vexpf),
  * step for step. */
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "_gemm_params.h" /* the parameters, checked; CYMLP_OP_*, GEMM_AVX512's masks */
+#include "_vmath.h"       /* cymlp_expf1 */
 
 typedef struct {
     const GEMM_T *bias; /* N values, or NULL (the micro-kernel gets it as its add row) */
@@ -186,8 +195,9 @@ static void GEMM_FN(apply)(GEMM_T *z, size_t n, int op, const GEMM_T *aux, GEMM_
 
 /* block_op: the op on rows [0, m) x columns [0, n) of C (row stride ldc; aux: the a of
  * its first element, row stride ldaux), one pass when the rows are contiguous */
-GEMM_ATTR static void GEMM_FN(block_op)(GEMM_T *c, size_t ldc, size_t m, size_t n, int op,
-                                        const GEMM_T *aux, size_t ldaux, GEMM_T slope)
+GEMM_ATTR CYMLP_MAYBE_UNUSED static void
+GEMM_FN(block_op)(GEMM_T *c, size_t ldc, size_t m, size_t n, int op, const GEMM_T *aux,
+                  size_t ldaux, GEMM_T slope)
 {
     if (op == CYMLP_OP_NONE) return;
     if (ldc == n && (aux == NULL || ldaux == n)) {

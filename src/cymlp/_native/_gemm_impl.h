@@ -1,16 +1,22 @@
-/* One instantiation of the packed, register-tiled matrix product.
+/* _gemm_impl.h: one instantiation of the packed, register-tiled matrix product.
  *
- * Included by _gemm.h once per (scalar type, SIMD variant) with these macros set:
- *   GEMM_T     scalar type (float or double)
- *   GEMM_FN(x) name of symbol x for this instantiation (token pasting)
- *   GEMM_ATTR  function attributes (e.g. __attribute__((target("avx2,fma"))), or empty)
- *   GEMM_VB    vector width in bytes for GCC/Clang vector extensions; 0 = plain C
- *   GEMM_T_SIZE sizeof(GEMM_T), for the preprocessor
- *   GEMM_MR    rows of C per micro-tile
- *   GEMM_NR    columns of C per micro-tile (a multiple of GEMM_VB / sizeof(GEMM_T),
- *              dividing 64, or 24: cymlp_npad's packed widths)
- * and optionally GEMM_KC (steps per block, default and at most CYMLP_GEMM_KC) and
- * GEMM_NV_MICRO (1: the micro-kernel dispatches on the vectors a sliver has).
+ * A template, not a normal header (no include guard): _gemm.h includes it once per
+ * (scalar type, SIMD variant) with these parameter macros defined, and it undefines
+ * them at its end. Required (#error when missing, see _gemm_params.h):
+ *   GEMM_T      scalar type (float or double)
+ *   GEMM_T_SIZE sizeof(GEMM_T), for the preprocessor (4 or 8)
+ *   GEMM_FN(x)  name of symbol x for this instantiation (token pasting)
+ *   GEMM_ATTR   function attributes (e.g. CYMLP_AVX2_ATTR from _target.h), or empty
+ *   GEMM_VB     vector width in bytes for GCC/Clang vector extensions (16, 32, 64);
+ *               0 = plain C
+ *   GEMM_MR     rows of C per micro-tile
+ *   GEMM_NR     columns of C per micro-tile (a multiple of GEMM_VB / sizeof(GEMM_T),
+ *               dividing 64, or 24: cymlp_npad's packed widths)
+ * Optional:
+ *   GEMM_KC       steps per block of the sum (default and at most CYMLP_GEMM_KC)
+ *   GEMM_NV_MICRO 1: the micro-kernel dispatches on the vectors a sliver has (default 0)
+ * Its parts _gemm_epi.h (the epilogue) and _gemm_micro.h (the micro-kernel) take the
+ * same parameters.
  *
  * C (M,N) = [C +] op(A) (M,K) . op(B) (K,N), where element (i,p) of op(A) is
  * A[i*rsa + p*csa] and element (p,j) of op(B) is B[p*rsb + j*csb]; strides make the
@@ -28,41 +34,11 @@
  * depend on the number of threads.
  */
 
-#ifndef GEMM_NV_MICRO
-#define GEMM_NV_MICRO 0
-#endif
-#ifndef GEMM_KC /* steps per block of the sum (at most CYMLP_GEMM_KC: the scratch sizes) */
-#define GEMM_KC CYMLP_GEMM_KC
-#endif
-/* what the scratch sizes of _gemm.h assume (idx lists, A block, packed widths) */
-_Static_assert(GEMM_KC <= CYMLP_GEMM_KC, "GEMM_KC above the scratch's CYMLP_GEMM_KC");
-_Static_assert(64 % GEMM_NR == 0 || GEMM_NR == 24, "cymlp_npad rounds to 64 and to 24");
-#define GEMM_NC (CYMLP_GEMM_NC / GEMM_NR * GEMM_NR) /* column blocks of whole slivers */
-/* GEMM_AVX512: this instantiation may use AVX-512 intrinsics (masked loads, compress)
- * where GCC's vector extensions have no equivalent. */
-#if defined(CYMLP_X86) && GEMM_VB == 64
-#define GEMM_AVX512 1
-#if GEMM_T_SIZE == 4
-#define GEMM_MASK __mmask16
-#define GEMM_MASKZ_LOAD _mm512_maskz_loadu_ps
-#define GEMM_MASK_STORE _mm512_mask_storeu_ps
-#define GEMM_CMPNEQ(x) _mm512_cmpneq_ps_mask((x), _mm512_setzero_ps())
-#else
-#define GEMM_MASK __mmask8
-#define GEMM_MASKZ_LOAD _mm512_maskz_loadu_pd
-#define GEMM_MASK_STORE _mm512_mask_storeu_pd
-#define GEMM_CMPNEQ(x) _mm512_cmpneq_pd_mask((x), _mm512_setzero_pd())
-#endif
-#else
-#define GEMM_AVX512 0
-#endif
-/* GEMM_AVX2: an AVX2+FMA instantiation (32-byte vectors on x86-64), which may use AVX2
- * intrinsics (movemask) where GCC's vector extensions have no equivalent. */
-#if defined(CYMLP_X86) && GEMM_VB == 32
-#define GEMM_AVX2 1
-#else
-#define GEMM_AVX2 0
-#endif
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "_gemm_params.h" /* checks the parameters above; defaults, GEMM_AVX512, GEMM_AVX2 */
+#include "_threads.h"     /* cymlp_parallel_for, CYMLP_THREADS_PARALLEL */
 
 #include "_gemm_epi.h"   /* bias, activation and derivative on the way out of a tile */
 #include "_gemm_micro.h" /* micro_nv (vector builds) or micro (plain C) */
@@ -476,9 +452,9 @@ GEMM_ATTR static void GEMM_FN(pack_b)(size_t kc, size_t nc, const GEMM_T *B, ptr
  * NR-column slivers in turn (each kc x NR, zero-padded), as pack_b lays out one block.
  * Rows are independent, so threads may pack disjoint row ranges of one matrix (e.g. the
  * weight rows each has just updated). */
-GEMM_ATTR static void GEMM_FN(pack_rows)(size_t K, size_t N, size_t p0, size_t p1,
-                                         const GEMM_T *B, ptrdiff_t rsb, ptrdiff_t csb,
-                                         GEMM_T *restrict bp)
+GEMM_ATTR CYMLP_MAYBE_UNUSED static void
+GEMM_FN(pack_rows)(size_t K, size_t N, size_t p0, size_t p1, const GEMM_T *B, ptrdiff_t rsb,
+                   ptrdiff_t csb, GEMM_T *restrict bp)
 {
     const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     for (size_t p = p0; p < p1; ++p) {
@@ -671,12 +647,11 @@ GEMM_ATTR static void GEMM_FN(gemm_task)(void *ctx, int t, int n)
 /* gemm: C = [C +] op(A) . op(B), then the epilogue (see _gemm_epi.h): bias (N values,
  * or NULL; ignored when accumulating) added to every row, then op (CYMLP_OP_*) applied,
  * with aux (M x N, row stride ldaux) the a of a CYMLP_DERIV op. */
-GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A,
-                                    ptrdiff_t rsa, ptrdiff_t csa, const GEMM_T *B,
-                                    ptrdiff_t rsb, ptrdiff_t csb, const GEMM_T *bpacked,
-                                    GEMM_T *C, size_t ldc, int accumulate, GEMM_T *work,
-                                    int nthreads, const GEMM_T *bias, int op,
-                                    const GEMM_T *aux, size_t ldaux, GEMM_T slope)
+GEMM_ATTR CYMLP_MAYBE_UNUSED static void
+GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A, ptrdiff_t rsa, ptrdiff_t csa,
+              const GEMM_T *B, ptrdiff_t rsb, ptrdiff_t csb, const GEMM_T *bpacked, GEMM_T *C,
+              size_t ldc, int accumulate, GEMM_T *work, int nthreads, const GEMM_T *bias,
+              int op, const GEMM_T *aux, size_t ldaux, GEMM_T slope)
 {
     const GEMM_FN(epi) epi = {bias, aux, ldaux, op, slope};
     const GEMM_FN(epi) *ep = bias || op != CYMLP_OP_NONE ? &epi : NULL;
@@ -738,3 +713,4 @@ GEMM_ATTR static void GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *
 #undef GEMM_MASKZ_LOAD
 #undef GEMM_MASK_STORE
 #undef GEMM_CMPNEQ
+#undef GEMM_PARAMS_READY

@@ -1,4 +1,6 @@
-/* The micro-kernel of a _gemm_impl.h instantiation (included once by it).
+/* _gemm_micro.h: the micro-kernel of a _gemm_impl.h instantiation. A part of that
+ * template: it takes the same parameters (see the top of _gemm_impl.h), which includes
+ * it once per instantiation.
  *
  * t (mr, nr) = op(A)[:mr, :kc] . b (kc x nr, the first nr columns of a packed sliver
  * of GEMM_NR); then C[:mr, :nr] = t + add, add[r * ldadd + j] (add NULL: 0): C itself
@@ -16,6 +18,11 @@
  * Vector builds: micro_nv, for nv vectors of columns (nv a constant where it is
  * inlined: _gemm_impl.h makes micro, micro_half or a dispatch on nv of it). Plain C
  * (GEMM_VB == 0): micro, a whole sliver. */
+
+#include <stddef.h>
+#include <string.h>
+#include "_gemm_params.h" /* the parameters, checked; restrict, CYMLP_UNROLL */
+
 #if GEMM_VB
 GEMM_ATTR static inline __attribute__((always_inline)) void
 GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
@@ -23,7 +30,7 @@ GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdi
                   GEMM_T *c, size_t ldc, const GEMM_T *add, size_t ldadd, size_t mr,
                   size_t nr)
 {
-    typedef GEMM_FN(vec) vec;
+    typedef GEMM_T vec __attribute__((vector_size(GEMM_VB)));
     enum { V = GEMM_VB / sizeof(GEMM_T), NVMAX = GEMM_NR / V };
     const GEMM_T *ar[GEMM_MR];
     CYMLP_UNROLL
@@ -74,10 +81,10 @@ GEMM_FN(micro_nv)(const int nv, size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdi
     }
 }
 #else
-GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa,
-                                     const GEMM_T *restrict b, const unsigned short *idx,
-                                     size_t nidx, GEMM_T *c, size_t ldc, const GEMM_T *add,
-                                     size_t ldadd, size_t mr, size_t nr)
+GEMM_ATTR CYMLP_MAYBE_UNUSED static void
+GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, ptrdiff_t csa, const GEMM_T *restrict b,
+               const unsigned short *idx, size_t nidx, GEMM_T *c, size_t ldc, const GEMM_T *add,
+               size_t ldadd, size_t mr, size_t nr)
 {
     const GEMM_T *ar[GEMM_MR];
     for (int r = 0; r < GEMM_MR; ++r) ar[r] = a + ((size_t)r < mr ? r : 0) * rsa;

@@ -17,10 +17,10 @@
 
 #if defined(__clang__)
 /* clang ignores GCC's optimize attribute; its pragma holds to the end of the block */
-#define CYMLP_NOFUSE_FN static
+#define CYMLP_NOFUSE_FN static __attribute__((unused))
 #define CYMLP_NOFUSE_BLOCK _Pragma("clang fp contract(off)")
 #elif defined(__GNUC__)
-#define CYMLP_NOFUSE_FN static __attribute__((optimize("fp-contract=off")))
+#define CYMLP_NOFUSE_FN static __attribute__((optimize("fp-contract=off"), unused))
 #define CYMLP_NOFUSE_BLOCK
 #else /* MSVC's cl.exe contracts only under /fp:contract, which the build never sets */
 #define CYMLP_NOFUSE_FN static

@@ -17,12 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
-#if defined(__GNUC__) || defined(__clang__) /* (clang-cl: __clang__ only) */
-#define CYMLP_INLINE static inline __attribute__((always_inline))
-#else
-#define CYMLP_INLINE static inline
-#endif
+#include "_target.h" /* CYMLP_INLINE, restrict, CYMLP_X86 and its target attributes */
 
 /* 2^n as a float, for integer n in [-126, 128] (128 gives inf): the exponent field */
 CYMLP_INLINE float cymlp_exp2i(int32_t n)
@@ -138,12 +133,13 @@ typedef double (*cymlp_softmaxf_fn)(float *, const float *, const float *, size_
                                     double *);
 
 #define CYMLP_VMATH_VARIANT(suffix, attr)                                                  \
-    attr static void cymlp_vexpf_##suffix(const float *x, float *out, size_t n)            \
+    attr CYMLP_MAYBE_UNUSED static void cymlp_vexpf_##suffix(const float *x, float *out,   \
+                                                             size_t n)                     \
     {                                                                                      \
         cymlp_vexpf_body(x, out, n);                                                       \
     }                                                                                      \
-    attr static double cymlp_softmaxf_##suffix(float *z, const float *y, const float *sw,      \
-                                               size_t n, size_t n_out, double *row_loss)      \
+    attr CYMLP_MAYBE_UNUSED static double cymlp_softmaxf_##suffix(                         \
+        float *z, const float *y, const float *sw, size_t n, size_t n_out, double *row_loss) \
     {                                                                                      \
         return cymlp_softmaxf_body(z, y, sw, n, n_out, row_loss);                          \
     }

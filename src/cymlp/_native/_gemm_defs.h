@@ -1,0 +1,64 @@
+/* _gemm_defs.h: what every instantiation of the matrix product (_gemm_impl.h) and its
+ * callers share: the blocking, the sizes of packed matrices and of scratch, and the
+ * epilogue's op codes. */
+#ifndef CYMLP_GEMM_DEFS_H
+#define CYMLP_GEMM_DEFS_H
+
+#include <stddef.h>
+
+/* Blocking shared by every variant (M blocks are rounded to whole micro-tiles). */
+#define CYMLP_GEMM_KC 256
+#define CYMLP_GEMM_NC 1024
+#define CYMLP_GEMM_MC 192
+#define CYMLP_GEMM_PARALLEL_MIN 2.0e5 /* M*N*K below this runs on one thread */
+#define CYMLP_GEMM_SMALL_M 2             /* rows of C up to which nothing is packed */
+
+/* Elements of a packed K x N matrix (gemm's bpacked, filled by the pack_rows functions):
+ * N rounded up to a whole number of micro-tiles of every variant (64 columns, and 24 for
+ * AVX2 float), so one size fits them all. */
+static inline size_t cymlp_npad(size_t N)
+{
+    const size_t n64 = (N + 63) / 64 * 64, n24 = (N + 23) / 24 * 24;
+    return n64 > n24 ? n64 : n24;
+}
+static inline size_t cymlp_packed_size(size_t K, size_t N) { return K * cymlp_npad(N); }
+
+/* Scratch of a product with N <= max_n columns (cymlp_gemm_work_size), per thread: a
+ * packed B panel (KC x N rounded up to the widest micro-tile), a packed block of A
+ * (up to MC rows rounded up to a tile, x KC) ... */
+static inline size_t cymlp_gemm_b_panel(size_t max_n)
+{
+    return (size_t)CYMLP_GEMM_KC * (max_n < CYMLP_GEMM_NC ? cymlp_npad(max_n) : CYMLP_GEMM_NC);
+}
+static inline size_t cymlp_gemm_a_block(void) { return (size_t)(CYMLP_GEMM_MC + 16) * CYMLP_GEMM_KC; }
+/* ... and, after them, each row tile's list of non-zero steps (up to KC unsigned shorts,
+ * + 16 for whole-vector stores, per tile; tiles have at least 4 rows), counted in
+ * elements of 4 bytes */
+#define CYMLP_GEMM_MAX_TILES ((CYMLP_GEMM_MC + 16) / 4)
+#define CYMLP_GEMM_IDX_STRIDE (CYMLP_GEMM_KC + 16)
+/* (the steps p < KC of a block are stored as unsigned shorts) */
+typedef char cymlp_gemm_kc_fits_ushort[CYMLP_GEMM_IDX_STRIDE <= 65536 ? 1 : -1];
+static inline size_t cymlp_gemm_idx_block(void)
+{
+    return (size_t)CYMLP_GEMM_MAX_TILES * CYMLP_GEMM_IDX_STRIDE * sizeof(unsigned short) / 4;
+}
+static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
+{
+    return (size_t)(nthreads < 1 ? 1 : nthreads)
+           * (cymlp_gemm_b_panel(max_n) + cymlp_gemm_a_block() + cymlp_gemm_idx_block());
+}
+
+/* Epilogues (gemm's op): after the last block of the sum, each element x of C becomes
+ * f(x) for a hidden activation f, or x * f'(a) with a = f(z) the element of aux at the
+ * same place (the backward's delta_prev = (delta . W^T) * f'(a_prev)). The codes are
+ * _kernels.pxd's activation codes, CYMLP_DERIV added for the derivative. */
+enum {
+    CYMLP_OP_NONE = 0,
+    CYMLP_OP_LOGISTIC = 1,
+    CYMLP_OP_TANH = 2,
+    CYMLP_OP_RELU = 3,
+    CYMLP_OP_LEAKY_RELU = 4,
+    CYMLP_DERIV = 16
+};
+
+#endif /* CYMLP_GEMM_DEFS_H */
