@@ -124,18 +124,7 @@ typedef void (*cymlp_spack_fn)(size_t, size_t, size_t, size_t, const float *, pt
 typedef void (*cymlp_dpack_fn)(size_t, size_t, size_t, size_t, const double *, ptrdiff_t,
                                ptrdiff_t, double *);
 
-enum { CYMLP_PORTABLE_V, CYMLP_BASELINE_V, CYMLP_AVX2_V, CYMLP_AVX512_V, CYMLP_N_VARIANTS };
-static const char *const cymlp_variant_names[CYMLP_N_VARIANTS] = {"portable", "baseline", "avx2",
-                                                                  "avx512"};
-static int cymlp_variant = CYMLP_PORTABLE_V;
-static cymlp_sgemm_fn cymlp_sgemm_impl = cymlp_gemm_f32_portable;
-static cymlp_dgemm_fn cymlp_dgemm_impl = cymlp_gemm_f64_portable;
-static cymlp_spack_fn cymlp_spack_rows_impl = cymlp_pack_rows_f32_portable;
-static cymlp_dpack_fn cymlp_dpack_rows_impl = cymlp_pack_rows_f64_portable;
-static cymlp_sapply_fn cymlp_sapply_impl = cymlp_apply_f32_portable;
-static cymlp_dapply_fn cymlp_dapply_impl = cymlp_apply_f64_portable;
-static cymlp_vexpf_fn cymlp_vexpf_impl = cymlp_vexpf_portable;
-static cymlp_softmaxf_fn cymlp_softmaxf_impl = cymlp_softmaxf_portable;
+enum { CYMLP_CPU_AVX2 = 1, CYMLP_CPU_AVX512 = 2 }; /* what a variant needs of the CPU */
 
 #ifdef CYMLP_X86
 /* CPU features from cpuid, and whether the OS saves the vector registers on a context
@@ -166,7 +155,6 @@ static inline unsigned long long cymlp_xcr0(void)
     return ((unsigned long long)hi << 32) | lo;
 }
 #endif
-enum { CYMLP_CPU_AVX2 = 1, CYMLP_CPU_AVX512 = 2 };
 /* CYMLP_CPU_* bits of the variants this CPU and OS can run */
 static inline int cymlp_cpu_features(void)
 {
@@ -191,72 +179,85 @@ static inline int cymlp_cpu_features(void)
         f |= CYMLP_CPU_AVX512;
     return f;
 }
+#else
+static inline int cymlp_cpu_features(void) { return 0; }
 #endif
+
+/* The variants, one row each: its name (CYMLP_SIMD's value), the CYMLP_CPU_* bits it
+ * needs, and its kernels. A variant not compiled in has a name only. */
+typedef struct {
+    const char *name;
+    int cpu;
+    cymlp_sgemm_fn sgemm;
+    cymlp_dgemm_fn dgemm;
+    cymlp_spack_fn spack_rows;
+    cymlp_dpack_fn dpack_rows;
+    cymlp_sapply_fn sapply;
+    cymlp_dapply_fn dapply;
+    cymlp_vexpf_fn vexpf;
+    cymlp_softmaxf_fn softmaxf;
+} cymlp_kernels;
+
+/* a row of the products instantiated with suffix v, and _vmath.h's functions of suffix vm */
+#define CYMLP_KERNELS(name, cpu, v, vm)                                                   \
+    {name, cpu, cymlp_gemm_f32_##v, cymlp_gemm_f64_##v, cymlp_pack_rows_f32_##v,           \
+     cymlp_pack_rows_f64_##v, cymlp_apply_f32_##v, cymlp_apply_f64_##v, cymlp_vexpf_##vm,  \
+     cymlp_softmaxf_##vm}
+enum { CYMLP_PORTABLE_V, CYMLP_BASELINE_V, CYMLP_AVX2_V, CYMLP_AVX512_V, CYMLP_N_VARIANTS };
+static const cymlp_kernels cymlp_variants[CYMLP_N_VARIANTS] = {
+    [CYMLP_PORTABLE_V] = CYMLP_KERNELS("portable", 0, portable, portable),
+#ifndef CYMLP_PORTABLE
+    /* (the baseline's exponential and softmax are the portable ones) */
+    [CYMLP_BASELINE_V] = CYMLP_KERNELS("baseline", 0, baseline, portable),
+#else
+    [CYMLP_BASELINE_V] = {.name = "baseline"},
+#endif
+#ifdef CYMLP_X86
+    [CYMLP_AVX2_V] = CYMLP_KERNELS("avx2", CYMLP_CPU_AVX2, avx2, avx2),
+    [CYMLP_AVX512_V] = CYMLP_KERNELS("avx512", CYMLP_CPU_AVX512, avx512, avx512),
+#else
+    [CYMLP_AVX2_V] = {.name = "avx2"},
+    [CYMLP_AVX512_V] = {.name = "avx512"},
+#endif
+};
+#undef CYMLP_KERNELS
+
+/* The row in use, set by cymlp_set_variant, and the names the Cython (_kernels.pyx)
+ * and tests/native call it by: the variant's number, its kernels, and the names of all
+ * variants by number (cymlp_variant_names[v]). */
+static const cymlp_kernels *cymlp_kernels_in_use = &cymlp_variants[CYMLP_PORTABLE_V];
+#define cymlp_variant ((int)(cymlp_kernels_in_use - cymlp_variants))
+#define cymlp_sgemm_impl (cymlp_kernels_in_use->sgemm)
+#define cymlp_dgemm_impl (cymlp_kernels_in_use->dgemm)
+#define cymlp_spack_rows_impl (cymlp_kernels_in_use->spack_rows)
+#define cymlp_dpack_rows_impl (cymlp_kernels_in_use->dpack_rows)
+#define cymlp_sapply_impl (cymlp_kernels_in_use->sapply)
+#define cymlp_dapply_impl (cymlp_kernels_in_use->dapply)
+#define cymlp_vexpf_impl (cymlp_kernels_in_use->vexpf)
+#define cymlp_softmaxf_impl (cymlp_kernels_in_use->softmaxf)
+_Static_assert(CYMLP_N_VARIANTS == 4, "cymlp_variant_names lists every row");
+#define cymlp_variant_names                                                              \
+    ((const char *const[CYMLP_N_VARIANTS]){cymlp_variants[0].name, cymlp_variants[1].name, \
+                                           cymlp_variants[2].name, cymlp_variants[3].name})
+
+/* 1 when variant v is compiled in */
+static inline int cymlp_variant_built(int v)
+{
+    return v >= 0 && v < CYMLP_N_VARIANTS && cymlp_variants[v].sgemm != NULL;
+}
 
 /* 1 when variant v is compiled in and this CPU can run it */
 static inline int cymlp_variant_available(int v)
 {
-    switch (v) {
-    case CYMLP_PORTABLE_V: return 1;
-#ifndef CYMLP_PORTABLE
-    case CYMLP_BASELINE_V: return 1;
-#endif
-#ifdef CYMLP_X86
-    case CYMLP_AVX2_V: return (cymlp_cpu_features() & CYMLP_CPU_AVX2) != 0;
-    case CYMLP_AVX512_V: return (cymlp_cpu_features() & CYMLP_CPU_AVX512) != 0;
-#endif
-    default: return 0;
-    }
+    if (!cymlp_variant_built(v)) return 0;
+    const int cpu = cymlp_variants[v].cpu;
+    return cpu == 0 || (cymlp_cpu_features() & cpu) == cpu;
 }
 
-/* Use variant v (must be available). */
+/* Use variant v (must be available; one not compiled in gives the portable one). */
 static inline void cymlp_set_variant(int v)
 {
-    cymlp_variant = v;
-    cymlp_vexpf_impl = cymlp_vexpf_portable; /* (the baseline's is the portable one) */
-    cymlp_softmaxf_impl = cymlp_softmaxf_portable;
-    switch (v) {
-#ifndef CYMLP_PORTABLE
-    case CYMLP_BASELINE_V:
-        cymlp_sgemm_impl = cymlp_gemm_f32_baseline;
-        cymlp_dgemm_impl = cymlp_gemm_f64_baseline;
-        cymlp_spack_rows_impl = cymlp_pack_rows_f32_baseline;
-        cymlp_dpack_rows_impl = cymlp_pack_rows_f64_baseline;
-        cymlp_sapply_impl = cymlp_apply_f32_baseline;
-        cymlp_dapply_impl = cymlp_apply_f64_baseline;
-        break;
-#endif
-#ifdef CYMLP_X86
-    case CYMLP_AVX2_V:
-        cymlp_sgemm_impl = cymlp_gemm_f32_avx2;
-        cymlp_dgemm_impl = cymlp_gemm_f64_avx2;
-        cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx2;
-        cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx2;
-        cymlp_sapply_impl = cymlp_apply_f32_avx2;
-        cymlp_dapply_impl = cymlp_apply_f64_avx2;
-        cymlp_vexpf_impl = cymlp_vexpf_avx2;
-        cymlp_softmaxf_impl = cymlp_softmaxf_avx2;
-        break;
-    case CYMLP_AVX512_V:
-        cymlp_sgemm_impl = cymlp_gemm_f32_avx512;
-        cymlp_dgemm_impl = cymlp_gemm_f64_avx512;
-        cymlp_spack_rows_impl = cymlp_pack_rows_f32_avx512;
-        cymlp_dpack_rows_impl = cymlp_pack_rows_f64_avx512;
-        cymlp_sapply_impl = cymlp_apply_f32_avx512;
-        cymlp_dapply_impl = cymlp_apply_f64_avx512;
-        cymlp_vexpf_impl = cymlp_vexpf_avx512;
-        cymlp_softmaxf_impl = cymlp_softmaxf_avx512;
-        break;
-#endif
-    default:
-        cymlp_variant = CYMLP_PORTABLE_V;
-        cymlp_sgemm_impl = cymlp_gemm_f32_portable;
-        cymlp_dgemm_impl = cymlp_gemm_f64_portable;
-        cymlp_spack_rows_impl = cymlp_pack_rows_f32_portable;
-        cymlp_dpack_rows_impl = cymlp_pack_rows_f64_portable;
-        cymlp_sapply_impl = cymlp_apply_f32_portable;
-        cymlp_dapply_impl = cymlp_apply_f64_portable;
-    }
+    cymlp_kernels_in_use = &cymlp_variants[cymlp_variant_built(v) ? v : CYMLP_PORTABLE_V];
 }
 
 /* Best variant this CPU runs. */
