@@ -54,14 +54,10 @@
 #endif
 
 #ifdef CYMLP_X86
-/* AVX2 float: tiles of 4 rows by 24 columns (12 accumulators, 3 vectors of B and a
- * broadcast: the 16 ymm registers), in blocks of 256 steps. Against 6 x 16 tiles: as
- * fast on dense operands, and fewer steps on a sparse A, as for AVX-512 (MNIST: the
- * union of 4 images' non-zero pixels is 39% of them, of 6 images' 44%; of 4 pixels'
- * non-zero images 28%, of 6 34%). 256 steps: a 256 x 24 sliver of B (24 KB) stays in
- * L1, and the weight gradient's sum over a batch of 200 is one block. A^T is read in
- * place (nonzero_cols). N = 100 is 4 slivers and one of 4 columns, which micro
- * dispatches on 1 vector (GEMM_NV_MICRO). */
+/* AVX2 float: 4 x 24 tiles (12 accumulators, 3 vectors of B and a broadcast fill the 16
+ * ymm registers); 4-row tiles skip more of a sparse A's zero steps (docs/performance.md).
+ * 256-step blocks: a 256 x 24 sliver of B stays in L1. N = 100's last 4 columns take a
+ * 1-vector micro-kernel (GEMM_NV_MICRO). */
 #define GEMM_T float
 #define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx2
@@ -79,14 +75,9 @@
 #define GEMM_MR 6
 #define GEMM_NR 8
 #include "_gemm_impl.h"
-/* AVX-512 float: tiles of 4 rows by 64 columns, in blocks of 128 steps. Against 10 x 32
- * tiles in blocks of 256: the same speed per row and step on dense operands (16 FMAs per
- * 4 loads of B and 4 broadcasts; a 128 x 64 sliver of B stays in L1), and fewer steps
- * on a sparse A, because a tile skips the steps where all its rows are zero (MNIST
- * images: the union of 4 rows' non-zero steps is 39% of them, of 10 rows 49%; of 4
- * pixels' non-zero images in a batch 28%, of 10 45%). A^T is read in place, its tiles'
- * lists made by nonzero_cols. The slivers' vectors are dispatched on (GEMM_NV_MICRO),
- * so a ragged last sliver (36 of 100 columns) costs its own only. */
+/* AVX-512 float: 4 x 64 tiles in 128-step blocks (a 128 x 64 sliver of B stays in L1);
+ * 4-row tiles skip more of a sparse A's zero steps (docs/performance.md). A ragged last
+ * sliver (36 of 100 columns) costs its own vectors only (GEMM_NV_MICRO). */
 #define GEMM_T float
 #define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx512

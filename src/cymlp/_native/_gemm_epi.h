@@ -14,12 +14,10 @@
  *   tanh      tanh x                1 - a^2
  *   relu      x if x > 0 else 0     1 if a > 0 else 0
  *   leaky     x if x > 0 else s x   1 if a > 0 else s
- * (Applying the op per register tile instead, as the tile leaves the micro-kernel, was
- * measured slower: the loop overhead per 4 x 64 tile outweighs one pass over a block
- * that is in L1/L2 anyway.) Vector builds apply an op to whole vectors (epi_vec), the
- * lanes independently, so an element gets the same bits however a block is cut; the
- * float logistic's exponential is _vmath.h's cymlp_expf1 written on vectors (vexpf),
- * step for step. */
+ * (A pass over the block, not per register tile: docs/performance.md.) Vector builds
+ * apply an op to whole vectors (epi_vec), the lanes independently, so an element gets
+ * the same bits however a block is cut; the float logistic's exponential is _vmath.h's
+ * cymlp_expf1 written on vectors (vexpf), step for step. */
 
 #include <math.h>
 #include <stddef.h>

@@ -291,9 +291,8 @@ GEMM_ATTR static size_t GEMM_FN(nonzero)(size_t kc, const GEMM_T *a, ptrdiff_t r
  * packing it. Per step, one pass over the block's mc values gives each tile's "some row
  * is not zero" bit (a vector of 16 values holds 4 whole tiles of 4); then per tile, 16
  * steps at a time, the steps whose bit is set. The micro-kernel then reads a step's 4
- * values from one line of A, which the 4-row tiles next to it share from L1. Packing
- * cost a masked load, a store and a compare per tile and step, a third of the
- * product's time on MNIST. */
+ * values from one line of A, which the 4-row tiles next to it share from L1. (Cheaper
+ * than packing A^T: docs/performance.md.) */
 GEMM_ATTR static void GEMM_FN(nonzero_cols)(size_t mc, size_t kc, const GEMM_T *a,
                                             ptrdiff_t csa, unsigned short *restrict idx,
                                             size_t *restrict cnt)

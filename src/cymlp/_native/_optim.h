@@ -4,8 +4,8 @@
  * Compiled without contracting a multiply and an add into one fused multiply-add: every
  * product and sum is rounded where numpy rounds it in scikit-learn's optimizers, on every
  * architecture. aarch64 compilers fuse by default (GCC: -ffp-contract=fast; clang within
- * an expression), which moved Adam's float32 steps hundreds of ulps from scikit-learn's
- * on small weights; x86-64's baseline has no FMA, so there this changes nothing. The
+ * an expression), which moved Adam's steps off scikit-learn's (docs/performance.md);
+ * x86-64's baseline has no FMA, so there this changes nothing. The
  * matrix kernels keep their FMAs: this applies to these functions only.
  *
  * Includes itself twice, for float (suffix _f) and double (_d). */

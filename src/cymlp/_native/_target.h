@@ -48,10 +48,10 @@
     __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,popcnt,bmi2")))
 #endif
 
-/* Denormal floats make arithmetic ~100x slower on x86 (Adam's moments of weights whose
- * inputs are always 0, e.g. MNIST's border pixels, decay into them). cymlp's loops run
- * with flush-to-zero and denormals-are-zero on, restoring the caller's mode after:
- * cymlp_fp_enter() returns the previous mode for cymlp_fp_leave(). Per thread. */
+/* Denormal floats are slow on x86, and Adam's moments of always-zero inputs' weights decay
+ * into them (docs/performance.md): cymlp's loops run with flush-to-zero and
+ * denormals-are-zero on. cymlp_fp_enter() sets them and returns the caller's mode, which
+ * cymlp_fp_leave() restores. Per thread. */
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include <xmmintrin.h>
 static inline unsigned long cymlp_fp_enter(void)

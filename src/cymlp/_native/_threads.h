@@ -28,9 +28,9 @@
  * participants come from a shared counter (`claim`'s low half); then whoever is done
  * takes the tasks still waiting for their owner. So a worker that wakes late finds its
  * task done rather than holding the caller up: the caller waits only for tasks that
- * were taken. Between jobs a worker spins for CYMLP_POOL_SPIN_US microseconds (training
- * posts a job every ~100 us), then sleeps on a condition variable; the caller likewise
- * spins, then sleeps, until the last task is done.
+ * were taken. Between jobs a worker spins for CYMLP_POOL_SPIN_US microseconds (longer
+ * than training's gap between jobs, docs/performance.md), then sleeps on a condition
+ * variable; the caller likewise spins, then sleeps, until the last task is done.
  *   - Concurrent callers (several Python threads in fits): one job at a time owns the
  *     pool; a call that finds it taken runs its tasks itself, in order (the same
  *     results, serially, and never a wait on another fit). A call from inside a task
