@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 #include "_target.h"    /* CYMLP_PORTABLE, CYMLP_X86, target attributes, the FP mode */
-#include "_gemm_defs.h" /* blocking, packed and scratch sizes, CYMLP_OP_* */
+#include "_gemm_defs.h" /* blocking, packed and scratch sizes */
 #include "_threads.h"   /* cymlp_parallel_for: OpenMP, a pthreads / Win32 pool, or none */
 #include "_vmath.h"     /* the exponential and softmax, per variant too */
 

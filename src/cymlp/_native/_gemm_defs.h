@@ -1,6 +1,5 @@
 /* _gemm_defs.h: what every instantiation of the matrix product (_gemm_impl.h) and its
- * callers share: the blocking, the sizes of packed matrices and of scratch, and the
- * epilogue's op codes. */
+ * callers share: the blocking and the sizes of packed matrices and of scratch. */
 #ifndef CYMLP_GEMM_DEFS_H
 #define CYMLP_GEMM_DEFS_H
 
@@ -47,18 +46,5 @@ static inline size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
     return (size_t)(nthreads < 1 ? 1 : nthreads)
            * (cymlp_gemm_b_panel(max_n) + cymlp_gemm_a_block() + cymlp_gemm_idx_block());
 }
-
-/* Epilogues (gemm's op): after the last block of the sum, each element x of C becomes
- * f(x) for a hidden activation f, or x * f'(a) with a = f(z) the element of aux at the
- * same place (the backward's delta_prev = (delta . W^T) * f'(a_prev)). The codes are
- * _kernels.pxd's activation codes, CYMLP_DERIV added for the derivative. */
-enum {
-    CYMLP_OP_NONE = 0,
-    CYMLP_OP_LOGISTIC = 1,
-    CYMLP_OP_TANH = 2,
-    CYMLP_OP_RELU = 3,
-    CYMLP_OP_LEAKY_RELU = 4,
-    CYMLP_DERIV = 16
-};
 
 #endif /* CYMLP_GEMM_DEFS_H */

@@ -5,7 +5,7 @@
  *
  * The bias, on the first block of the sum (when C is not accumulated into): the
  * micro-kernel stores t + b from its registers, the same bits as writing b into C and
- * accumulating t on top, without that pass. The op (_gemm_defs.h's CYMLP_OP_* codes), on
+ * accumulating t on top, without that pass. The op (the CYMLP_OP_* codes below), on
  * each block of rows of C right after the last block of its sum, while it is in cache
  * (block_op; the few-rows path applies it per row): a hidden activation f(x), or
  * x * f'(a) with a = f(z) read from aux at the same place, the backward's
@@ -23,8 +23,22 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include "_gemm_params.h" /* the parameters, checked; CYMLP_OP_*, GEMM_AVX512's masks */
+#include "_gemm_params.h" /* the parameters, checked; GEMM_AVX512's masks */
 #include "_vmath.h"       /* cymlp_expf1 */
+
+#ifndef CYMLP_GEMM_OPS
+#define CYMLP_GEMM_OPS /* (once, not per instantiation) */
+/* The op codes, next to their forward and derivative below: _kernels.pxd's activation
+ * codes, CYMLP_DERIV added for the derivative x * f'(a). */
+enum {
+    CYMLP_OP_NONE = 0,
+    CYMLP_OP_LOGISTIC = 1,
+    CYMLP_OP_TANH = 2,
+    CYMLP_OP_RELU = 3,
+    CYMLP_OP_LEAKY_RELU = 4,
+    CYMLP_DERIV = 16
+};
+#endif
 
 typedef struct {
     const GEMM_T *bias; /* N values, or NULL (the micro-kernel gets it as its add row) */

@@ -40,7 +40,7 @@
 #include "_gemm_params.h" /* checks the parameters above; defaults, GEMM_AVX512, GEMM_AVX2 */
 #include "_threads.h"     /* cymlp_parallel_for, CYMLP_THREADS_PARALLEL */
 
-#include "_gemm_epi.h"   /* bias, activation and derivative on the way out of a tile */
+#include "_gemm_epi.h"   /* the CYMLP_OP_* codes; bias, op on the way out of a tile */
 #include "_gemm_micro.h" /* micro_nv (vector builds) or micro (plain C) */
 #if GEMM_VB && GEMM_NV_MICRO
 /* GEMM_NV_MICRO: micro dispatches micro_nv on the nv vectors of columns a sliver really

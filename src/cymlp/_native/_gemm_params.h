@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 #include "_target.h"    /* restrict, CYMLP_UNROLL, CYMLP_X86, intrinsics, target attributes */
-#include "_gemm_defs.h" /* CYMLP_GEMM_KC, CYMLP_GEMM_NC, CYMLP_OP_* */
+#include "_gemm_defs.h" /* CYMLP_GEMM_KC, CYMLP_GEMM_NC */
 
 #ifndef GEMM_T
 #error "GEMM_T (the scalar type) is not defined: see the parameters at the top of _gemm_impl.h"
