@@ -22,7 +22,7 @@ cdef enum:
     LEAKY_RELU = 4
     SOFTMAX = 5
     EXP = 6  # output only: Poisson regression's log link
-    DERIVATIVE = 16  # epilogue op x * f'(a) instead of f(x) (_gemm.h's CYMLP_DERIV)
+    DERIVATIVE = 16  # epilogue op x * f'(a) instead of f(x) (_gemm_epi.h's CYMLP_DERIV)
 
 # Matrix products (implemented in _kernels.pyx over _gemm.h, run-time SIMD dispatch).
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,

@@ -60,28 +60,25 @@ typedef long long GEMM_FN(ivec) __attribute__((vector_size(GEMM_VB)));
     ((GEMM_FN(vec))(((GEMM_FN(ivec))(x) & (m)) | ((GEMM_FN(ivec))(y) & ~(m))))
 
 #if GEMM_T_SIZE == 4
-/* cymlp_expf1 (_vmath.h) on a vector of floats */
+/* cymlp_expf1 (_vmath.h) on a vector of floats: the same CYMLP_EXPF */
+#define EPI_SPLAT(c) (zero + (c))
+#define EPI_HALVES(n, e1, e2)                                                            \
+    do {                                                                               \
+        const GEMM_FN(ivec) ni_ = __builtin_convertvector(n, GEMM_FN(ivec));           \
+        const GEMM_FN(ivec) h_ = ni_ >> 1;                                             \
+        (e1) = (GEMM_FN(vec))((h_ + 127) << 23);                                       \
+        (e2) = (GEMM_FN(vec))((ni_ - h_ + 127) << 23);                                 \
+    } while (0)
 GEMM_ATTR static inline __attribute__((always_inline)) GEMM_FN(vec)
     GEMM_FN(vexpf)(GEMM_FN(vec) x)
 {
-    const GEMM_FN(vec) zero = {0}, lo = zero - 87.33654f, hi = zero + 88.8f;
-    GEMM_FN(vec) xc = EPI_SEL(x > lo, x, lo);
-    xc = EPI_SEL(xc < hi, xc, hi);
-    const GEMM_FN(vec) n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    GEMM_FN(vec) r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    r = EPI_SEL(x == x, r, x); /* NaN in, NaN out */
-    GEMM_FN(vec) p = zero + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const GEMM_FN(ivec) ni = __builtin_convertvector(n, GEMM_FN(ivec));
-    const GEMM_FN(ivec) h = ni >> 1; /* 2^n in two normal halves, as cymlp_expf1 */
-    const GEMM_FN(vec) e1 = (GEMM_FN(vec))((h + 127) << 23);
-    const GEMM_FN(vec) e2 = (GEMM_FN(vec))((ni - h + 127) << 23);
-    return (p * r * r + r + 1.0f) * e1 * e2;
+    const GEMM_FN(vec) zero = {0};
+    GEMM_FN(vec) e;
+    CYMLP_EXPF(GEMM_FN(vec), x, EPI_SPLAT, EPI_SEL, EPI_HALVES, e);
+    return e;
 }
+#undef EPI_SPLAT
+#undef EPI_HALVES
 #endif
 
 /* the op on one vector x of C; a: the vector of aux at the same place (CYMLP_DERIV) */

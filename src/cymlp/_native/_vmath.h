@@ -28,21 +28,43 @@ CYMLP_INLINE float cymlp_exp2i(int32_t n)
     return f;
 }
 
+/* Cephes' expf (see the top), written once for every float type T that supports these
+ * operators: a float here (cymlp_expf1), a GCC vector of floats in _gemm_epi.h (vexpf).
+ * SPLAT(c): c as a T; SEL(m, a, b): m ? a : b, lane by lane; HALVES(n, e1, e2): e1 and
+ * e2 such that e1 * e2 = 2^n for the integer-valued n, each a normal float (2^128 alone
+ * is not a float). Stores e^x in result. */
+#define CYMLP_EXPF(T, x, SPLAT, SEL, HALVES, result)                                     \
+    do {                                                                               \
+        T xc_ = SEL((x) > SPLAT(-87.33654f), (x), SPLAT(-87.33654f));                 \
+        xc_ = SEL(xc_ < SPLAT(88.8f), xc_, SPLAT(88.8f));                             \
+        const T n_ = (xc_ * 1.44269504088896341f + 12582912.0f) - 12582912.0f;        \
+        T r_ = xc_ - n_ * 0.693359375f + n_ * 2.12194440e-4f;                         \
+        r_ = SEL((x) == (x), r_, (x)); /* NaN in, NaN out */                         \
+        T p_ = SPLAT(1.9875691500e-4f);                                               \
+        p_ = p_ * r_ + 1.3981999507e-3f;                                              \
+        p_ = p_ * r_ + 8.3334519073e-3f;                                              \
+        p_ = p_ * r_ + 4.1665795894e-2f;                                              \
+        p_ = p_ * r_ + 1.6666665459e-1f;                                              \
+        p_ = p_ * r_ + 5.0000001201e-1f;                                              \
+        T e1_, e2_;                                                                   \
+        HALVES(n_, e1_, e2_);                                                         \
+        (result) = (p_ * r_ * r_ + r_ + 1.0f) * e1_ * e2_;                            \
+    } while (0)
+
+#define CYMLP_SPLAT1(c) (c)
+#define CYMLP_SEL1(m, a, b) ((m) ? (a) : (b))
+#define CYMLP_HALVES1(n, e1, e2)                                                        \
+    do {                                                                               \
+        const int32_t ni_ = (int32_t)(n);                                              \
+        (e1) = cymlp_exp2i(ni_ >> 1);                                                  \
+        (e2) = cymlp_exp2i(ni_ - (ni_ >> 1));                                          \
+    } while (0)
+
 CYMLP_INLINE float cymlp_expf1(float x)
 {
-    float xc = x > -87.33654f ? x : -87.33654f;
-    xc = xc < 88.8f ? xc : 88.8f;
-    const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    r = x == x ? r : x; /* NaN in, NaN out */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const int32_t ni = (int32_t)n; /* 2^n in two normal halves: 2^128 alone is not a float */
-    return (p * r * r + r + 1.0f) * cymlp_exp2i(ni >> 1) * cymlp_exp2i(ni - (ni >> 1));
+    float e;
+    CYMLP_EXPF(float, x, CYMLP_SPLAT1, CYMLP_SEL1, CYMLP_HALVES1, e);
+    return e;
 }
 
 /* out[k] = e^x[k] */
