@@ -38,7 +38,7 @@ from sklearn.utils.validation import (
 from cymlp import _model
 from cymlp._docs import with_shared_docs
 from cymlp._optimizers import SOLVERS
-from cymlp._training import DIVERGED, TrainingMixin
+from cymlp._training import DIVERGED, TrainingMixin, with_callbacks
 from cymlp._validation import (
     OWN_CONSTRAINTS,
     SHARED_CONSTRAINTS,
@@ -255,6 +255,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
 
     # ---- training -----------------------------------------------------------------------
 
+    @with_callbacks
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._validate_params()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
@@ -272,12 +273,19 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         if not self._params.flags.writeable:  # e.g. a model loaded from a read-only memmap
             self._params = self._params.copy()
             self._set_views()
-        if self.solver in SOLVERS:
-            self._fit_stochastic(X, Y, sample_weight, incremental)
+        stochastic = self.solver in SOLVERS
+        callbacks = self._callback_context(
+            (1 if incremental else self.max_iter) if stochastic else 0)
+        meta = {"sample_weight": sample_weight} if sample_weight is not None else None
+        callbacks.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=meta)
+        if stochastic:
+            self._fit_stochastic(X, Y, sample_weight, incremental, callbacks)
         else:
             self._fit_lbfgs(X, Y, sample_weight)
         if not np.isfinite(self._params).all():
             raise ValueError(DIVERGED)
+        callbacks.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=meta,
+                                       reconstruction_attributes=self._reconstruction_attributes)
         return self
 
     # ---- prediction ---------------------------------------------------------------------

@@ -21,9 +21,33 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.optimize import _check_optimize_result
 
 from cymlp import _engine
-from cymlp._model import ACTIVATIONS, CHUNK, OUTPUT_ACTIVATIONS
+from cymlp._model import ACTIVATIONS, CHUNK, OUTPUT_ACTIVATIONS, layer_views
 from cymlp._optimizers import SOLVERS
 from cymlp._validation import as_engine_input, source
+
+try:  # scikit-learn >= 1.9: its callbacks (ProgressBar, ScoringMonitor, your own)
+    from sklearn.callback import CallbackSupportMixin, with_callbacks
+except ImportError:  # pragma: no cover - older scikit-learn
+    class CallbackSupportMixin:  # type: ignore[no-redef]
+        def set_callbacks(self, *callbacks):
+            raise ImportError("callbacks need scikit-learn >= 1.9 (sklearn.callback)")
+
+    def with_callbacks(method):  # type: ignore[no-redef]
+        return method
+
+
+class _NoCallbacks:
+    """The callback context of a fit without callbacks: every hook does nothing."""
+
+    def subcontext(self, **kw):
+        return self
+
+    def call_on_fit_task_begin(self, **kw):
+        return self
+
+    def call_on_fit_task_end(self, **kw):
+        return False
+
 
 DIVERGED = ("Solver produced non-finite parameter weights. The input data may contain "
             "large values and need to be preprocessed.")
@@ -53,10 +77,32 @@ def sigint_held():
             previous(signal.SIGINT, held[0])
 
 
-class TrainingMixin:
+class TrainingMixin(CallbackSupportMixin):
     """The fit loops (see the module docstring); the estimator provides the network
     (``_sizes``, ``_params``, ``out_activation_``) and its scoring (``_forward``,
-    ``_score_from_output``, ``_decode``)."""
+    ``_score_from_output``, ``_decode``).
+
+    scikit-learn's callbacks (``set_callbacks``): a fit is one task with one subtask per
+    epoch ("epoch"; L-BFGS has none), each with ``X``, ``y`` (the labels),
+    ``metadata`` (``sample_weight``) and a ``fitted_estimator`` that predicts with the
+    weights of that moment. A callback's ``on_fit_task_end`` returning True stops the
+    fit after that epoch.
+    """
+
+    def _callback_context(self, max_subtasks: int):
+        """The fit's root callback context, or one that does nothing when no callback
+        is set (so that a fit without callbacks pays nothing per epoch)."""
+        if not getattr(self, "_skl_callbacks", None) or not hasattr(
+                self, "_init_callback_context"):
+            return _NoCallbacks()
+        return self._init_callback_context(max_subtasks=max_subtasks)
+
+    def _reconstruction_attributes(self) -> dict:
+        """What a copy of this estimator needs to predict with today's weights."""
+        params = self._params.copy()
+        coefs, intercepts = layer_views(params, self._sizes)
+        return {"_params": params, "coefs_": coefs, "intercepts_": intercepts,
+                "_views": (*coefs, *intercepts)}
 
     def _engine(self, rows: int, training: bool = False, dropout=None) -> _engine.Engine:
         """An engine for this network, for batches of up to ``rows`` rows."""
@@ -141,7 +187,7 @@ class TrainingMixin:
             )
         return (X, Y, sample_weight), (X_val, Y_val, self._decode(Y_val), sw_val)
 
-    def _fit_stochastic(self, X, Y, sample_weight, incremental):
+    def _fit_stochastic(self, X, Y, sample_weight, incremental, callbacks):
         if not incremental or self._optimizer is None:
             self._optimizer = SOLVERS[self.solver](self._params, self)
         opt = self._optimizer
@@ -162,6 +208,10 @@ class TrainingMixin:
         engine = self._engine(self._batch_size(n), True, self._dropout_rates())
         grads = np.empty_like(self._params)
         rows = source(X)
+        # what the callbacks get, lazily (a callable is called only when a callback asks)
+        meta = {"sample_weight": sample_weight} if sample_weight is not None else None
+        labels = (lambda: self._decode(Y)) if is_classifier(self) else Y
+        attrs = self._reconstruction_attributes
         self.n_iter_ = 0  # as scikit-learn: epochs of this call
         # the state of the last completed epoch: what an interrupt (or, without early
         # stopping, a diverging epoch) puts back. _end_epoch updates it in the same step
@@ -169,6 +219,9 @@ class TrainingMixin:
         saved = [a.copy() for a in self._snapshot()]
         try:
             for _ in range(self.max_iter):
+                epoch = callbacks.subcontext(task_name="epoch")
+                epoch.call_on_fit_task_begin(estimator=self, X=X, y=labels, metadata=meta,
+                                             reconstruction_attributes=attrs)
                 start = time.perf_counter()
                 loss, n_batches, hits = engine.train_epoch(
                     rows, Y, sample_weight, self._params, grads, opt, bool(self.shuffle),
@@ -178,6 +231,9 @@ class TrainingMixin:
                 with sigint_held():
                     stop = self._end_epoch(loss, n_batches, hits, n,
                                            time.perf_counter() - start, saved, validation)
+                stop |= epoch.call_on_fit_task_end(estimator=self, X=X, y=labels,
+                                                   metadata=meta,
+                                                   reconstruction_attributes=attrs)
                 if stop or incremental:
                     break
                 if self.n_iter_ == self.max_iter:

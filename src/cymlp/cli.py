@@ -18,6 +18,7 @@ import platform
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,26 @@ def _metrics(clf, X, y):
             float(np.mean(log_p.argmax(1) == idx)))
 
 
+class _EpochCallback:
+    """A scikit-learn fit callback (sklearn.callback) that calls ``fn(estimator)`` after
+    each epoch; fn returning True stops the fit."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context):
+        pass
+
+    def on_fit_task_end(self, estimator, context):
+        return context.task_name == "epoch" and bool(self.fn(estimator))
+
+
 class _StopFlag:
     """First Ctrl-C asks to stop after the current epoch; a second one interrupts."""
 
@@ -152,6 +173,8 @@ class _StopFlag:
 
 
 def _train(args) -> int:
+    from sklearn.exceptions import ConvergenceWarning
+
     from cymlp import MLPClassifier, save
 
     paper = args.preset == "paper"
@@ -174,6 +197,7 @@ def _train(args) -> int:
         hidden_layer_sizes=tuple(args.hidden), activation=args.activation, solver=args.solver,
         learning_rate_init=args.lr, batch_size=args.batch_size, momentum=args.momentum,
         alpha=args.alpha, init=args.init, random_state=args.seed, n_jobs=args.n_jobs,
+        max_iter=epochs, n_iter_no_change=epochs + 1,  # every epoch asked for runs
     )
     out = Path(args.out)
     try:
@@ -201,30 +225,35 @@ def _train(args) -> int:
         bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
     flag = _StopFlag()
     previous = signal.signal(signal.SIGINT, flag)
-    history = []
-    classes = np.arange(10)
+    history: list[dict] = []
+
+    def after_epoch(clf):
+        """Each epoch's row (from fit's epoch callback); True stops the fit."""
+        epoch = len(history) + 1
+        row = {"epoch": epoch, "seconds": clf.history_["seconds"][-1]}
+        # the training pass's own running values (each batch before its update): a
+        # second pass over the training set would cost half an epoch
+        row["train_loss"], row["train_acc"] = clf.loss_, clf.history_["accuracy"][-1]
+        row["val_loss"], row["val_acc"] = _metrics(clf, X_val, y_val) if n_val else ("", "")
+        row["test_acc"] = float(clf.score(X_test, y_test))
+        history.append(row)
+        if bar is not None:
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", acc=f"{row['test_acc']:.4f}")
+            bar.update(1)
+        elif not args.quiet:
+            print(f"{epoch:5d}  {row['train_loss']:10.6f}  {row['test_acc']:8.4f}  "
+                  f"{row['seconds']:7.3f}", flush=True)
+        return flag.stop
+
     started = time.perf_counter()
     try:
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            clf.partial_fit(X, y, classes=classes)
-            seconds = time.perf_counter() - t0
-            row = {"epoch": epoch, "seconds": seconds}
-            # the training pass's own running values (each batch before its update): a
-            # second pass over the training set would cost half an epoch
-            row["train_loss"], row["train_acc"] = clf.loss_, clf.history_["accuracy"][-1]
-            row["val_loss"], row["val_acc"] = _metrics(clf, X_val, y_val) if n_val else ("", "")
-            row["test_acc"] = float(clf.score(X_test, y_test))
-            history.append(row)
-            if bar is not None:
-                bar.set_postfix(loss=f"{row['train_loss']:.4f}", acc=f"{row['test_acc']:.4f}")
-                bar.update(1)
-            elif not args.quiet:
-                print(f"{epoch:5d}  {row['train_loss']:10.6f}  {row['test_acc']:8.4f}  "
-                      f"{seconds:7.3f}", flush=True)
-            if flag.stop:
-                break
+        # one fit of all the epochs (its input checks once, not per epoch)
+        clf.set_callbacks(_EpochCallback(after_epoch))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
     finally:
+        clf.set_callbacks()  # (the saved model keeps no reference to this run)
         signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
