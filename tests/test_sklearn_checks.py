@@ -12,6 +12,8 @@ ESTIMATORS = [
     MLPClassifier(solver="sgd", activation="logistic", random_state=0),
     MLPRegressor(solver="sgd", activation="tanh", learning_rate="adaptive", random_state=0),
     MLPRegressor(loss="poisson", solver="lbfgs", max_iter=100),
+    # issue 18's recipes
+    MLPClassifier(solver="adamw", weight_decay=0.05, max_iter=100),
 ]
 
 

@@ -8,10 +8,12 @@ PARAMS_DOC = """
     activation : {'identity', 'logistic', 'tanh', 'relu', 'leaky_relu'}, default='relu'
         Hidden-layer activation; 'logistic' is the paper's sigmoid. 'leaky_relu'
         (z if z > 0 else negative_slope * z) is cymlp's addition.
-    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+    solver : {'lbfgs', 'sgd', 'adam', 'adamw'}, default='adam'
         'sgd' uses ``momentum``, ``nesterovs_momentum`` and ``learning_rate``; 'adam' uses
-        ``beta_1``, ``beta_2``, ``epsilon``; 'lbfgs' is scipy's L-BFGS-B on the full-batch
-        loss and gradient computed by cymlp's engine (``max_iter``, ``max_fun``, ``tol``).
+        ``beta_1``, ``beta_2``, ``epsilon``; 'adamw' is Adam with decoupled weight decay
+        (``weight_decay``, Loshchilov & Hutter), cymlp's addition; 'lbfgs' is scipy's
+        L-BFGS-B on the full-batch loss and gradient computed by cymlp's engine
+        (``max_iter``, ``max_fun``, ``tol``).
     alpha : float, default=1e-4
         L2 penalty; the loss gets ``alpha / 2 * sum ||W||^2 / sum(sample_weight)``.
     batch_size : int or 'auto', default='auto'
@@ -50,7 +52,11 @@ PARAMS_DOC = """
         Slope of 'leaky_relu' for negative inputs.
     dropout : float or sequence of float, default=0.0
         Inverted dropout on the hidden layers during training only: one rate for all,
-        or one per hidden layer. Needs 'sgd' or 'adam'.
+        or one per hidden layer. Needs a stochastic solver.
+    weight_decay : float or None, default=None
+        'adamw' only: the decoupled weight decay, W <- (1 - lr weight_decay) W each step
+        before Adam's update (None: 0.01). Weights only, not biases. ``alpha`` keeps its
+        meaning (an L2 term in the loss) for every solver.
     n_jobs : int or None, default=None
         Threads for training and prediction; None uses the default (``OMP_NUM_THREADS``,
         else all cores; in OpenMP builds also threadpoolctl's limit), -1 all, -2 all but

@@ -716,7 +716,7 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
                         params + lay.w_off[l] + k * ROW_BLOCK * n_out, rows * n_out)
             if not stepped:
                 optimizer_step(opt, params, grads, off, (i1 - i0) * n_out, j.step, scale,
-                               alpha)
+                               alpha, True)
             if packed and lay.wp_off[l] >= 0:
                 pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1,
                           ws + lay.wp_off[l])
@@ -727,7 +727,7 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
         if j1 > j0:
             off = lay.b_off[l]
             _column_sums(d, n, n_out, j0, j1, grads + off)
-            optimizer_step(opt, params, grads, off + j0, j1 - j0, j.step, scale, 0)
+            optimizer_step(opt, params, grads, off + j0, j1 - j0, j.step, scale, 0, False)
     fp_leave(mode)
 
 
@@ -961,6 +961,7 @@ cdef class Engine:
         opt.beta_1 = optimizer.beta_1
         opt.beta_2 = optimizer.beta_2
         opt.epsilon = optimizer.epsilon
+        opt.weight_decay = optimizer.weight_decay
         opt.m = self._params("optimizer state", optimizer.m)
         opt.v = self._params("optimizer state", optimizer.v) if opt.kind != SGD else NULL
         p = self._params("params", params)

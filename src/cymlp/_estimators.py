@@ -83,6 +83,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         init="glorot",
         negative_slope=0.01,
         dropout=0.0,
+        weight_decay=None,
         n_jobs=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -111,6 +112,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         self.init = init
         self.negative_slope = negative_slope
         self.dropout = dropout
+        self.weight_decay = weight_decay
         self.n_jobs = n_jobs
 
     # ---- validation -------------------------------------------------------------------
@@ -486,6 +488,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         init="glorot",
         negative_slope=0.01,
         dropout=0.0,
+        weight_decay=None,
         class_weight=None,
         n_jobs=None,
     ):
@@ -498,7 +501,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
-            n_jobs=n_jobs,
+            weight_decay=weight_decay, n_jobs=n_jobs,
         )
         self.class_weight = class_weight
 
@@ -683,6 +686,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         init="glorot",
         negative_slope=0.01,
         dropout=0.0,
+        weight_decay=None,
         n_jobs=None,
     ):
         super().__init__(
@@ -694,7 +698,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
-            n_jobs=n_jobs,
+            weight_decay=weight_decay, n_jobs=n_jobs,
         )
         self.loss = loss
 

@@ -14,11 +14,13 @@ from cython cimport floating
 cdef enum:
     SGD = 0
     ADAM = 1
+    ADAMW = 2  # Adam's step with decoupled weight decay
 
 
 cdef struct Optimizer:
     int kind                # SGD or ADAM
     double lr, momentum, beta_1, beta_2, epsilon
+    double weight_decay     # AdamW's (0 for the others)
     bint nesterov
     void *m                 # first state vector (SGD: the velocity), params' dtype
     void *v                 # second state vector (Adam), or NULL
@@ -37,10 +39,10 @@ cdef extern from "_optim.h" nogil:
                                Py_ssize_t n, double eta, double scale)
     void cymlp_adam_step_f(float *params, const float *grads, float *m, float *v,
                            Py_ssize_t size, float step, float b1, float b2, float c1,
-                           float c2, float eps, float scale, float l2)
+                           float c2, float eps, float scale, float l2, float decay)
     void cymlp_adam_step_d(double *params, const double *grads, double *m, double *v,
                            Py_ssize_t size, double step, double b1, double b2, double c1,
-                           double c2, double eps, double scale, double l2)
+                           double c2, double eps, double scale, double l2, double decay)
 
 
 cdef inline void sgd_step(floating *params, const floating *grads, floating *velocity,
@@ -73,12 +75,14 @@ cdef inline void sgd_outer_row(floating *params_row, floating a_i, const floatin
 
 cdef inline void adam_step(floating *params, const floating *grads, floating *m, floating *v,
                            Py_ssize_t size, double lr, double beta_1, double beta_2,
-                           double epsilon, long long t, floating scale,
-                           floating l2) noexcept nogil:
+                           double epsilon, long long t, floating scale, floating l2,
+                           double weight_decay=0) noexcept nogil:
     """Adam (Kingma & Ba), as scikit-learn's AdamOptimizer; t is the step number (>= 1),
     on the gradient g = scale * (grads + l2 * W).
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
     W <- W - lr_t m / (sqrt(v) + eps),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
+    AdamW (weight_decay > 0, Loshchilov & Hutter): W <- (1 - lr wd) W - lr_t m / (...),
+    the decay decoupled from g (torch.optim.AdamW's order: decay, then the Adam step).
     Elementwise, in the caller's thread (see sgd_step).
     """
     cdef double step = lr * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
@@ -87,20 +91,23 @@ cdef inline void adam_step(floating *params, const floating *grads, floating *m,
     if floating is float:
         cymlp_adam_step_f(params, grads, m, v, size, <float>step, <float>beta_1,
                           <float>beta_2, <float>(1 - beta_1), <float>(1 - beta_2),
-                          <float>epsilon, scale, l2)
+                          <float>epsilon, scale, l2, <float>(1 - lr * weight_decay))
     else:
         cymlp_adam_step_d(params, grads, m, v, size, step, beta_1, beta_2, 1 - beta_1,
-                          1 - beta_2, epsilon, scale, l2)
+                          1 - beta_2, epsilon, scale, l2, 1 - lr * weight_decay)
 
 
 cdef inline void optimizer_step(const Optimizer *opt, floating *params, const floating *grads,
                                 Py_ssize_t off, Py_ssize_t size, long long t, floating scale,
-                                floating l2) noexcept nogil:
+                                floating l2, bint weights) noexcept nogil:
     """The step of ``opt`` on params[off:off + size], whose state is at the same offsets;
-    ``t`` (>= 1) is the number of this update, the gradient scale * (grads + l2 * W)."""
+    ``t`` (>= 1) is the number of this update, the gradient scale * (grads + l2 * W).
+    ``weights``: these are weights, not biases (AdamW decays weights only, as the L2
+    term alpha applies to weights only)."""
     if opt.kind == SGD:
         sgd_step(params + off, grads + off, <floating *>opt.m + off, size, opt.lr,
                  opt.momentum, opt.nesterov, scale, l2)
-    else:
+    else:  # ADAM, ADAMW
         adam_step(params + off, grads + off, <floating *>opt.m + off, <floating *>opt.v + off,
-                  size, opt.lr, opt.beta_1, opt.beta_2, opt.epsilon, t, scale, l2)
+                  size, opt.lr, opt.beta_1, opt.beta_2, opt.epsilon, t, scale, l2,
+                  opt.weight_decay if weights else 0)

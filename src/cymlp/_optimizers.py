@@ -25,6 +25,7 @@ class Optimizer:
     momentum = 0.0
     nesterov = False
     beta_1 = beta_2 = epsilon = 0.0
+    weight_decay = 0.0
 
     def __init__(self, params: np.ndarray, est) -> None:
         self.lr = float(est.learning_rate_init)
@@ -94,7 +95,21 @@ class Adam(Optimizer):
         self.epsilon = float(est.epsilon)
 
 
-SOLVERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay
+    Regularization"): each step first shrinks the weights, W <- (1 - lr weight_decay) W,
+    then takes Adam's step on the gradient (which still holds alpha's L2 term, if any).
+    ``weight_decay`` None means 0.01. Biases are not decayed (nor penalised by alpha)."""
+
+    kind = 2
+
+    def __init__(self, params: np.ndarray, est) -> None:
+        super().__init__(params, est)
+        wd = est.weight_decay
+        self.weight_decay = 0.01 if wd is None else float(wd)
+
+
+SOLVERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 ALL_SOLVERS = ("lbfgs", *SOLVERS)
 # learning_rate's values: SGD's schedules (Adam's rate is constant, as scikit-learn's)
 SCHEDULES = ("constant", "invscaling", "adaptive")

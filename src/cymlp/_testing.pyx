@@ -142,13 +142,13 @@ def sgd(floating[::1] params, floating[::1] grads, floating[::1] velocity, doubl
 
 def adam(floating[::1] params, floating[::1] grads, floating[::1] m, floating[::1] v,
          double lr, double beta_1, double beta_2, double epsilon, long long t,
-         double scale=1.0, double l2=0.0):
+         double scale=1.0, double l2=0.0, double weight_decay=0.0):
     """One Adam step in place on g = scale * (grads + l2 * params) (see adam_step);
-    t >= 1 counts the steps taken."""
+    t >= 1 counts the steps taken; weight_decay > 0: AdamW's decoupled decay."""
     if not params.shape[0] == grads.shape[0] == m.shape[0] == v.shape[0]:
         raise ValueError("params, grads, m and v must have the same length")
     if t < 1:
         raise ValueError("t must be >= 1")
     with nogil:
         adam_step(&params[0], &grads[0], &m[0], &v[0], params.shape[0], lr, beta_1, beta_2,
-                  epsilon, t, <floating>scale, <floating>l2)
+                  epsilon, t, <floating>scale, <floating>l2, weight_decay)

@@ -76,14 +76,16 @@ CYMLP_NOFUSE_FN void OPTIM_FN(cymlp_sgd_outer_row)(OPTIM_T *params_row, OPTIM_T 
 }
 
 /* Adam (Kingma & Ba) on g = scale * (grads + l2 * W), with the caller's rounded
- * constants: step = lr sqrt(1 - b2^t) / (1 - b1^t), c1 = 1 - b1, c2 = 1 - b2.
- *   m <- b1 m + c1 g;  v <- b2 v + c2 g^2;  W <- W - step m / (sqrt(v) + eps)
+ * constants: step = lr sqrt(1 - b2^t) / (1 - b1^t), c1 = 1 - b1, c2 = 1 - b2, and
+ * AdamW's decoupled weight decay (Loshchilov & Hutter) decay = 1 - lr * weight_decay
+ * (1 for Adam: multiplying by 1 is exact, so Adam's bits do not change):
+ *   m <- b1 m + c1 g;  v <- b2 v + c2 g^2;  W <- decay W - step m / (sqrt(v) + eps)
  * params, grads, m, v: (size,) */
 CYMLP_NOFUSE_FN void OPTIM_FN(cymlp_adam_step)(OPTIM_T *params, const OPTIM_T *grads,
                                               OPTIM_T *m, OPTIM_T *v, ptrdiff_t size,
                                               OPTIM_T step, OPTIM_T b1, OPTIM_T b2,
                                               OPTIM_T c1, OPTIM_T c2, OPTIM_T eps,
-                                              OPTIM_T scale, OPTIM_T l2) {
+                                              OPTIM_T scale, OPTIM_T l2, OPTIM_T decay) {
     CYMLP_NOFUSE_BLOCK
     for (ptrdiff_t k = 0; k < size; ++k) {
         OPTIM_T g = scale * (grads[k] + l2 * params[k]);
@@ -91,7 +93,7 @@ CYMLP_NOFUSE_FN void OPTIM_FN(cymlp_adam_step)(OPTIM_T *params, const OPTIM_T *g
         OPTIM_T vk = b2 * v[k] + c2 * g * g;
         m[k] = mk;
         v[k] = vk;
-        params[k] -= step * mk / (OPTIM_SQRT(vk) + eps);
+        params[k] = decay * params[k] - step * mk / (OPTIM_SQRT(vk) + eps);
     }
 }
 

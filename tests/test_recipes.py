@@ -1,0 +1,104 @@
+"""Training recipes beyond scikit-learn (issue 18), each against an independent
+reference: formulas written out in numpy, finite differences, or the plain solver."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+
+from cymlp import MLPClassifier, _engine, _testing
+from cymlp._model import ACTIVATIONS, OUTPUT_ACTIVATIONS
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(n_samples=120, n_features=10, n_informative=6, n_classes=3,
+                               random_state=0)
+    return X, y
+
+
+class _FirstWeights:
+    """A fit callback that keeps the weights at the start of the first epoch."""
+
+    params = None
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context, *, fitted_estimator=None):
+        if context.task_name == "epoch" and self.params is None:
+            self.params = fitted_estimator._params
+
+    def on_fit_task_end(self, estimator, context):
+        return False
+
+
+# ---- AdamW ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adamw_step_is_its_formula(dtype):
+    """W <- (1 - lr wd) W - lr sqrt(1 - b2^t)/(1 - b1^t) m / (sqrt(v) + eps), m and v as
+    Adam's, on g = scale (grads + l2 W) taken at the weights before the decay."""
+    rng = np.random.RandomState(0)
+    p, g = rng.normal(size=50).astype(dtype), rng.normal(size=50).astype(dtype)
+    m, v = (rng.normal(size=50) * 0.1).astype(dtype), rng.uniform(size=50).astype(dtype)
+    t, lr, b1, b2, eps, wd, scale, l2 = 3, 0.01, 0.9, 0.999, 1e-8, 0.05, 0.5, 0.1
+    p64, g64, m64, v64 = (a.astype(np.float64) for a in (p, g, m, v))
+    grad = scale * (g64 + l2 * p64)
+    m2 = b1 * m64 + (1 - b1) * grad
+    v2 = b2 * v64 + (1 - b2) * grad * grad
+    p2 = (1 - lr * wd) * p64 - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m2 / (np.sqrt(v2) + eps)
+    _testing.adam(p, g, m, v, lr, b1, b2, eps, t, scale=scale, l2=l2, weight_decay=wd)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(m, m2, rtol=tol)
+    np.testing.assert_allclose(v, v2, rtol=tol)
+    np.testing.assert_allclose(p, p2, rtol=tol, atol=tol)
+
+
+def test_adamw_without_decay_is_adam(data):
+    X, y = data
+    kw = dict(hidden_layer_sizes=(7,), max_iter=5, random_state=0, alpha=1e-3)
+    a = MLPClassifier(solver="adam", **kw).fit(X, y)
+    b = MLPClassifier(solver="adamw", weight_decay=0.0, **kw).fit(X, y)
+    for u, w in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(u, w)
+    c = MLPClassifier(solver="adamw", **kw).fit(X, y)  # weight_decay None: 0.01
+    assert c._optimizer.weight_decay == 0.01
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_adamw_first_step_against_numpy(data, alpha):
+    """One full-batch step of the estimator against the same step written in numpy on
+    the engine's full-batch gradient (a separate code path): weights decay, biases do
+    not, and alpha's L2 term stays in the gradient."""
+    X, y = data
+    lr, wd, b1, b2, eps = 0.01, 0.2, 0.9, 0.999, 1e-8
+    kw = dict(hidden_layer_sizes=(6,), random_state=0, batch_size=len(X), shuffle=False,
+              learning_rate_init=lr, alpha=alpha)
+    clf = MLPClassifier(solver="adamw", weight_decay=wd, max_iter=1, **kw)
+    clf.set_callbacks(_FirstWeights())
+    clf.fit(X, y)
+    W0 = clf._skl_callbacks[0].params  # the weights the step started from
+    Y = np.eye(3)[y]
+    engine = _engine.Engine(clf._sizes, ACTIVATIONS["relu"], OUTPUT_ACTIVATIONS["softmax"],
+                            0.01, None, len(X), 1, np.float64, False)
+    g = np.empty_like(W0)
+    engine.loss_and_grad((np.ascontiguousarray(X), None, None, None), Y, None, W0, g,
+                         alpha, 1.0)  # (already averaged, L2 included)
+    m = (1 - b1) * g
+    v = (1 - b2) * g * g
+    step = lr * np.sqrt(1 - b2) / (1 - b1)
+    is_weight = np.zeros_like(W0, dtype=bool)
+    off = 0
+    for n_in, n_out in zip(clf._sizes[:-1], clf._sizes[1:]):
+        is_weight[off:off + n_in * n_out] = True
+        off += n_in * n_out + n_out
+    decay = np.where(is_weight, 1 - lr * wd, 1.0)
+    expected = decay * W0 - step * m / (np.sqrt(v) + eps)
+    np.testing.assert_allclose(clf._params, expected, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(clf._params[is_weight], (W0 - step * m / (np.sqrt(v) + eps))[is_weight])
