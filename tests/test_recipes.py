@@ -1,12 +1,14 @@
 """Training recipes beyond scikit-learn (issue 18), each against an independent
 reference: formulas written out in numpy, finite differences, or the plain solver."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 
 from cymlp import MLPClassifier, _engine, _testing
-from cymlp._model import ACTIVATIONS, OUTPUT_ACTIVATIONS
+from cymlp._model import ACTIVATIONS, OUTPUT_ACTIVATIONS, n_params
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -95,10 +97,109 @@ def test_adamw_first_step_against_numpy(data, alpha):
     step = lr * np.sqrt(1 - b2) / (1 - b1)
     is_weight = np.zeros_like(W0, dtype=bool)
     off = 0
-    for n_in, n_out in zip(clf._sizes[:-1], clf._sizes[1:]):
+    for n_in, n_out in pairwise(clf._sizes):
         is_weight[off:off + n_in * n_out] = True
         off += n_in * n_out + n_out
     decay = np.where(is_weight, 1 - lr * wd, 1.0)
     expected = decay * W0 - step * m / (np.sqrt(v) + eps)
     np.testing.assert_allclose(clf._params, expected, rtol=1e-9, atol=1e-12)
     assert not np.allclose(clf._params[is_weight], (W0 - step * m / (np.sqrt(v) + eps))[is_weight])
+
+
+# ---- label smoothing -----------------------------------------------------------------
+
+def _numpy_forward(params, sizes, X):
+    """relu hidden layers and the last layer's logits, in numpy."""
+    a, off = X, 0
+    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
+        W = params[off:off + n_in * n_out].reshape(n_in, n_out)
+        off += n_in * n_out
+        b = params[off:off + n_out]
+        off += n_out
+        a = a @ W + b
+        if i < len(sizes) - 2:
+            a = np.maximum(a, 0)
+    return a
+
+
+@pytest.mark.parametrize("target", ["multiclass", "binary"])
+def test_label_smoothed_loss_is_its_formula(data, target):
+    """The first epoch's loss (one full batch, taken before its step) is the smoothed
+    cross-entropy of the initial weights, written out in numpy: softmax targets
+    (1 - e) y + e / K (PyTorch's CrossEntropyLoss(label_smoothing=e)), a logistic
+    output's (1 - e) y + e / 2."""
+    X, y = data
+    if target == "binary":
+        y = y % 2
+    eps = 0.2
+    clf = MLPClassifier((6,), label_smoothing=eps, alpha=0.0, batch_size=len(X),
+                        shuffle=False, max_iter=1, random_state=0)
+    clf.set_callbacks(_FirstWeights()).fit(X, y)
+    z = _numpy_forward(clf._skl_callbacks[0].params, clf._sizes, X)
+    if target == "multiclass":
+        K = 3
+        q = (1 - eps) * np.eye(K)[y] + eps / K
+        logp = z - z.max(1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+        expected = -(q * logp).sum(1).mean()
+    else:
+        q = (1 - eps) * y[:, None] + eps / 2
+        expected = np.mean(np.logaddexp(0, z) - q * z)  # -[q log s(z) + (1-q) log(1-s(z))]
+    assert clf.loss_curve_[0] == pytest.approx(expected, rel=1e-12)
+    plain = MLPClassifier((6,), alpha=0.0, batch_size=len(X), shuffle=False, max_iter=1,
+                          random_state=0).fit(X, y)
+    assert plain.loss_curve_[0] != pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("out", ["softmax", "logistic"])
+def test_label_smoothed_gradient_matches_finite_differences(data, out):
+    X, y = data
+    eps, K = 0.15, 3
+    clf = MLPClassifier(label_smoothing=eps)
+    clf.out_activation_ = out
+    Y = clf._training_targets(np.eye(K)[y])
+    assert np.allclose(Y.sum(1), 1 if out == "softmax" else 1 + eps / 2)
+    sizes = [X.shape[1], 5, K]
+    rng = np.random.RandomState(1)
+    params = rng.normal(scale=0.5, size=n_params(sizes))
+    engine = _engine.Engine(sizes, ACTIVATIONS["tanh"], OUTPUT_ACTIVATIONS[out], 0.0, None,
+                            len(X), 1, np.float64, False)
+    src = (np.ascontiguousarray(X), None, None, None)
+    g = np.empty_like(params)
+    engine.loss_and_grad(src, Y, None, params, g, 0.0, 1.0)
+    h, scratch = 1e-6, np.empty_like(params)
+    for k in rng.choice(len(params), 25, replace=False):
+        p_hi, p_lo = params.copy(), params.copy()
+        p_hi[k] += h
+        p_lo[k] -= h
+        numeric = (engine.loss_and_grad(src, Y, None, p_hi, scratch, 0.0, 1.0)
+                   - engine.loss_and_grad(src, Y, None, p_lo, scratch, 0.0, 1.0)) / (2 * h)
+        assert g[k] == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def test_label_smoothing_zero_changes_nothing_and_validation_uses_plain_labels(data):
+    X, y = data
+    kw = dict(hidden_layer_sizes=(6,), max_iter=4, random_state=0)
+    a = MLPClassifier(**kw).fit(X, y)
+    b = MLPClassifier(label_smoothing=0.0, **kw).fit(X, y)
+    np.testing.assert_array_equal(a.coefs_[0], b.coefs_[0])
+    es = dict(kw, early_stopping=True, n_iter_no_change=100)
+    c = MLPClassifier(label_smoothing=0.3, **es).fit(X, y)
+    d = MLPClassifier(**es).fit(X, y)
+    # the validation split and its scoring are the same; the weights differ
+    assert len(c.validation_scores_) == len(d.validation_scores_) == 4
+    assert not np.array_equal(c.coefs_[0], d.coefs_[0])
+
+
+def test_model_files_keep_the_new_parameters(data, tmp_path):
+    import cymlp
+
+    X, y = data
+    clf = MLPClassifier((5,), solver="adamw", weight_decay=0.03, label_smoothing=0.1,
+                        max_iter=3, random_state=0).fit(X, y)
+    clf.save(tmp_path / "m.npz")
+    back = cymlp.load(tmp_path / "m.npz")
+    assert back.get_params() == clf.get_params()
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    back.partial_fit(X, y)  # training continues with the stored options
+    assert back.n_iter_ == 1

@@ -14,6 +14,7 @@ ESTIMATORS = [
     MLPRegressor(loss="poisson", solver="lbfgs", max_iter=100),
     # issue 18's recipes
     MLPClassifier(solver="adamw", weight_decay=0.05, max_iter=100),
+    MLPClassifier(label_smoothing=0.1, max_iter=100),
 ]
 
 

@@ -23,6 +23,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, compute_sample_weight
 from sklearn.utils._param_validation import (
+    Interval,
     InvalidParameterError,
     StrOptions,
     validate_parameter_constraints,
@@ -450,6 +451,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     class_weight : dict, 'balanced' or None, default=None
         Weights multiplied into ``sample_weight``: ``{label: weight}``, or 'balanced'
         (``n_samples / (n_classes * bincount(y))``; not with ``partial_fit``).
+    label_smoothing : float in [0, 1), default=0.0
+        The training target mixes the one-hot label with the uniform distribution over
+        the classes, ``(1 - label_smoothing) * y + label_smoothing / n_classes`` (as
+        PyTorch's ``CrossEntropyLoss(label_smoothing=...)``); for logistic outputs
+        (binary, multilabel) each output's equivalent, ``... + label_smoothing / 2``.
+        The training loss is the smoothed one; validation scores and losses use the
+        labels as they are.
 %(attrs)s
     classes_ : ndarray of shape (n_classes,)
     """
@@ -457,6 +465,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _parameter_constraints: ClassVar[dict] = {
         **_BaseMLP._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
     }
 
     def __init__(
@@ -490,6 +499,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         dropout=0.0,
         weight_decay=None,
         class_weight=None,
+        label_smoothing=0.0,
         n_jobs=None,
     ):
         super().__init__(
@@ -504,6 +514,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             weight_decay=weight_decay, n_jobs=n_jobs,
         )
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
 
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
             ) -> MLPClassifier:
@@ -563,6 +574,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             sample_weight = cw if sample_weight is None else sample_weight * cw
         Y = self._label_binarizer.transform(y).astype(X.dtype)
         return X, Y, sample_weight
+
+    def _training_targets(self, Y):
+        """Y with label smoothing: softmax rows towards 1/n_classes, each logistic
+        output towards 1/2."""
+        eps = float(self.label_smoothing)
+        if eps == 0:
+            return Y
+        k = Y.shape[1] if self.out_activation_ == "softmax" else 2
+        return np.ascontiguousarray((1 - eps) * Y + eps / k, dtype=Y.dtype)
 
     def _initialize(self, n_features, n_outputs, dtype):
         multiclass = self._label_binarizer.y_type_ == "multiclass"

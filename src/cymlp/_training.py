@@ -118,7 +118,12 @@ class TrainingMixin(CallbackSupportMixin):
             return 1.0 / self.n_outputs_
         return 1.0
 
+    def _training_targets(self, Y):
+        """The targets the loss is taken against (a classifier smooths its labels)."""
+        return Y
+
     def _fit_lbfgs(self, X, Y, sample_weight):
+        Y = self._training_targets(Y)
         engine = self._engine(max(1, min(X.shape[0], 4 * CHUNK)))
         grads = np.empty_like(self._params)
         rows = source(X)
@@ -202,6 +207,8 @@ class TrainingMixin(CallbackSupportMixin):
             self._best_params = self._params.copy()
         if self.early_stopping:
             (X, Y, sample_weight), validation = self._validation_split(X, Y, sample_weight)
+        labels = (lambda Y=Y: self._decode(Y)) if is_classifier(self) else Y  # (callbacks)
+        Y = self._training_targets(Y)
         if self._rng is None:
             self._rng = np.array([self._random_state.randint(0, 2**31 - 1)], dtype=np.uint64)
         n = X.shape[0]
@@ -210,7 +217,6 @@ class TrainingMixin(CallbackSupportMixin):
         rows = source(X)
         # what the callbacks get, lazily (a callable is called only when a callback asks)
         meta = {"sample_weight": sample_weight} if sample_weight is not None else None
-        labels = (lambda: self._decode(Y)) if is_classifier(self) else Y
         attrs = self._reconstruction_attributes
         self.n_iter_ = 0  # as scikit-learn: epochs of this call
         # the state of the last completed epoch: what an interrupt (or, without early
