@@ -203,3 +203,50 @@ def test_model_files_keep_the_new_parameters(data, tmp_path):
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
     back.partial_fit(X, y)  # training continues with the stored options
     assert back.n_iter_ == 1
+
+
+# ---- transform -----------------------------------------------------------------------
+
+def _numpy_hidden(clf, X, layer):
+    """Hidden layer ``layer``'s activations, written out in numpy."""
+    f = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh,
+         "logistic": lambda z: 1 / (1 + np.exp(-z)), "identity": lambda z: z,
+         "leaky_relu": lambda z: np.where(z > 0, z, clf.negative_slope * z)}[clf.activation]
+    a = X
+    for W, b in zip(clf.coefs_[:layer + 1], clf.intercepts_[:layer + 1]):
+        a = f(a @ W + b)
+    return a
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_transform_gives_each_hidden_layers_activations(data, activation, dtype):
+    X, y = data
+    X = X.astype(dtype)
+    clf = MLPClassifier((9, 7, 5), activation=activation, max_iter=5, random_state=0,
+                        dropout=0.2).fit(X, y)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for layer, width in zip((0, 1, 2, -1, -3), (9, 7, 5, 5, 9)):
+        H = clf.transform(X, layer=layer)
+        assert H.shape == (len(X), width) and H.dtype == dtype
+        np.testing.assert_allclose(H, _numpy_hidden(clf, X.astype(np.float64), layer % 3),
+                                   rtol=tol, atol=tol)
+    np.testing.assert_array_equal(clf.transform(X), clf.transform(X, layer=2))
+    np.testing.assert_array_equal(clf.transform(X[:1]), clf.transform(X)[:1])  # (one row)
+    for bad in (3, -4, 1.0, True, "0"):
+        with pytest.raises(ValueError, match="layer must be an integer"):
+            clf.transform(X, layer=bad)
+
+
+def test_transform_in_a_pipeline(data):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    X, y = data
+    mlp = MLPClassifier((16,), max_iter=50, random_state=0)
+    pipe = make_pipeline(mlp, LogisticRegression(max_iter=500)).fit(X, y)
+    features = MLPClassifier((16,), max_iter=50, random_state=0).fit(X, y).transform(X)
+    ref = LogisticRegression(max_iter=500).fit(features, y)
+    np.testing.assert_array_equal(pipe.predict(X), ref.predict(features))
+    with pytest.raises(Exception, match="not fitted"):
+        MLPClassifier().transform(X)

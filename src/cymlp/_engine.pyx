@@ -396,7 +396,7 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
     layer holds the raw values z_L).
     """
     cdef floating *z = _forward_rows(lay, x, n, 0, params, ws, ws + lay.work_off, n_threads,
-                                     out)
+                                     out, IDENTITY)
     if y == NULL:
         return 0
     return output_forward(lay.out_act, z, y, sw, n, lay.sizes[lay.n_layers], NULL)
@@ -404,9 +404,11 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
 
 cdef floating *_forward_rows(const Layout *lay, const floating *x, Py_ssize_t n,
                              Py_ssize_t r0, const floating *params, floating *ws,
-                             floating *work, int n_threads, floating *out) noexcept nogil:
+                             floating *work, int n_threads, floating *out,
+                             int last_act) noexcept nogil:
     """The layers of _forward for n rows stored from row r0 of the activation buffers,
-    products with scratch ``work``; returns the last layer's z_L (``out`` when given)."""
+    products with scratch ``work``; returns the last layer's z_L (``out`` when given),
+    with ``last_act`` applied to it (IDENTITY: the logits)."""
     cdef int l, L = lay.n_layers
     cdef const floating *a = x
     cdef floating *z = NULL
@@ -414,12 +416,16 @@ cdef floating *_forward_rows(const Layout *lay, const floating *x, Py_ssize_t n,
         z = out if (l == L - 1 and out != NULL) else ws + lay.a_off[l + 1] + r0 * lay.sizes[l + 1]
         dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
                       lay.sizes[l + 1], NULL, work, n_threads,
-                      lay.hidden_act if l < L - 1 else IDENTITY, <floating>lay.slope)
+                      lay.hidden_act if l < L - 1 else last_act, <floating>lay.slope)
         a = z
     return z
 
 
 # Engine.forward's task: rows of one chunk split over threads, as training's phase 1
+cdef enum:
+    HIDDEN = 3  # Engine.forward's mode that ends on a hidden layer's activations
+
+
 cdef struct ForwardJob:
     const Layout *lay
     const void *x           # the chunk's inputs (nb, n_in)
@@ -447,7 +453,8 @@ cdef inline void _forward_part(const ForwardJob *j, int t, int T, const floating
     cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
     if r1 > r0:
         _forward_rows(lay, <const floating *>j.x + r0 * n_in, r1 - r0, r0, params, ws,
-                      ws + lay.work_off + t * _thread_work(lay), 1, out + r0 * n_out)
+                      ws + lay.work_off + t * _thread_work(lay), 1, out + r0 * n_out,
+                      lay.hidden_act if j.mode == HIDDEN else IDENTITY)
         _outputs(lay, out + r0 * n_out, r1 - r0, j.mode)
 
 
@@ -1015,7 +1022,9 @@ cdef class Engine:
         """Network outputs for the rows into ``out`` (n, n_out), ``rows`` rows at a time.
         mode 0: raw last-layer values (logits); 1: outputs (probabilities for softmax /
         logistic, raised to at least the smallest normal float so that none is exactly 0;
-        e^z for exp); 2: log-probabilities.
+        e^z for exp); 2: log-probabilities; 3 (HIDDEN): the hidden activation applied to
+        the last layer too, for an engine made on the layers up to a hidden one (its
+        activations: MLP.transform).
 
         Returns -1 when dense X holds a NaN or an infinity (out is then incomplete); else
         the number of non-finite values in out (overflow), 0 when all is well.
@@ -1167,7 +1176,8 @@ cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floa
             splits[0] += 1
         elif out != NULL:
             o = out + start * n_out
-            _forward_rows(lay, xb, nb, 0, params, ws, ws + lay.work_off, n_threads, o)
+            _forward_rows(lay, xb, nb, 0, params, ws, ws + lay.work_off, n_threads, o,
+                          lay.hidden_act if mode == HIDDEN else IDENTITY)
             _outputs(lay, o, nb, mode)
         elif grads != NULL:
             loss += _loss_grad(lay, xb, yb, swb, nb, params, gc, ws, n_threads)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerTags
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
@@ -38,6 +38,7 @@ from sklearn.utils.validation import (
 
 from cymlp import _model
 from cymlp._docs import with_shared_docs
+from cymlp._model import n_params
 from cymlp._optimizers import SOLVERS
 from cymlp._training import DIVERGED, TrainingMixin, with_callbacks
 from cymlp._validation import (
@@ -293,19 +294,40 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
 
     # ---- prediction ---------------------------------------------------------------------
 
-    def _forward(self, X, mode: int, finite: bool = True) -> np.ndarray:
-        """Last-layer values for validated X: mode 0 raw, 1 outputs, 2 log-outputs;
-        ``finite``: a ValueError when any is not finite (else they are returned)."""
+    def _forward(self, X, mode: int, finite: bool = True, sizes=None) -> np.ndarray:
+        """Last-layer values for validated X: mode 0 raw, 1 outputs, 2 log-outputs, 3 the
+        activations of the last of ``sizes`` (the layers up to a hidden one; default
+        all); ``finite``: a ValueError when any is not finite (else they are returned)."""
         self._sync_params()
-        out, status = _model.forward(self._sizes, self.activation, self.out_activation_,
-                                     self.negative_slope, self._params, source(X), X.shape[0],
-                                     mode, self._n_threads())
+        sizes = self._sizes if sizes is None else sizes
+        out, status = _model.forward(sizes, self.activation, self.out_activation_,
+                                     self.negative_slope, self._params[:n_params(sizes)],
+                                     source(X), X.shape[0], mode, self._n_threads())
         if status < 0:  # NaN or inf in X (the fast path of _validate_X_predict leaves
             validate_data(self, X, reset=False)  # that scan to the engine): its error
             raise ValueError("Input X contains NaN or infinity.")
         if status > 0 and finite:
             raise ValueError(_model.OVERFLOW)
         return out
+
+    def transform(self, X: ArrayLike, layer: int = -1) -> np.ndarray:
+        """The activations of hidden layer ``layer`` for X, shape (n_samples, width): the
+        network as a feature extractor, e.g. inside a Pipeline (scikit-learn #8291).
+
+        ``layer`` counts the hidden layers from 0; negative values count back from the
+        last (the default, -1). Dropout is off, as in ``predict``.
+        """
+        X = self._validate_X_predict(X)
+        n_hidden = len(self._sizes) - 2
+        if (not isinstance(layer, numbers.Integral) or isinstance(layer, bool)
+                or not -n_hidden <= layer < n_hidden):
+            raise ValueError(f"layer must be an integer in [{-n_hidden}, {n_hidden - 1}] "
+                             f"(this network has {n_hidden} hidden layers), got {layer!r}")
+        return self._forward(X, mode=3, sizes=self._sizes[:int(layer) % n_hidden + 2])
+
+    def fit_transform(self, X: ArrayLike, y: ArrayLike, **fit_params) -> np.ndarray:
+        """``fit(X, y, **fit_params)``, then the last hidden layer's activations for X."""
+        return self.fit(X, y, **fit_params).transform(X)
 
     def _validate_X_predict(self, X):
         if "_params" not in self.__dict__:  # check_is_fitted's test, without its scan
@@ -435,6 +457,9 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        # transform() makes it a transformer too (hidden-layer features): scikit-learn's
+        # transformer checks run on it
+        tags.transformer_tags = TransformerTags()
         return tags
 
 
