@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import re
@@ -29,6 +30,8 @@ ALLOWED_SKIPS = [
     # (array API inputs are checked only with SCIPY_ARRAY_API=1; no decision_function)
     (r"SCIPY_ARRAY_API is not set", lambda: os.environ.get("SCIPY_ARRAY_API") != "1"),
     (r"^MLP(Classifier|Regressor) does not have a decision_function method", lambda: True),
+    # test_recipes: PyTorch as a second reference, where it is installed (the bench extra)
+    (r"could not import 'torch'", lambda: importlib.util.find_spec("torch") is None),
     # test_robustness: the memory-growth test reads /proc (Linux)
     (r"needs /proc \(Linux\)", lambda: not os.path.exists("/proc/self/statm")),
 ]

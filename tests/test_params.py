@@ -27,7 +27,8 @@ def _describe(constraint):
 
 
 # string options cymlp adds to scikit-learn's
-ADDED_OPTIONS = {"activation": {"leaky_relu"}, "solver": {"adamw"}}
+ADDED_OPTIONS = {"activation": {"leaky_relu"}, "solver": {"adamw"},
+                 "learning_rate": {"cosine", "onecycle"}}
 
 
 @pytest.mark.parametrize("ours, ref", PAIRS)
@@ -65,7 +66,7 @@ BOUNDARIES = [
     ("solver", ["sgd", "lbfgs", "newton"]),
     ("alpha", [-1e-6, 0.0, 0, 10.0, np.inf, np.nan, "0"]),
     ("batch_size", [0, 1, 20, 10**6, "auto", "big", 1.0, -1, True]),
-    ("learning_rate", ["adaptive", "cosine"]),
+    ("learning_rate", ["adaptive", "linear"]),
     ("learning_rate_init", [0.0, 1e-12, -1.0, np.inf, np.nan]),
     ("power_t", [-1e-6, 0.0, 2.0, np.inf]),
     ("max_iter", [0, 1, 2, 1.0, -3, np.inf]),

@@ -250,3 +250,93 @@ def test_transform_in_a_pipeline(data):
     np.testing.assert_array_equal(pipe.predict(X), ref.predict(features))
     with pytest.raises(Exception, match="not fitted"):
         MLPClassifier().transform(X)
+
+
+# ---- per-step schedules --------------------------------------------------------------
+
+def _schedule_numpy(name, lr, T, W, k):
+    """Rate of the update with k updates before it: linear warm-up over W updates, then
+    a half cosine; cosine from lr to 0, onecycle from lr/25 up to lr and down to
+    lr/25e4 (PyTorch's OneCycleLR's ends)."""
+    start, low = (0.0, 0.0) if name == "cosine" else (lr / 25, lr / 25e4)
+    if k < W:
+        return start + (lr - start) * (k + 1) / W
+    k = min(k, T)
+    return low + (lr - low) * (1 + np.cos(np.pi * (k - W) / (T - W))) / 2
+
+
+@pytest.mark.parametrize("name", ["cosine", "onecycle"])
+@pytest.mark.parametrize("warmup", [0, 7])
+def test_schedule_formulas(name, warmup):
+    from cymlp._optimizers import STEP_SCHEDULES
+
+    T = 40
+    got = [_testing.scheduled_lr(STEP_SCHEDULES[name], 0.1, T, warmup, k + 1)
+           for k in range(T + 3)]
+    want = [_schedule_numpy(name, 0.1, T, warmup, k) for k in range(T + 3)]
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-18)
+    if warmup:  # rises linearly to the peak, which the first cosine step keeps
+        assert got[warmup - 1] == pytest.approx(0.1) and got[warmup] == pytest.approx(0.1)
+    assert got[T:] == [got[T]] * 3  # held at the end value past the planned run
+    if name == "cosine":
+        assert got[T] == pytest.approx(0.0, abs=1e-18)
+
+
+def test_cosine_without_warmup_is_pytorchs_cosine_annealing():
+    """Without warm-up, cosine is torch.optim.lr_scheduler.CosineAnnealingLR(T_max=T,
+    eta_min=0), stepped once per update (when PyTorch is installed)."""
+    torch = pytest.importorskip("torch")  # (a bench extra: allowed to skip without it)
+    from cymlp._optimizers import STEP_SCHEDULES
+
+    T = 30
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=T, eta_min=0)
+    for k in range(T):
+        assert _testing.scheduled_lr(STEP_SCHEDULES["cosine"], 0.1, T, 0, k + 1) == \
+            pytest.approx(opt.param_groups[0]["lr"], rel=1e-12, abs=1e-15)
+        opt.step()
+        sched.step()
+
+
+class _EpochWeights(_FirstWeights):
+    """Keeps the weights at the start of every epoch."""
+
+    def __init__(self):
+        self.all = []
+
+    def on_fit_task_begin(self, estimator, context, *, fitted_estimator=None):
+        if context.task_name == "epoch":
+            self.all.append(fitted_estimator._params)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adamw"])
+@pytest.mark.parametrize("name, warmup", [("cosine", 0.0), ("onecycle", 0.25)])
+def test_the_fit_takes_each_steps_scheduled_rate(data, solver, name, warmup):
+    """Plain SGD, one batch per epoch: each update is W <- W - lr_k g(W), with g the
+    engine's full-batch gradient, so lr_k = -(W_k+1 - W_k) / g(W_k) elementwise must be
+    the schedule's. With adamw the rates differ from a constant run's."""
+    X, y = data
+    E = 8
+    kw = dict(hidden_layer_sizes=(5,), batch_size=len(X), shuffle=False, alpha=0.0,
+              max_iter=E, learning_rate=name, warmup_fraction=warmup,
+              learning_rate_init=0.05, random_state=0)
+    if solver == "adamw":
+        a = MLPClassifier(solver="adamw", **kw).fit(X, y)
+        b = MLPClassifier(solver="adamw", **dict(kw, learning_rate="constant")).fit(X, y)
+        assert not np.array_equal(a.coefs_[0], b.coefs_[0])
+        return
+    rec = _EpochWeights()
+    clf = MLPClassifier(solver="sgd", momentum=0.0, **kw).set_callbacks(rec).fit(X, y)
+    weights = [*rec.all, clf._params]
+    engine = _engine.Engine(clf._sizes, ACTIVATIONS["relu"], OUTPUT_ACTIVATIONS["softmax"],
+                            0.0, None, len(X), 1, np.float64, False)
+    Y = np.eye(3)[y]
+    W_steps = round(warmup * E)
+    for k in range(E):
+        g = np.empty_like(weights[k])
+        engine.loss_and_grad((np.ascontiguousarray(X), None, None, None), Y, None,
+                             weights[k], g, 0.0, 1.0)
+        big = np.abs(g) > 1e-3
+        rate = np.median(-(weights[k + 1] - weights[k])[big] / g[big])
+        assert rate == pytest.approx(_schedule_numpy(name, 0.05, E, W_steps, k), rel=1e-6)

@@ -15,6 +15,8 @@ ESTIMATORS = [
     # issue 18's recipes
     MLPClassifier(solver="adamw", weight_decay=0.05, max_iter=100),
     MLPClassifier(label_smoothing=0.1, max_iter=100),
+    MLPRegressor(solver="adamw", learning_rate="onecycle", warmup_fraction=0.2,
+                 max_iter=100),
 ]
 
 

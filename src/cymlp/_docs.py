@@ -18,9 +18,17 @@ PARAMS_DOC = """
         L2 penalty; the loss gets ``alpha / 2 * sum ||W||^2 / sum(sample_weight)``.
     batch_size : int or 'auto', default='auto'
         Minibatch size; 'auto' is ``min(200, n_samples)``.
-    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine', 'onecycle'}, \
+default='constant'
         SGD step schedule: constant; ``learning_rate_init / (t + 1) ** power_t`` with t
-        the samples seen; or divided by 5 each time the loss stalls.
+        the samples seen; or divided by 5 each time the loss stalls. cymlp's additions,
+        for every stochastic solver, computed per update over ``max_iter`` epochs:
+        'cosine' decays the rate from ``learning_rate_init`` to 0 along a half cosine;
+        'onecycle' starts at 1/25 of it, rises to it during the warm-up, then follows
+        the half cosine down to 1/250000 of it (PyTorch's OneCycleLR's ends).
+    warmup_fraction : float in [0, 1), default=0.0
+        'cosine' and 'onecycle': the share of the run's updates over which the rate
+        rises linearly to ``learning_rate_init`` before the cosine.
     learning_rate_init : float, default=1e-3
     power_t : float, default=0.5
     max_iter : int, default=200

@@ -28,7 +28,8 @@ from cymlp._kernels cimport (IDENTITY, LOGISTIC, SOFTMAX, activation_derivative,
                              gemm, gemm_epilogue, gemm_small_m, gemm_work_size,
                              output_forward, output_log_proba, pack_rows, packed_size,
                              parallel_for)
-from cymlp._optim cimport SGD, Optimizer, optimizer_step, sgd_outer_row
+from cymlp._optim cimport (PER_EPOCH, SGD, Optimizer, optimizer_step, scheduled_lr,
+                           sgd_outer_row)
 
 import numpy as np
 
@@ -969,6 +970,10 @@ cdef class Engine:
         opt.beta_2 = optimizer.beta_2
         opt.epsilon = optimizer.epsilon
         opt.weight_decay = optimizer.weight_decay
+        opt.schedule = optimizer.schedule_code
+        opt.lr_max = optimizer.lr
+        opt.total_steps = optimizer.total_steps
+        opt.warmup_steps = optimizer.warmup_steps
         opt.m = self._params("optimizer state", optimizer.m)
         opt.v = self._params("optimizer state", optimizer.v) if opt.kind != SGD else NULL
         p = self._params("params", params)
@@ -1125,6 +1130,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 feats.x = x
                 feats.n = nb
                 feats.step = step + n_batches + 1
+                if opt.schedule != PER_EPOCH:
+                    feats.opt.lr = scheduled_lr(opt, feats.step)
                 feats.scale = 1.0 / sw_sum
                 parallel_for(T_feat, _features_task, &feats)
                 par_feat += T_feat > 1

@@ -86,6 +86,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         negative_slope=0.01,
         dropout=0.0,
         weight_decay=None,
+        warmup_fraction=0.0,
         n_jobs=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -115,6 +116,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         self.negative_slope = negative_slope
         self.dropout = dropout
         self.weight_decay = weight_decay
+        self.warmup_fraction = warmup_fraction
         self.n_jobs = n_jobs
 
     # ---- validation -------------------------------------------------------------------
@@ -523,6 +525,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         negative_slope=0.01,
         dropout=0.0,
         weight_decay=None,
+        warmup_fraction=0.0,
         class_weight=None,
         label_smoothing=0.0,
         n_jobs=None,
@@ -536,7 +539,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
-            weight_decay=weight_decay, n_jobs=n_jobs,
+            weight_decay=weight_decay, warmup_fraction=warmup_fraction, n_jobs=n_jobs,
         )
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
@@ -732,6 +735,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         negative_slope=0.01,
         dropout=0.0,
         weight_decay=None,
+        warmup_fraction=0.0,
         n_jobs=None,
     ):
         super().__init__(
@@ -743,7 +747,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
-            weight_decay=weight_decay, n_jobs=n_jobs,
+            weight_decay=weight_decay, warmup_fraction=warmup_fraction, n_jobs=n_jobs,
         )
         self.loss = loss
 

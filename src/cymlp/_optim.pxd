@@ -6,7 +6,7 @@ layout (cymlp keeps every weight and bias in one contiguous buffer). The loops a
 ``_optim.h``, compiled without fused multiply-adds so that they round as scikit-learn's
 optimizers do on every architecture; here the constants are rounded to the dtype.
 """
-from libc.math cimport sqrt
+from libc.math cimport cos, sqrt
 from cython cimport floating
 
 # The optimizers, one entry each: its kind here, its step below and in _optim.h, its
@@ -16,11 +16,22 @@ cdef enum:
     ADAM = 1
     ADAMW = 2  # Adam's step with decoupled weight decay
 
+# Learning-rate schedules computed per step (the others change lr between epochs, in
+# cymlp/_optimizers.py)
+cdef enum:
+    PER_EPOCH = 0   # lr as given
+    COSINE = 1
+    ONECYCLE = 2
+
 
 cdef struct Optimizer:
     int kind                # SGD or ADAM
     double lr, momentum, beta_1, beta_2, epsilon
     double weight_decay     # AdamW's (0 for the others)
+    int schedule            # PER_EPOCH, COSINE or ONECYCLE
+    double lr_max           # COSINE, ONECYCLE: the peak rate (lr is then this step's)
+    double total_steps      # ... the steps of the whole run (max_iter epochs)
+    double warmup_steps     # ... the linear warm-up's steps
     bint nesterov
     void *m                 # first state vector (SGD: the velocity), params' dtype
     void *v                 # second state vector (Adam), or NULL
@@ -111,3 +122,26 @@ cdef inline void optimizer_step(const Optimizer *opt, floating *params, const fl
         adam_step(params + off, grads + off, <floating *>opt.m + off, <floating *>opt.v + off,
                   size, opt.lr, opt.beta_1, opt.beta_2, opt.epsilon, t, scale, l2,
                   opt.weight_decay if weights else 0)
+
+
+cdef inline double scheduled_lr(const Optimizer *opt, long long t) noexcept nogil:
+    """The learning rate of update t (>= 1) under opt.schedule; k = t - 1 counts the
+    updates before it, T = total_steps, W = warmup_steps, lr = lr_max:
+    warm-up (k < W): from s to lr linearly, s + (lr - s) (k + 1) / W, s = 0 for
+    COSINE and lr / 25 for ONECYCLE;
+    then COSINE: lr (1 + cos(pi (k - W) / (T - W))) / 2, down to 0 at k = T;
+    ONECYCLE: f + (lr - f) (1 + cos(pi (k - W) / (T - W))) / 2, f = lr / (25 * 1e4)
+    (PyTorch's OneCycleLR's start and end, with a linear warm-up).
+    Past T (more partial_fit epochs than max_iter) the rate stays at its end value."""
+    cdef double k = t - 1, T = opt.total_steps, W = opt.warmup_steps, lr = opt.lr_max
+    cdef double start = 0, low = 0
+    if opt.schedule == PER_EPOCH:
+        return opt.lr
+    if opt.schedule == ONECYCLE:
+        start = lr / 25
+        low = lr / (25 * 1e4)
+    if k < W:
+        return start + (lr - start) * (k + 1) / W
+    if k > T:
+        k = T
+    return low + (lr - low) * (1 + cos(3.141592653589793 * (k - W) / (T - W))) / 2

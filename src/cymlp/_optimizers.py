@@ -32,6 +32,16 @@ class Optimizer:
         self.step = 0
         self.m = np.zeros_like(params)
         self.v = self.m
+        # a per-step schedule, for every solver (the engine computes each step's rate)
+        self.schedule_code = STEP_SCHEDULES.get(est.learning_rate, 0)
+        self.warmup_fraction = float(est.warmup_fraction)
+        self.total_steps = self.warmup_steps = 0.0
+
+    def plan(self, max_iter: int, batches_per_epoch: int) -> None:
+        """The run a per-step schedule spans: max_iter epochs of that many updates."""
+        if self.total_steps == 0:  # (partial_fit: planned on the first call)
+            self.total_steps = float(max_iter * batches_per_epoch)
+            self.warmup_steps = float(round(self.warmup_fraction * self.total_steps))
 
     @property
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -111,5 +121,8 @@ class AdamW(Adam):
 
 SOLVERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 ALL_SOLVERS = ("lbfgs", *SOLVERS)
-# learning_rate's values: SGD's schedules (Adam's rate is constant, as scikit-learn's)
-SCHEDULES = ("constant", "invscaling", "adaptive")
+# the schedules computed per update, for every solver: their codes in _optim.pxd
+STEP_SCHEDULES = {"cosine": 1, "onecycle": 2}
+# learning_rate's values: SGD's per-epoch schedules (with Adam the rate stays constant,
+# as in scikit-learn), then the per-step ones
+SCHEDULES = ("constant", "invscaling", "adaptive", *STEP_SCHEDULES)

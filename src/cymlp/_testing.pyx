@@ -11,7 +11,8 @@ from cython cimport floating
 
 from cymlp._kernels cimport (DERIVATIVE, IDENTITY, LOGISTIC, dapply, gemm_epilogue,
                              gemm_work_size, pack_rows, packed_size, sapply, softmaxf, vexpf)
-from cymlp._optim cimport adam_step, sgd_step
+from cymlp._optim cimport Optimizer, adam_step, sgd_step
+from cymlp._optim cimport scheduled_lr as scheduled_lr_c
 
 
 def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1,
@@ -152,3 +153,15 @@ def adam(floating[::1] params, floating[::1] grads, floating[::1] m, floating[::
     with nogil:
         adam_step(&params[0], &grads[0], &m[0], &v[0], params.shape[0], lr, beta_1, beta_2,
                   epsilon, t, <floating>scale, <floating>l2, weight_decay)
+
+
+def scheduled_lr(int schedule, double lr, double total_steps, double warmup_steps,
+                 long long t):
+    """The learning rate of update t (>= 1) under a per-step schedule code (see
+    _optim.scheduled_lr), as the engine computes it."""
+    cdef Optimizer opt
+    opt.schedule = schedule
+    opt.lr = opt.lr_max = lr
+    opt.total_steps = total_steps
+    opt.warmup_steps = warmup_steps
+    return scheduled_lr_c(&opt, t)

@@ -212,7 +212,9 @@ class TrainingMixin(CallbackSupportMixin):
         if self._rng is None:
             self._rng = np.array([self._random_state.randint(0, 2**31 - 1)], dtype=np.uint64)
         n = X.shape[0]
-        engine = self._engine(self._batch_size(n), True, self._dropout_rates())
+        batch_size = self._batch_size(n)
+        opt.plan(self.max_iter, -(-n // batch_size))
+        engine = self._engine(batch_size, True, self._dropout_rates())
         grads = np.empty_like(self._params)
         rows = source(X)
         # what the callbacks get, lazily (a callable is called only when a callback asks)

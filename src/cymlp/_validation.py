@@ -52,6 +52,7 @@ OWN_CONSTRAINTS: dict = {
     "negative_slope": [Interval(numbers.Real, 0, None, closed="left")],
     "dropout": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
     "weight_decay": [None, Interval(numbers.Real, 0, None, closed="left")],
+    "warmup_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
     "n_jobs": [
         None,
         Interval(numbers.Integral, None, -1, closed="right"),
