@@ -340,3 +340,66 @@ def test_the_fit_takes_each_steps_scheduled_rate(data, solver, name, warmup):
         big = np.abs(g) > 1e-3
         rate = np.median(-(weights[k + 1] - weights[k])[big] / g[big])
         assert rate == pytest.approx(_schedule_numpy(name, 0.05, E, W_steps, k), rel=1e-6)
+
+
+# ---- scoring -------------------------------------------------------------------------
+
+def test_scoring_accuracy_is_the_default_path(data):
+    X, y = data
+    kw = dict(hidden_layer_sizes=(6,), early_stopping=True, max_iter=6,
+              n_iter_no_change=100, random_state=0)
+    a = MLPClassifier(**kw).fit(X, y)
+    b = MLPClassifier(scoring="accuracy", **kw).fit(X, y)
+    assert a.validation_scores_ == b.validation_scores_
+    c = MLPClassifier(scoring="neg_log_loss", **kw).fit(X, y)
+    assert all(s < 0 for s in c.validation_scores_)
+    assert c.history_["val_score"] == c.validation_scores_
+    assert a.loss_curve_ == c.loss_curve_  # (the scores do not change the training)
+
+
+class _Programmed:
+    """A scorer that returns a fixed sequence, one value per call, and records the
+    estimator's weights at each call."""
+
+    def __init__(self, values):
+        self.values, self.weights = list(values), []
+
+    def __call__(self, estimator, X, y, sample_weight=None):
+        self.weights.append(estimator._params.copy())
+        return self.values[len(self.weights) - 1]
+
+
+def test_early_stopping_follows_any_scorer(data):
+    X, y = data
+    scores = [0.1, 0.5, 0.9, 0.7, 0.8, 0.6, 0.85, 0.2, 0.3, 0.1]
+    scorer = _Programmed(scores)
+    clf = MLPClassifier((6,), early_stopping=True, scoring=scorer, n_iter_no_change=3,
+                        tol=0.0, max_iter=50, random_state=0).fit(X, y)
+    # best 0.9 at epoch 3; 0.7, 0.8, 0.6, 0.85 do not beat it: the fourth such epoch
+    # (more than n_iter_no_change) stops the fit, with the best epoch's weights
+    assert clf.validation_scores_ == scores[:7] and clf.n_iter_ == 7
+    assert clf.best_validation_score_ == 0.9
+    np.testing.assert_array_equal(clf._params, scorer.weights[2])  # the best epoch's
+
+
+def test_scoring_is_validated():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = np.random.RandomState(0).normal(size=(20, 3)), np.arange(20) % 2
+    with pytest.raises(InvalidParameterError, match="scoring"):
+        MLPClassifier(scoring="no_such_score").fit(X, y)
+
+
+def test_a_callable_scoring_is_not_saved_silently(data, tmp_path):
+    import cymlp
+
+    X, y = data
+    clf = MLPClassifier((4,), early_stopping=True, scoring=_Programmed([0.5] * 20),
+                        max_iter=3, random_state=0).fit(X, y)
+    with pytest.warns(UserWarning, match="scoring is a callable"):
+        clf.save(tmp_path / "m.npz")
+    back = cymlp.load(tmp_path / "m.npz")
+    assert back.scoring is None
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    clf.set_params(scoring="f1_macro").save(tmp_path / "n.npz")
+    assert cymlp.load(tmp_path / "n.npz").scoring == "f1_macro"

@@ -26,6 +26,11 @@ default='constant'
         'cosine' decays the rate from ``learning_rate_init`` to 0 along a half cosine;
         'onecycle' starts at 1/25 of it, rises to it during the warm-up, then follows
         the half cosine down to 1/250000 of it (PyTorch's OneCycleLR's ends).
+    scoring : str, callable or None, default=None
+        What ``early_stopping`` scores the validation split with, each epoch, into
+        ``validation_scores_`` and ``history_['val_score']``: a scikit-learn scorer name
+        (e.g. 'neg_log_loss', 'f1_macro') or a callable ``scorer(estimator, X, y)``;
+        None is accuracy (MLPClassifier) or R^2 (MLPRegressor). Higher is better.
     warmup_fraction : float in [0, 1), default=0.0
         'cosine' and 'onecycle': the share of the run's updates over which the rate
         rises linearly to ``learning_rate_init`` before the cosine.

@@ -13,6 +13,7 @@ import itertools
 import numbers
 import operator
 import os
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -87,6 +88,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         dropout=0.0,
         weight_decay=None,
         warmup_fraction=0.0,
+        scoring=None,
         n_jobs=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -117,6 +119,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         self.dropout = dropout
         self.weight_decay = weight_decay
         self.warmup_fraction = warmup_fraction
+        self.scoring = scoring
         self.n_jobs = n_jobs
 
     # ---- validation -------------------------------------------------------------------
@@ -390,7 +393,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
             classes = classes.astype(str)
         meta = {
             "estimator": name,
-            "params": _model.jsonable_params(self.get_params(deep=False)),
+            "params": _model.jsonable_params(self._saved_params()),
             "layer_sizes": [int(s) for s in self._sizes],
             "activation": self.activation,
             "out_activation": self.out_activation_,
@@ -405,6 +408,17 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         if hasattr(self, "feature_names_in_"):
             meta["feature_names_in"] = [str(f) for f in self.feature_names_in_]
         return meta, self._params, classes
+
+    def _saved_params(self) -> dict:
+        """get_params() for a model file: a callable ``scoring`` (code, not data) is
+        stored as None, with a warning; the model predicts the same either way."""
+        params = self.get_params(deep=False)
+        if callable(params.get("scoring")):
+            warnings.warn("scoring is a callable, which a model file cannot hold: the "
+                          "file stores scoring=None (predictions are unaffected; set it "
+                          "again before training the loaded model further)", stacklevel=3)
+            params["scoring"] = None
+        return params
 
     @classmethod
     def _from_model_file(cls, path, m: _model.ModelFile):
@@ -526,6 +540,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         dropout=0.0,
         weight_decay=None,
         warmup_fraction=0.0,
+        scoring=None,
         class_weight=None,
         label_smoothing=0.0,
         n_jobs=None,
@@ -539,7 +554,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
-            weight_decay=weight_decay, warmup_fraction=warmup_fraction, n_jobs=n_jobs,
+            weight_decay=weight_decay, warmup_fraction=warmup_fraction, scoring=scoring,
+            n_jobs=n_jobs,
         )
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
@@ -736,6 +752,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         dropout=0.0,
         weight_decay=None,
         warmup_fraction=0.0,
+        scoring=None,
         n_jobs=None,
     ):
         super().__init__(
@@ -747,7 +764,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
-            weight_decay=weight_decay, warmup_fraction=warmup_fraction, n_jobs=n_jobs,
+            weight_decay=weight_decay, warmup_fraction=warmup_fraction, scoring=scoring,
+            n_jobs=n_jobs,
         )
         self.loss = loss
 

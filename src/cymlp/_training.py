@@ -17,6 +17,7 @@ import numpy as np
 import scipy.optimize
 from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import check_scoring
 from sklearn.model_selection import train_test_split
 from sklearn.utils.optimize import _check_optimize_result
 
@@ -315,7 +316,11 @@ class TrainingMixin(CallbackSupportMixin):
         if self.early_stopping:
             # (non-finite outputs of a diverged epoch score nan, as in scikit-learn)
             P = self._forward(X_val, mode=1, finite=False)
-            score = self._score_from_output(P, y_val, sw_val)
+            if self.scoring is None or not np.isfinite(P).all():
+                score = self._score_from_output(P, y_val, sw_val)
+            else:  # any scorer, on the estimator as it stands (scikit-learn #24411)
+                kw = {"sample_weight": sw_val} if sw_val is not None else {}
+                score = float(check_scoring(self, self.scoring)(self, X_val, y_val, **kw))
             self.validation_scores_.append(score)
             self.history_["val_score"].append(score)
             self.history_["val_loss"].append(self._data_loss(X_val, Y_val, sw_val))

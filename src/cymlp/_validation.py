@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.metrics import get_scorer_names
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from cymlp._model import ACTIVATIONS, n_params
@@ -53,6 +54,7 @@ OWN_CONSTRAINTS: dict = {
     "dropout": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
     "weight_decay": [None, Interval(numbers.Real, 0, None, closed="left")],
     "warmup_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+    "scoring": [None, StrOptions(set(get_scorer_names())), callable],
     "n_jobs": [
         None,
         Interval(numbers.Integral, None, -1, closed="right"),
