@@ -76,7 +76,9 @@ def _assert_same_bits(a, b):
     dict(solver="adam", alpha=1e-3),
     dict(solver="sgd", dropout=0.3, learning_rate_init=0.05),
     dict(solver="adam", dropout=[0.2]),
-], ids=["sgd", "adam", "sgd-dropout", "adam-dropout"])
+    dict(solver="adamw", max_grad_norm=0.05, alpha=1e-3),
+    dict(solver="sgd", max_grad_norm=0.05, learning_rate="cosine", warmup_fraction=0.1),
+], ids=["sgd", "adam", "sgd-dropout", "adam-dropout", "adamw-clip", "sgd-clip-cosine"])
 def test_training_bit_identical_for_any_thread_count(data, dtype, kw):
     X, y = data
     X = X.astype(dtype)
@@ -86,8 +88,11 @@ def test_training_bit_identical_for_any_thread_count(data, dtype, kw):
     assert ref.n_iter_ == EPOCHS and ref.coefs_[0].dtype == dtype
     for n_jobs in JOBS:
         clf, counts = _fit(X, y, n_jobs, **kw)
-        # every update of every epoch ran both phases on more than one thread
-        assert counts == {"rows": n_updates, "features": n_updates, "forward": 0}, (n_jobs, counts)
+        # every update of every epoch ran both phases on more than one thread (clipping:
+        # phase 2 in two passes, the gradient and then the clipped step)
+        passes = 2 if kw.get("max_grad_norm") else 1
+        assert counts == {"rows": n_updates, "features": passes * n_updates, "forward": 0}, (
+            n_jobs, counts)
         _assert_same_bits(clf, ref)
 
 

@@ -321,7 +321,8 @@ def test_dropout_keeps_expected_activation():
     # lr tiny: one update barely moves, but the loss reflects the dropped-out forward pass
     sgd = SimpleNamespace(kind=0, lr=1e-12, momentum=0.0, nesterov=False, beta_1=0.0,
                           beta_2=0.0, epsilon=0.0, weight_decay=0.0, schedule_code=0,
-                          total_steps=0.0, warmup_steps=0.0, m=np.zeros_like(params),
+                          total_steps=0.0, warmup_steps=0.0, max_grad_norm=0.0,
+                          m=np.zeros_like(params),
                           v=None, step=0)
     loss, _, hits = engine.train_epoch((X, None, None, None), Y, None, params, grads, sgd,
                                        False, rng, 0.0, 1.0)

@@ -403,3 +403,31 @@ def test_a_callable_scoring_is_not_saved_silently(data, tmp_path):
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
     clf.set_params(scoring="f1_macro").save(tmp_path / "n.npz")
     assert cymlp.load(tmp_path / "n.npz").scoring == "f1_macro"
+
+
+# ---- gradient clipping ---------------------------------------------------------------
+
+@pytest.mark.parametrize("max_norm", [0.05, 1e3])
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_clipped_step_against_numpy(data, max_norm, alpha):
+    """One full-batch plain-SGD step: W1 = W0 - lr c g, g the engine's full-batch
+    gradient (L2 term included), c = min(1, max_norm / (||g|| + 1e-6)) as
+    torch.nn.utils.clip_grad_norm_; a large max_norm leaves the step as it was."""
+    X, y = data
+    lr = 0.1
+    kw = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, batch_size=len(X),
+              shuffle=False, learning_rate_init=lr, alpha=alpha, max_iter=1, random_state=0)
+    clf = MLPClassifier(max_grad_norm=max_norm, **kw).set_callbacks(_FirstWeights()).fit(X, y)
+    W0 = clf._skl_callbacks[0].params
+    engine = _engine.Engine(clf._sizes, ACTIVATIONS["relu"], OUTPUT_ACTIVATIONS["softmax"],
+                            0.0, None, len(X), 1, np.float64, False)
+    g = np.empty_like(W0)
+    engine.loss_and_grad((np.ascontiguousarray(X), None, None, None), np.eye(3)[y], None,
+                         W0, g, alpha, 1.0)
+    c = min(1.0, max_norm / (np.linalg.norm(g) + 1e-6))
+    np.testing.assert_allclose(clf._params, W0 - lr * c * g, rtol=1e-10, atol=1e-13)
+    plain = MLPClassifier(**kw).fit(X, y)
+    if c == 1.0:
+        np.testing.assert_array_equal(clf._params, plain._params)
+    else:
+        assert c < 0.5 and not np.allclose(clf._params, plain._params)

@@ -17,6 +17,7 @@ ESTIMATORS = [
     MLPClassifier(label_smoothing=0.1, max_iter=100),
     MLPRegressor(solver="adamw", learning_rate="onecycle", warmup_fraction=0.2,
                  max_iter=100),
+    MLPClassifier(solver="sgd", max_grad_norm=1.0, random_state=0),
 ]
 
 

@@ -26,6 +26,10 @@ default='constant'
         'cosine' decays the rate from ``learning_rate_init`` to 0 along a half cosine;
         'onecycle' starts at 1/25 of it, rises to it during the warm-up, then follows
         the half cosine down to 1/250000 of it (PyTorch's OneCycleLR's ends).
+    max_grad_norm : float or None, default=None
+        Stochastic solvers: before each step, scale the whole gradient (every weight
+        and bias, the L2 term included) down to this L2 norm when it is longer, as
+        ``torch.nn.utils.clip_grad_norm_``. The same bits for any ``n_jobs``.
     scoring : str, callable or None, default=None
         What ``early_stopping`` scores the validation split with, each epoch, into
         ``validation_scores_`` and ``history_['val_score']``: a scikit-learn scorer name

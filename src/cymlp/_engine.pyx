@@ -18,6 +18,7 @@ shapes and contiguity (so that no call from Python can crash here); the values
 """
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
 from libc.float cimport DBL_MIN, FLT_MIN
+from libc.math cimport sqrt
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -93,7 +94,15 @@ cdef struct FeaturesJob:
     long long step          # the number of this update (>= 1)
     double scale, alpha
     bint packed, f64
+    int stage               # GRADIENT_AND_STEP, or (clipping) GRADIENT_ONLY then STEP_ONLY
     double *sq_blocks
+    double *gsq_blocks      # (clipping) ||g||^2 of each block of ROW_BLOCK weight rows
+
+
+cdef enum:
+    GRADIENT_AND_STEP = 0
+    GRADIENT_ONLY = 1
+    STEP_ONLY = 2
 
 
 cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_act,
@@ -694,6 +703,7 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
     cdef const floating *d
     cdef floating scale = <floating>j.scale, alpha = <floating>j.alpha
     cdef bint stepped, packed = j.packed
+    cdef bint gradient = j.stage != STEP_ONLY, step = j.stage != GRADIENT_ONLY
     cdef unsigned long mode = fp_enter()
     for l in range(L):
         n_in = lay.sizes[l]
@@ -710,22 +720,28 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
             i1 = c1 * ROW_BLOCK if c1 * ROW_BLOCK < n_in else n_in
             off = lay.w_off[l] + i0 * n_out
             stepped = False
-            if n == 1:  # one row: the gradient is the outer product a^T d
+            if gradient and n == 1:  # one row: the gradient is the outer product a^T d
                 stepped = _outer_step(a + i0, d, i1 - i0, n_out, params + off, grads + off,
-                                      opt.kind == SGD and opt.momentum == 0 and alpha == 0,
-                                      opt.lr, scale)
-            else:
+                                      step and opt.kind == SGD and opt.momentum == 0
+                                      and alpha == 0, opt.lr, scale)
+            elif gradient:
                 gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, ws + lay.dp_off[l + 1],
                      grads + off, n_out, False, work, 1)
-            if alpha != 0 and not stepped:
+            if gradient and not stepped:
                 for k in range(c, c1):
                     rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
-                    j.sq_blocks[blk + k] = _sum_squares(
-                        params + lay.w_off[l] + k * ROW_BLOCK * n_out, rows * n_out)
-            if not stepped:
+                    if alpha != 0:
+                        j.sq_blocks[blk + k] = _sum_squares(
+                            params + lay.w_off[l] + k * ROW_BLOCK * n_out, rows * n_out)
+                    if not step:  # (clipping) this block's share of ||g||^2
+                        j.gsq_blocks[blk + k] = _grad_squares(
+                            params + lay.w_off[l] + k * ROW_BLOCK * n_out,
+                            grads + lay.w_off[l] + k * ROW_BLOCK * n_out, rows * n_out,
+                            scale, alpha)
+            if step and not stepped:
                 optimizer_step(opt, params, grads, off, (i1 - i0) * n_out, j.step, scale,
                                alpha, True)
-            if packed and lay.wp_off[l] >= 0:
+            if step and packed and lay.wp_off[l] >= 0:
                 pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1,
                           ws + lay.wp_off[l])
             c = c1
@@ -734,9 +750,24 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
         j1 = n_out * (t + 1) // T
         if j1 > j0:
             off = lay.b_off[l]
-            _column_sums(d, n, n_out, j0, j1, grads + off)
-            optimizer_step(opt, params, grads, off + j0, j1 - j0, j.step, scale, 0, False)
+            if gradient:
+                _column_sums(d, n, n_out, j0, j1, grads + off)
+            if step:
+                optimizer_step(opt, params, grads, off + j0, j1 - j0, j.step, scale, 0, False)
     fp_leave(mode)
+
+
+cdef inline double _grad_squares(const floating *w, const floating *grads, Py_ssize_t size,
+                                 floating scale, floating l2) noexcept nogil:
+    """sum_k g_k^2 of the gradient the step takes, g = scale * (grads + l2 * W), each g
+    rounded as the step rounds it, summed in double in index order."""
+    cdef Py_ssize_t k
+    cdef double total = 0
+    cdef floating g
+    for k in range(size):
+        g = scale * (grads[k] + l2 * w[k])
+        total += <double>g * g
+    return total
 
 
 cdef void _rows_task(void *job, int t, int T) noexcept nogil:
@@ -867,6 +898,7 @@ cdef class Engine:
     cdef double *row_loss       # (rows,) each row's loss (training)
     cdef unsigned char *row_hit  # (rows,) each row's hit, for classifiers (training)
     cdef double *sq_blocks      # ||W||^2 per block of ROW_BLOCK weight rows (training)
+    cdef double *gsq_blocks     # ||g||^2 per such block (training, for clipping)
     cdef Py_ssize_t n_blocks
     cdef bint f64
 
@@ -900,6 +932,9 @@ cdef class Engine:
                 if self.row_hit == NULL:
                     raise MemoryError()
             self.sq_blocks = <double *>malloc(self.n_blocks * sizeof(double))
+            self.gsq_blocks = <double *>malloc(self.n_blocks * sizeof(double))
+            if self.gsq_blocks == NULL:
+                raise MemoryError()
             if self.row_loss == NULL or self.sq_blocks == NULL:
                 raise MemoryError()
 
@@ -907,6 +942,7 @@ cdef class Engine:
         free(self.row_loss)
         free(self.row_hit)
         free(self.sq_blocks)
+        free(self.gsq_blocks)
         _free_layout(&self.lay)
 
     @property
@@ -974,6 +1010,7 @@ cdef class Engine:
         opt.lr_max = optimizer.lr
         opt.total_steps = optimizer.total_steps
         opt.warmup_steps = optimizer.warmup_steps
+        opt.max_grad_norm = optimizer.max_grad_norm
         opt.m = self._params("optimizer state", optimizer.m)
         opt.v = self._params("optimizer state", optimizer.v) if opt.kind != SGD else NULL
         p = self._params("params", params)
@@ -1081,7 +1118,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                    packed=packed, f64=floating is double)
     feats = FeaturesJob(lay=lay, x=NULL, n=0, params=p, grads=g, ws=w, opt=opt[0], step=0,
                         scale=1, alpha=alpha, packed=packed, f64=floating is double,
-                        sq_blocks=e.sq_blocks)
+                        stage=GRADIENT_AND_STEP, sq_blocks=e.sq_blocks,
+                        gsq_blocks=e.gsq_blocks)
     try:
         fp_mode = fp_enter()
         checked = cymlp_now()
@@ -1133,8 +1171,15 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 if opt.schedule != PER_EPOCH:
                     feats.opt.lr = scheduled_lr(opt, feats.step)
                 feats.scale = 1.0 / sw_sum
+                if opt.max_grad_norm > 0:  # the gradient first, then the clipped step
+                    feats.stage = GRADIENT_ONLY
+                    parallel_for(T_feat, _features_task, &feats)
+                    par_feat += T_feat > 1
+                    feats.scale *= _clip_coef(lay, &feats, g, opt.max_grad_norm)
+                    feats.stage = STEP_ONLY
                 parallel_for(T_feat, _features_task, &feats)
                 par_feat += T_feat > 1
+                feats.stage = GRADIENT_AND_STEP
                 batch_loss *= loss_scale
                 if alpha != 0:
                     sq = 0
@@ -1150,6 +1195,35 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
         _parallel_counts[SITE_ROWS] += par_rows  # (debug counters, under the GIL)
         _parallel_counts[SITE_FEATURES] += par_feat
     return total / n, n_batches, hits if e.row_hit != NULL else None
+
+
+cdef double _clip_coef(const Layout *lay, const FeaturesJob *j, const floating *grads,
+                       double max_norm) noexcept nogil:
+    """min(1, max_norm / (||g|| + 1e-6)) for the whole gradient g of the step (as
+    torch.nn.utils.clip_grad_norm_): the weight blocks' sums of squares in block order,
+    then the biases' in index order, so that the norm does not depend on the threads."""
+    cdef Py_ssize_t i, k
+    cdef int l
+    cdef double sq = 0, coef
+    cdef floating scale = <floating>j.scale
+    cdef floating gk
+    for i in range(_n_blocks(lay)):
+        sq += j.gsq_blocks[i]
+    for l in range(lay.n_layers):
+        for k in range(lay.sizes[l + 1]):
+            gk = scale * grads[lay.b_off[l] + k]
+            sq += <double>gk * gk
+    coef = max_norm / (sqrt(sq) + 1e-6)
+    return coef if coef < 1 else 1
+
+
+cdef inline Py_ssize_t _n_blocks(const Layout *lay) noexcept nogil:
+    """Blocks of ROW_BLOCK weight rows over all layers."""
+    cdef Py_ssize_t total = 0
+    cdef int l
+    for l in range(lay.n_layers):
+        total += (lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
+    return total
 
 
 cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floating *params,

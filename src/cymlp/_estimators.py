@@ -89,6 +89,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         weight_decay=None,
         warmup_fraction=0.0,
         scoring=None,
+        max_grad_norm=None,
         n_jobs=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -120,6 +121,7 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.warmup_fraction = warmup_fraction
         self.scoring = scoring
+        self.max_grad_norm = max_grad_norm
         self.n_jobs = n_jobs
 
     # ---- validation -------------------------------------------------------------------
@@ -541,6 +543,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         weight_decay=None,
         warmup_fraction=0.0,
         scoring=None,
+        max_grad_norm=None,
         class_weight=None,
         label_smoothing=0.0,
         n_jobs=None,
@@ -555,7 +558,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
             weight_decay=weight_decay, warmup_fraction=warmup_fraction, scoring=scoring,
-            n_jobs=n_jobs,
+            max_grad_norm=max_grad_norm, n_jobs=n_jobs,
         )
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
@@ -753,6 +756,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         weight_decay=None,
         warmup_fraction=0.0,
         scoring=None,
+        max_grad_norm=None,
         n_jobs=None,
     ):
         super().__init__(
@@ -765,7 +769,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, init=init, negative_slope=negative_slope, dropout=dropout,
             weight_decay=weight_decay, warmup_fraction=warmup_fraction, scoring=scoring,
-            n_jobs=n_jobs,
+            max_grad_norm=max_grad_norm, n_jobs=n_jobs,
         )
         self.loss = loss
 

@@ -32,6 +32,7 @@ cdef struct Optimizer:
     double lr_max           # COSINE, ONECYCLE: the peak rate (lr is then this step's)
     double total_steps      # ... the steps of the whole run (max_iter epochs)
     double warmup_steps     # ... the linear warm-up's steps
+    double max_grad_norm    # clip the step's whole gradient to this L2 norm (0: off)
     bint nesterov
     void *m                 # first state vector (SGD: the velocity), params' dtype
     void *v                 # second state vector (Adam), or NULL

@@ -36,6 +36,8 @@ class Optimizer:
         self.schedule_code = STEP_SCHEDULES.get(est.learning_rate, 0)
         self.warmup_fraction = float(est.warmup_fraction)
         self.total_steps = self.warmup_steps = 0.0
+        # clip each step's whole gradient to this L2 norm (0: off)
+        self.max_grad_norm = float(est.max_grad_norm or 0.0)
 
     def plan(self, max_iter: int, batches_per_epoch: int) -> None:
         """The run a per-step schedule spans: max_iter epochs of that many updates."""

@@ -55,6 +55,7 @@ OWN_CONSTRAINTS: dict = {
     "weight_decay": [None, Interval(numbers.Real, 0, None, closed="left")],
     "warmup_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
     "scoring": [None, StrOptions(set(get_scorer_names())), callable],
+    "max_grad_norm": [None, Interval(numbers.Real, 0, None, closed="neither")],
     "n_jobs": [
         None,
         Interval(numbers.Integral, None, -1, closed="right"),
