@@ -208,3 +208,18 @@ def test_version_single_source():
     import importlib.metadata
 
     assert importlib.metadata.version("cymlp") == cymlp.__version__
+
+
+def test_fast_preset_fixes_its_settings(tmp_path):
+    """--preset fast refuses flags it fixes; its recipe reaches the estimator (checked
+    on the parser and the report's configuration, without the 30-second run)."""
+    from cymlp import cli
+
+    for flags in (["--epochs", "3"], ["--solver", "sgd"], ["--hidden", "64"]):
+        assert cli.main(["train", "--preset", "fast", *flags, "--out", str(tmp_path)]) == 1
+    fast = cli.FAST
+    assert fast["epochs"] == 20 and fast["solver"] == "adamw"
+    assert fast["extra"] == {"learning_rate": "onecycle", "warmup_fraction": 0.3,
+                             "dropout": 0.2, "label_smoothing": 0.1, "weight_decay": 0.01}
+    from cymlp import MLPClassifier
+    MLPClassifier(**fast["extra"])._validate_params()  # (every option is a real parameter)
