@@ -161,3 +161,20 @@ def test_counters_see_no_threads_when_the_batch_is_small(data):
     X, y = data
     _, counts = _fit(X[:50], y[:50], 2, solver="sgd", batch_size=1, max_iter=1)
     assert counts == {"rows": 0, "features": 0, "forward": 0}
+
+
+def test_profile_accounts_for_the_epochs(data):
+    """The engine's profile (benchmarks/bench_threads.py reads it) adds up: the parallel
+    regions lie within the epochs, each region's wall time is split between its tasks'
+    work and their waiting, and one thread waits for nobody (up to timer overhead)."""
+    X, y = data
+    for n_jobs in (1, 2):
+        _engine.reset_parallel_counts()
+        clf, _ = _fit(X, y, n_jobs, solver="sgd")
+        prof = _engine.profile()
+        assert 0 < prof["parallel"] <= prof["epoch"] <= sum(clf.history_["seconds"])
+        assert prof["busy"] + prof["waiting"] == pytest.approx(n_jobs * prof["parallel"])
+        if n_jobs == 1:
+            assert prof["waiting"] < 0.05 * prof["busy"]
+    _engine.reset_parallel_counts()
+    assert set(_engine.profile().values()) == {0.0}

@@ -79,6 +79,7 @@ cdef struct RowsJob:
     void *ws                # the (aligned) workspace
     double *row_loss
     unsigned char *row_hit  # (classifiers) 1 where a row's output predicts its target
+    double *busy            # (profile) each task's seconds in the last region
     uint64_t drop_seed
     bint dropout, packed, f64
 
@@ -95,6 +96,7 @@ cdef struct FeaturesJob:
     double scale, alpha
     bint packed, f64
     int stage               # GRADIENT_AND_STEP, or (clipping) GRADIENT_ONLY then STEP_ONLY
+    double *busy            # (profile) each task's seconds in the last region
     double *sq_blocks
     double *gsq_blocks      # (clipping) ||g||^2 of each block of ROW_BLOCK weight rows
 
@@ -340,6 +342,12 @@ cdef enum:
 
 cdef long long _parallel_counts[N_SITES]  # (static storage: starts at zero)
 
+# Profile of train_epoch's time (for benchmarks/bench_threads.py): seconds in epochs, in
+# their parallel regions (wall time from the call to the last task's end), the tasks'
+# busy time summed over threads, and the threads' waiting (region wall - task busy,
+# summed over the region's tasks), added once per call under the GIL as the counts are.
+cdef double _profile[4]
+
 cdef extern from "_gemm.h":
     double CYMLP_GEMM_PARALLEL_MIN
     int CYMLP_GEMM_SMALL_M
@@ -357,10 +365,21 @@ def parallel_counts():
 
 
 def reset_parallel_counts():
-    """Set every :func:`parallel_counts` counter back to zero."""
+    """Set every :func:`parallel_counts` counter, and the :func:`profile`, back to zero."""
     cdef int i
     for i in range(N_SITES):
         _parallel_counts[i] = 0
+    for i in range(4):
+        _profile[i] = 0
+
+
+def profile():
+    """train_epoch's time since :func:`reset_parallel_counts`: {'epoch': seconds in
+    epochs, 'parallel': seconds inside parallel regions (wall), 'busy': the tasks' work
+    summed over threads, 'waiting': the threads' idle time at the regions' ends (region
+    wall - task time, summed over tasks)}. 'epoch' - 'parallel' is the serial part."""
+    return {"epoch": _profile[0], "parallel": _profile[1], "busy": _profile[2],
+            "waiting": _profile[3]}
 
 
 cdef extern from "Python.h":
@@ -773,10 +792,12 @@ cdef inline double _grad_squares(const floating *w, const floating *grads, Py_ss
 cdef void _rows_task(void *job, int t, int T) noexcept nogil:
     """Task t of T of phase 1: batch rows nb*t//T .. nb*(t+1)//T, in scratch t."""
     cdef const RowsJob *j = <const RowsJob *>job
+    cdef double t0 = cymlp_now()
     if j.f64:
         _rows_part(j, t, T, <const double *>j.params, <double *>j.ws)
     else:
         _rows_part(j, t, T, <const float *>j.params, <float *>j.ws)
+    j.busy[t] = cymlp_now() - t0
 
 
 cdef inline void _rows_part(const RowsJob *j, int t, int T, const floating *params,
@@ -790,10 +811,12 @@ cdef void _features_task(void *job, int t, int T) noexcept nogil:
     """Task t of T of phase 2 (its blocks of weight rows, see _features_phase), in
     scratch t."""
     cdef const FeaturesJob *j = <const FeaturesJob *>job
+    cdef double t0 = cymlp_now()
     if j.f64:
         _features_part(j, t, T, <double *>j.ws)
     else:
         _features_part(j, t, T, <float *>j.ws)
+    j.busy[t] = cymlp_now() - t0
 
 
 cdef inline void _features_part(const FeaturesJob *j, int t, int T,
@@ -899,6 +922,7 @@ cdef class Engine:
     cdef unsigned char *row_hit  # (rows,) each row's hit, for classifiers (training)
     cdef double *sq_blocks      # ||W||^2 per block of ROW_BLOCK weight rows (training)
     cdef double *gsq_blocks     # ||g||^2 per such block (training, for clipping)
+    cdef double *busy           # (n_threads,) each task's seconds (training, profile)
     cdef Py_ssize_t n_blocks
     cdef bint f64
 
@@ -933,7 +957,8 @@ cdef class Engine:
                     raise MemoryError()
             self.sq_blocks = <double *>malloc(self.n_blocks * sizeof(double))
             self.gsq_blocks = <double *>malloc(self.n_blocks * sizeof(double))
-            if self.gsq_blocks == NULL:
+            self.busy = <double *>malloc(self.n_threads * sizeof(double))
+            if self.gsq_blocks == NULL or self.busy == NULL:
                 raise MemoryError()
             if self.row_loss == NULL or self.sq_blocks == NULL:
                 raise MemoryError()
@@ -943,6 +968,7 @@ cdef class Engine:
         free(self.row_hit)
         free(self.sq_blocks)
         free(self.gsq_blocks)
+        free(self.busy)
         _free_layout(&self.lay)
 
     @property
@@ -1100,7 +1126,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, hits = 0, batch_size = e.rows
     cdef int T_rows, T_feat, T = e.n_threads, l
     cdef long long par_rows = 0, par_feat = 0  # (debug counters, see parallel_counts)
-    cdef double total = 0, batch_loss, sw_sum, sq, checked
+    cdef double total = 0, batch_loss, sw_sum, sq, checked, w0, started = cymlp_now()
+    cdef double prof[4]
     cdef const floating *x
     cdef const floating *yb
     cdef const floating *swb
@@ -1109,16 +1136,18 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef uint64_t drop_seed = 0
     cdef unsigned long fp_mode = 0
     cdef bint packed = batch_size > gemm_small_m()  # (single rows read the weights as they are)
+    memset(prof, 0, sizeof(prof))
     if shuffle:
         order = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t) if n > 0 else 1)
         if order == NULL:
             raise MemoryError()
     rows = RowsJob(lay=lay, src=src, order=order, start=0, nb=0, params=p, ws=w,
-                   row_loss=e.row_loss, row_hit=e.row_hit, drop_seed=0, dropout=lay.dropout,
+                   row_loss=e.row_loss, row_hit=e.row_hit, busy=e.busy, drop_seed=0,
+                   dropout=lay.dropout,
                    packed=packed, f64=floating is double)
     feats = FeaturesJob(lay=lay, x=NULL, n=0, params=p, grads=g, ws=w, opt=opt[0], step=0,
                         scale=1, alpha=alpha, packed=packed, f64=floating is double,
-                        stage=GRADIENT_AND_STEP, sq_blocks=e.sq_blocks,
+                        stage=GRADIENT_AND_STEP, busy=e.busy, sq_blocks=e.sq_blocks,
                         gsq_blocks=e.gsq_blocks)
     try:
         fp_mode = fp_enter()
@@ -1148,7 +1177,9 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 rows.start = start
                 rows.nb = nb
                 rows.drop_seed = drop_seed
+                w0 = cymlp_now()
                 parallel_for(T_rows, _rows_task, &rows)  # (one task: run in this thread)
+                _account(prof, cymlp_now() - w0, rows.busy, T_rows)
                 par_rows += T_rows > 1
                 x = _gather(lay, src, order, start, 0, 0, w, &yb, &swb)  # pointers only
                 if e.row_hit != NULL:
@@ -1173,11 +1204,15 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 feats.scale = 1.0 / sw_sum
                 if opt.max_grad_norm > 0:  # the gradient first, then the clipped step
                     feats.stage = GRADIENT_ONLY
+                    w0 = cymlp_now()
                     parallel_for(T_feat, _features_task, &feats)
+                    _account(prof, cymlp_now() - w0, feats.busy, T_feat)
                     par_feat += T_feat > 1
                     feats.scale *= _clip_coef(lay, &feats, g, opt.max_grad_norm)
                     feats.stage = STEP_ONLY
+                w0 = cymlp_now()
                 parallel_for(T_feat, _features_task, &feats)
+                _account(prof, cymlp_now() - w0, feats.busy, T_feat)
                 par_feat += T_feat > 1
                 feats.stage = GRADIENT_AND_STEP
                 batch_loss *= loss_scale
@@ -1194,7 +1229,20 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
         free(order)
         _parallel_counts[SITE_ROWS] += par_rows  # (debug counters, under the GIL)
         _parallel_counts[SITE_FEATURES] += par_feat
+        prof[0] = cymlp_now() - started
+        for i in range(4):
+            _profile[i] += prof[i]
     return total / n, n_batches, hits if e.row_hit != NULL else None
+
+
+cdef inline void _account(double *prof, double wall, const double *busy,
+                          int T) noexcept nogil:
+    """Adds one parallel region to the profile (see profile())."""
+    cdef int t
+    prof[1] += wall
+    for t in range(T):
+        prof[2] += busy[t]
+        prof[3] += wall - busy[t]
 
 
 cdef double _clip_coef(const Layout *lay, const FeaturesJob *j, const floating *grads,
