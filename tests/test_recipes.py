@@ -280,6 +280,9 @@ def test_schedule_formulas(name, warmup):
     assert got[T:] == [got[T]] * 3  # held at the end value past the planned run
     if name == "cosine":
         assert got[T] == pytest.approx(0.0, abs=1e-18)
+    # a warm-up as long as the run (warmup_fraction near 1): a rate, never NaN
+    whole = [_testing.scheduled_lr(STEP_SCHEDULES[name], 0.1, 5, 5, k + 1) for k in range(8)]
+    assert np.isfinite(whole).all() and whole[4] == pytest.approx(0.1)
 
 
 def test_cosine_without_warmup_is_pytorchs_cosine_annealing():

@@ -141,8 +141,8 @@ cdef inline double scheduled_lr(const Optimizer *opt, long long t) noexcept nogi
     if opt.schedule == ONECYCLE:
         start = lr / 25
         low = lr / (25 * 1e4)
+    if k >= T:  # (also when the warm-up is the whole run: no 0 / 0)
+        return low
     if k < W:
         return start + (lr - start) * (k + 1) / W
-    if k > T:
-        k = T
     return low + (lr - low) * (1 + cos(3.141592653589793 * (k - W) / (T - W))) / 2
