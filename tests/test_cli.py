@@ -210,13 +210,32 @@ def test_version_single_source():
     assert importlib.metadata.version("cymlp") == cymlp.__version__
 
 
+def _refuse(cli, argv):
+    """Run cli.main; its error message becomes a SystemExit carrying the message."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    raise SystemExit(f"exit {code}: {err.getvalue()}")
+
+
 def test_fast_preset_fixes_its_settings(tmp_path):
     """--preset fast refuses flags it fixes; its recipe reaches the estimator (checked
     on the parser and the report's configuration, without the 30-second run)."""
     from cymlp import cli
 
-    for flags in (["--epochs", "3"], ["--solver", "sgd"], ["--hidden", "64"]):
-        assert cli.main(["train", "--preset", "fast", *flags, "--out", str(tmp_path)]) == 1
+    # (no data home: a flag it fixes must be refused before the data is even looked for;
+    # --solver sgd and --lr 0.1 are the paper's defaults, refused all the same)
+    for preset in ("fast", "paper"):
+        for flags in (["--solver", "sgd"], ["--lr", "0.1"], ["--hidden", "64"]):
+            with pytest.raises(SystemExit, match="fixes"):
+                _refuse(cli, ["train", "--preset", preset, *flags, "--out", str(tmp_path),
+                              "--data-home", str(tmp_path / "none"), "--no-download"])
+    with pytest.raises(SystemExit, match="fixes"):
+        _refuse(cli, ["train", "--preset", "fast", "--epochs", "3", "--out", str(tmp_path),
+                      "--data-home", str(tmp_path / "none"), "--no-download"])
     fast = cli.FAST
     assert fast["epochs"] == 20 and fast["solver"] == "adamw"
     assert fast["extra"] == {"learning_rate": "onecycle", "warmup_fraction": 0.3,

@@ -24,8 +24,8 @@ default='constant'
         the samples seen; or divided by 5 each time the loss stalls. cymlp's additions,
         for every stochastic solver, computed per update over ``max_iter`` epochs:
         'cosine' decays the rate from ``learning_rate_init`` to 0 along a half cosine;
-        'onecycle' starts at 1/25 of it, rises to it during the warm-up, then follows
-        the half cosine down to 1/250000 of it (PyTorch's OneCycleLR's ends).
+        'onecycle' rises linearly from 1/25 of it to it over the warm-up's updates, then
+        follows the half cosine down to 1/250000 of it (PyTorch's OneCycleLR's ends).
     max_grad_norm : float or None, default=None
         Stochastic solvers: before each step, scale the whole gradient (every weight
         and bias, the L2 term included) down to this L2 norm when it is longer, as

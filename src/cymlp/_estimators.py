@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerTags
+from sklearn.callback import with_callbacks
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
@@ -41,7 +42,7 @@ from cymlp import _model
 from cymlp._docs import with_shared_docs
 from cymlp._model import n_params
 from cymlp._optimizers import SOLVERS
-from cymlp._training import DIVERGED, TrainingMixin, with_callbacks
+from cymlp._training import DIVERGED, TrainingMixin
 from cymlp._validation import (
     OWN_CONSTRAINTS,
     SHARED_CONSTRAINTS,

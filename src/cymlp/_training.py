@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import scipy.optimize
 from sklearn.base import is_classifier
+from sklearn.callback import CallbackSupportMixin  # (scikit-learn >= 1.9)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import train_test_split
@@ -25,16 +26,6 @@ from cymlp import _engine
 from cymlp._model import ACTIVATIONS, CHUNK, OUTPUT_ACTIVATIONS, layer_views
 from cymlp._optimizers import SOLVERS
 from cymlp._validation import as_engine_input, source
-
-try:  # scikit-learn >= 1.9: its callbacks (ProgressBar, ScoringMonitor, your own)
-    from sklearn.callback import CallbackSupportMixin, with_callbacks
-except ImportError:  # pragma: no cover - older scikit-learn
-    class CallbackSupportMixin:  # type: ignore[no-redef]
-        def set_callbacks(self, *callbacks):
-            raise ImportError("callbacks need scikit-learn >= 1.9 (sklearn.callback)")
-
-    def with_callbacks(method):  # type: ignore[no-redef]
-        return method
 
 
 class _NoCallbacks:
@@ -99,11 +90,19 @@ class TrainingMixin(CallbackSupportMixin):
         return self._init_callback_context(max_subtasks=max_subtasks)
 
     def _reconstruction_attributes(self) -> dict:
-        """What a copy of this estimator needs to predict with today's weights."""
+        """What a copy of this estimator needs to stand alone as this moment's model:
+        its own weights and curves, and no optimizer or generator shared with the fit
+        (a callback that trains the copy further must not move this fit)."""
         params = self._params.copy()
         coefs, intercepts = layer_views(params, self._sizes)
-        return {"_params": params, "coefs_": coefs, "intercepts_": intercepts,
-                "_views": (*coefs, *intercepts)}
+        attrs = {"_params": params, "coefs_": coefs, "intercepts_": intercepts,
+                 "_views": (*coefs, *intercepts), "_optimizer": None, "_rng": None}
+        for name in ("loss_curve_", "validation_scores_"):
+            if isinstance(getattr(self, name, None), list):
+                attrs[name] = list(getattr(self, name))
+        if isinstance(getattr(self, "history_", None), dict):
+            attrs["history_"] = {k: list(v) for k, v in self.history_.items()}
+        return attrs
 
     def _engine(self, rows: int, training: bool = False, dropout=None) -> _engine.Engine:
         """An engine for this network, for batches of up to ``rows`` rows."""
@@ -320,7 +319,10 @@ class TrainingMixin(CallbackSupportMixin):
                 score = self._score_from_output(P, y_val, sw_val)
             else:  # any scorer, on the estimator as it stands (scikit-learn #24411)
                 kw = {"sample_weight": sw_val} if sw_val is not None else {}
-                score = float(check_scoring(self, self.scoring)(self, X_val, y_val, **kw))
+                with warnings.catch_warnings():  # (X_val is the split of X's array: a
+                    warnings.filterwarnings(     # fit on a DataFrame would warn each epoch)
+                        "ignore", message="X does not have valid feature names")
+                    score = float(check_scoring(self, self.scoring)(self, X_val, y_val, **kw))
             self.validation_scores_.append(score)
             self.history_["val_score"].append(score)
             self.history_["val_loss"].append(self._data_loss(X_val, Y_val, sw_val))

@@ -85,16 +85,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="paper: the paper's full experiment (1000 epochs, validation = "
                         "last 10,000 training images); fast: 784-512-512-10 relu, "
                         "AdamW + one-cycle, dropout, label smoothing, 20 epochs (>= 98.5%%)")
-    t.add_argument("--hidden", type=int, nargs="+", default=PAPER["hidden"], metavar="N",
+    # (defaults None: filled from PAPER after parsing, so that a preset can tell a flag
+    # given on the command line from one left alone)
+    t.add_argument("--hidden", type=int, nargs="+", metavar="N",
                    help="hidden layer widths (default: 100)")
-    t.add_argument("--activation", choices=sorted(ACTIVATIONS), default=PAPER["activation"],
+    t.add_argument("--activation", choices=sorted(ACTIVATIONS),
                    help="hidden activation (default: logistic, the paper's sigmoid)")
-    t.add_argument("--solver", choices=list(SOLVERS), default=PAPER["solver"])
-    t.add_argument("--lr", type=float, default=PAPER["lr"], help="learning rate (default 0.1)")
-    t.add_argument("--batch-size", type=int, default=PAPER["batch_size"])
-    t.add_argument("--momentum", type=float, default=PAPER["momentum"])
-    t.add_argument("--alpha", type=float, default=PAPER["alpha"], help="L2 penalty")
-    t.add_argument("--init", choices=["paper", "glorot"], default=PAPER["init"])
+    t.add_argument("--solver", choices=list(SOLVERS), help="(default: sgd)")
+    t.add_argument("--lr", type=float, help="learning rate (default 0.1)")
+    t.add_argument("--batch-size", type=int, help="(default: 200)")
+    t.add_argument("--momentum", type=float, help="(default: 0)")
+    t.add_argument("--alpha", type=float, help="L2 penalty (default: 0)")
+    t.add_argument("--init", choices=["paper", "glorot"], help="(default: paper)")
     t.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default 150; 1000 with --preset paper)")
     t.add_argument("--validation", type=int, default=None, metavar="N",
@@ -188,9 +190,7 @@ def _train(args) -> int:
     from cymlp import MLPClassifier, save
 
     paper = args.preset == "paper"
-    fixed_flags = any(getattr(args, k) != PAPER[k]
-                      for k in ("hidden", "activation", "solver", "lr", "batch_size", "init",
-                                "momentum", "alpha"))
+    fixed_flags = any(getattr(args, k) is not None for k in PAPER)
     extra = {}
     if args.preset == "fast":
         if fixed_flags or args.epochs is not None:
@@ -199,14 +199,17 @@ def _train(args) -> int:
         for k in ("hidden", "activation", "solver", "lr", "batch_size", "init", "alpha"):
             setattr(args, k, FAST[k])
         args.epochs, extra = FAST["epochs"], FAST["extra"]
+    if paper and fixed_flags:
+        raise UserError("--preset paper fixes the network and optimiser; drop those flags")
+    for k, v in PAPER.items():  # the flags left alone: the paper's settings
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     epochs = args.epochs if args.epochs is not None else (1000 if paper else 150)
     n_val = args.validation if args.validation is not None else (10_000 if paper else 0)
     if epochs < 1:
         raise UserError("--epochs must be >= 1")
     if not 0 <= n_val < 60_000:
         raise UserError("--validation must be between 0 and 59999")
-    if paper and fixed_flags:
-        raise UserError("--preset paper fixes the network and optimiser; drop those flags")
     dtype = np.dtype(args.dtype)
     X, y, X_test, y_test = _load_data(args, dtype)
     if n_val:
