@@ -96,6 +96,7 @@ cdef struct FeaturesJob:
     double scale, alpha
     bint packed, f64
     int stage               # GRADIENT_AND_STEP, or (clipping) GRADIENT_ONLY then STEP_ONLY
+    int *next               # the next chunk of weight rows to take (several tasks)
     double *busy            # (profile) each task's seconds in the last region
     double *sq_blocks
     double *gsq_blocks      # (clipping) ||g||^2 of each block of ROW_BLOCK weight rows
@@ -606,6 +607,20 @@ cdef enum:
     # a thread computes at once (160 rows: whole micro-tiles of 10, 4 and nearly of 6)
     ROW_BLOCK = 10
     CHUNK_BLOCKS = 16
+    DYN_BLOCKS = 4  # blocks per chunk that several threads take from a shared counter
+
+
+cdef extern from *:
+    """
+    /* the counter's next value, atomically (the chunks threads take in phase 2) */
+    #if defined(_MSC_VER) && !defined(__clang__)
+    #include <intrin.h>
+    static int cymlp_take(int *p) { return (int)_InterlockedExchangeAdd((volatile long *)p, 1); }
+    #else
+    static int cymlp_take(int *p) { return __atomic_fetch_add(p, 1, __ATOMIC_RELAXED); }
+    #endif
+    """
+    int cymlp_take(int *p) noexcept nogil
 
 
 cdef inline unsigned char _hit(const floating *p, const floating *y, Py_ssize_t n_out,
@@ -704,76 +719,100 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
 cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
                           floating *params, floating *grads, floating *ws,
                           floating *work) noexcept nogil:
-    """Phase 2 of a training step, for thread t of T: the weight-gradient rows
+    """Phase 2 of a training step, for task t of T: the weight-gradient rows
     grad W_l[i0:i1] = a_l[:, i0:i1]^T . delta_{l+1} and bias columns grad b_l[j0:j1] =
     sum_i delta_{l+1}[i, j0:j1] of every layer, each summed over the batch in row order,
-    and the optimizer step on exactly those parameters (§4.3.4). Threads split the rows
-    in blocks of ROW_BLOCK, and ||W||^2 (for the loss, before the update) is summed per
-    block, whatever T is, so no number depends on the thread count. A thread takes its
-    blocks CHUNK_BLOCKS at a time: gradient, ||W||^2, step and, with ``packed``,
-    repacking for the next forward follow one another while the chunk is in L2 (a
-    chunk long enough that the packed delta is not re-read from L2 for every few rows)."""
+    and the optimizer step on exactly those parameters (§4.3.4), in blocks of ROW_BLOCK
+    weight rows. With one task the blocks go CHUNK_BLOCKS at a time: gradient, ||W||^2,
+    step and repacking follow one another while the chunk is in L2. With several, the
+    tasks take chunks of DYN_BLOCKS from a shared counter (j.next), so that a thread
+    slowed down by the host holds the others up by one small chunk at most. Every
+    block's numbers depend only on the block, whatever T is and whichever thread takes
+    it; the bias columns are split by t."""
+    cdef const Layout *lay = j.lay
+    cdef int l, L = lay.n_layers
+    cdef Py_ssize_t width, nblk, c, c1, j0, j1, chunk, blk = 0
+    cdef floating scale = <floating>j.scale
+    cdef unsigned long mode = fp_enter()
+    if T == 1:
+        for l in range(L):
+            nblk = (lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
+            c = 0
+            while c < nblk:
+                c1 = c + CHUNK_BLOCKS if c + CHUNK_BLOCKS < nblk else nblk
+                _features_chunk(j, l, c, c1, blk, x, params, grads, ws, work)
+                c = c1
+            blk += nblk
+    else:
+        while True:
+            chunk = cymlp_take(j.next)
+            blk = 0
+            l = 0
+            while l < L:  # the chunk's layer and blocks
+                nblk = (lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
+                if chunk < (nblk + DYN_BLOCKS - 1) // DYN_BLOCKS:
+                    break
+                chunk -= (nblk + DYN_BLOCKS - 1) // DYN_BLOCKS
+                blk += nblk
+                l += 1
+            if l == L:
+                break
+            c = chunk * DYN_BLOCKS
+            c1 = c + DYN_BLOCKS if c + DYN_BLOCKS < nblk else nblk
+            _features_chunk(j, l, c, c1, blk, x, params, grads, ws, work)
+    for l in range(L):
+        width = lay.sizes[l + 1]
+        j0 = width * t // T
+        j1 = width * (t + 1) // T
+        if j1 > j0:
+            if j.stage != STEP_ONLY:
+                _column_sums(ws + lay.d_off[l + 1], j.n, width, j0, j1, grads + lay.b_off[l])
+            if j.stage != GRADIENT_ONLY:
+                optimizer_step(&j.opt, params, grads, lay.b_off[l] + j0, j1 - j0, j.step,
+                               scale, 0, False)
+    fp_leave(mode)
+
+
+cdef inline void _features_chunk(const FeaturesJob *j, int l, Py_ssize_t c, Py_ssize_t c1,
+                                 Py_ssize_t blk, const floating *x, floating *params,
+                                 floating *grads, floating *ws,
+                                 floating *work) noexcept nogil:
+    """Phase 2 on blocks c..c1 of layer l's weight rows (blk: the layer's first block
+    in the sq_blocks numbering): their gradient, ||W||^2, step and repacking."""
     cdef const Layout *lay = j.lay
     cdef const Optimizer *opt = &j.opt
-    cdef int l, L = lay.n_layers
-    cdef Py_ssize_t n = j.n, n_in, n_out, nblk, b0, b1, c, c1, i0, i1, j0, j1, k, rows
-    cdef Py_ssize_t blk = 0, off
-    cdef const floating *a
-    cdef const floating *d
+    cdef Py_ssize_t n = j.n, n_in = lay.sizes[l], n_out = lay.sizes[l + 1], i0, i1, k, rows
+    cdef Py_ssize_t off
+    cdef const floating *a = x if l == 0 else ws + lay.a_off[l]
+    cdef const floating *d = ws + lay.d_off[l + 1]
     cdef floating scale = <floating>j.scale, alpha = <floating>j.alpha
-    cdef bint stepped, packed = j.packed
+    cdef bint stepped = False
     cdef bint gradient = j.stage != STEP_ONLY, step = j.stage != GRADIENT_ONLY
-    cdef unsigned long mode = fp_enter()
-    for l in range(L):
-        n_in = lay.sizes[l]
-        n_out = lay.sizes[l + 1]
-        a = x if l == 0 else ws + lay.a_off[l]
-        d = ws + lay.d_off[l + 1]
-        nblk = (n_in + ROW_BLOCK - 1) // ROW_BLOCK
-        b0 = nblk * t // T
-        b1 = nblk * (t + 1) // T
-        c = b0
-        while c < b1:
-            c1 = c + CHUNK_BLOCKS if c + CHUNK_BLOCKS < b1 else b1
-            i0 = c * ROW_BLOCK
-            i1 = c1 * ROW_BLOCK if c1 * ROW_BLOCK < n_in else n_in
-            off = lay.w_off[l] + i0 * n_out
-            stepped = False
-            if gradient and n == 1:  # one row: the gradient is the outer product a^T d
-                stepped = _outer_step(a + i0, d, i1 - i0, n_out, params + off, grads + off,
-                                      step and opt.kind == SGD and opt.momentum == 0
-                                      and alpha == 0, opt.lr, scale)
-            elif gradient:
-                gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, ws + lay.dp_off[l + 1],
-                     grads + off, n_out, False, work, 1)
-            if gradient and not stepped:
-                for k in range(c, c1):
-                    rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
-                    if alpha != 0:
-                        j.sq_blocks[blk + k] = _sum_squares(
-                            params + lay.w_off[l] + k * ROW_BLOCK * n_out, rows * n_out)
-                    if not step:  # (clipping) this block's share of ||g||^2
-                        j.gsq_blocks[blk + k] = _grad_squares(
-                            params + lay.w_off[l] + k * ROW_BLOCK * n_out,
-                            grads + lay.w_off[l] + k * ROW_BLOCK * n_out, rows * n_out,
-                            scale, alpha)
-            if step and not stepped:
-                optimizer_step(opt, params, grads, off, (i1 - i0) * n_out, j.step, scale,
-                               alpha, True)
-            if step and packed and lay.wp_off[l] >= 0:
-                pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1,
-                          ws + lay.wp_off[l])
-            c = c1
-        blk += nblk
-        j0 = n_out * t // T
-        j1 = n_out * (t + 1) // T
-        if j1 > j0:
-            off = lay.b_off[l]
-            if gradient:
-                _column_sums(d, n, n_out, j0, j1, grads + off)
-            if step:
-                optimizer_step(opt, params, grads, off + j0, j1 - j0, j.step, scale, 0, False)
-    fp_leave(mode)
+    i0 = c * ROW_BLOCK
+    i1 = c1 * ROW_BLOCK if c1 * ROW_BLOCK < n_in else n_in
+    off = lay.w_off[l] + i0 * n_out
+    if gradient and n == 1:  # one row: the gradient is the outer product a^T d
+        stepped = _outer_step(a + i0, d, i1 - i0, n_out, params + off, grads + off,
+                              step and opt.kind == SGD and opt.momentum == 0
+                              and alpha == 0, opt.lr, scale)
+    elif gradient:
+        gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, ws + lay.dp_off[l + 1],
+             grads + off, n_out, False, work, 1)
+    if gradient and not stepped:
+        for k in range(c, c1):
+            rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
+            if alpha != 0:
+                j.sq_blocks[blk + k] = _sum_squares(
+                    params + lay.w_off[l] + k * ROW_BLOCK * n_out, rows * n_out)
+            if not step:  # (clipping) this block's share of ||g||^2
+                j.gsq_blocks[blk + k] = _grad_squares(
+                    params + lay.w_off[l] + k * ROW_BLOCK * n_out,
+                    grads + lay.w_off[l] + k * ROW_BLOCK * n_out, rows * n_out, scale, alpha)
+    if step and not stepped:
+        optimizer_step(opt, params, grads, off, (i1 - i0) * n_out, j.step, scale, alpha,
+                       True)
+    if step and j.packed and lay.wp_off[l] >= 0:
+        pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1, ws + lay.wp_off[l])
 
 
 cdef inline double _grad_squares(const floating *w, const floating *grads, Py_ssize_t size,
@@ -1128,6 +1167,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef long long par_rows = 0, par_feat = 0  # (debug counters, see parallel_counts)
     cdef double total = 0, batch_loss, sw_sum, sq, checked, w0, started = cymlp_now()
     cdef double prof[4]
+    cdef int next_chunk = 0
     cdef const floating *x
     cdef const floating *yb
     cdef const floating *swb
@@ -1147,7 +1187,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                    packed=packed, f64=floating is double)
     feats = FeaturesJob(lay=lay, x=NULL, n=0, params=p, grads=g, ws=w, opt=opt[0], step=0,
                         scale=1, alpha=alpha, packed=packed, f64=floating is double,
-                        stage=GRADIENT_AND_STEP, busy=e.busy, sq_blocks=e.sq_blocks,
+                        stage=GRADIENT_AND_STEP, next=&next_chunk, busy=e.busy,
+                        sq_blocks=e.sq_blocks,
                         gsq_blocks=e.gsq_blocks)
     try:
         fp_mode = fp_enter()
@@ -1204,12 +1245,14 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 feats.scale = 1.0 / sw_sum
                 if opt.max_grad_norm > 0:  # the gradient first, then the clipped step
                     feats.stage = GRADIENT_ONLY
+                    next_chunk = 0
                     w0 = cymlp_now()
                     parallel_for(T_feat, _features_task, &feats)
                     _account(prof, cymlp_now() - w0, feats.busy, T_feat)
                     par_feat += T_feat > 1
                     feats.scale *= _clip_coef(lay, &feats, g, opt.max_grad_norm)
                     feats.stage = STEP_ONLY
+                next_chunk = 0
                 w0 = cymlp_now()
                 parallel_for(T_feat, _features_task, &feats)
                 _account(prof, cymlp_now() - w0, feats.busy, T_feat)
