@@ -1250,7 +1250,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                     parallel_for(T_feat, _features_task, &feats)
                     _account(prof, cymlp_now() - w0, feats.busy, T_feat)
                     par_feat += T_feat > 1
-                    feats.scale *= _clip_coef(lay, &feats, g, opt.max_grad_norm)
+                    feats.scale *= _clip_coef(lay, &feats, e.n_blocks, g, opt.max_grad_norm)
                     feats.stage = STEP_ONLY
                 next_chunk = 0
                 w0 = cymlp_now()
@@ -1288,8 +1288,8 @@ cdef inline void _account(double *prof, double wall, const double *busy,
         prof[3] += wall - busy[t]
 
 
-cdef double _clip_coef(const Layout *lay, const FeaturesJob *j, const floating *grads,
-                       double max_norm) noexcept nogil:
+cdef double _clip_coef(const Layout *lay, const FeaturesJob *j, Py_ssize_t n_blocks,
+                       const floating *grads, double max_norm) noexcept nogil:
     """min(1, max_norm / (||g|| + 1e-6)) for the whole gradient g of the step (as
     torch.nn.utils.clip_grad_norm_): the weight blocks' sums of squares in block order,
     then the biases' in index order, so that the norm does not depend on the threads."""
@@ -1298,7 +1298,7 @@ cdef double _clip_coef(const Layout *lay, const FeaturesJob *j, const floating *
     cdef double sq = 0, coef
     cdef floating scale = <floating>j.scale
     cdef floating gk
-    for i in range(_n_blocks(lay)):
+    for i in range(n_blocks):
         sq += j.gsq_blocks[i]
     for l in range(lay.n_layers):
         for k in range(lay.sizes[l + 1]):
@@ -1306,15 +1306,6 @@ cdef double _clip_coef(const Layout *lay, const FeaturesJob *j, const floating *
             sq += <double>gk * gk
     coef = max_norm / (sqrt(sq) + 1e-6)
     return coef if coef < 1 else 1
-
-
-cdef inline Py_ssize_t _n_blocks(const Layout *lay) noexcept nogil:
-    """Blocks of ROW_BLOCK weight rows over all layers."""
-    cdef Py_ssize_t total = 0
-    cdef int l
-    for l in range(lay.n_layers):
-        total += (lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
-    return total
 
 
 cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floating *params,
