@@ -3,7 +3,6 @@ scikit-learn, and interoperability with its tools."""
 
 import pickle
 import warnings
-from types import SimpleNamespace
 
 import joblib
 import numpy as np
@@ -20,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import compute_sample_weight
 
 from cymlp import MLPClassifier, MLPRegressor
+from cymlp._optimizers import SGD
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -319,11 +319,7 @@ def test_dropout_keeps_expected_activation():
     engine = _engine.Engine(sizes, 1, 0, 0.0, [0.4], n, 1, params.dtype)
     rng = np.array([1], dtype=np.uint64)
     # lr tiny: one update barely moves, but the loss reflects the dropped-out forward pass
-    sgd = SimpleNamespace(kind=0, lr=1e-12, momentum=0.0, nesterov=False, beta_1=0.0,
-                          beta_2=0.0, epsilon=0.0, weight_decay=0.0, schedule_code=0,
-                          total_steps=0.0, warmup_steps=0.0, max_grad_norm=0.0,
-                          m=np.zeros_like(params),
-                          v=None, step=0)
+    sgd = SGD(params, MLPClassifier(solver="sgd", learning_rate_init=1e-12, momentum=0.0))
     loss, _, hits = engine.train_epoch((X, None, None, None), Y, None, params, grads, sgd,
                                        False, rng, 0.0, 1.0)
     assert hits is None  # (an identity output: no labels to hit)
