@@ -82,6 +82,8 @@ cdef struct RowsJob:
     double *busy            # (profile) each task's seconds in the last region
     uint64_t drop_seed
     bint dropout, packed, f64
+    int *next               # (several tasks) the chunk counters, see cymlp_chunk_next
+    int n_chunks            # (several tasks) chunks of rows
 
 
 cdef struct FeaturesJob:
@@ -96,7 +98,7 @@ cdef struct FeaturesJob:
     double scale, alpha
     bint packed, f64
     int stage               # GRADIENT_AND_STEP, or (clipping) GRADIENT_ONLY then STEP_ONLY
-    int *next               # the next chunk of weight rows to take (several tasks)
+    int *next               # (several tasks) the chunk counters, see cymlp_chunk_next
     double *busy            # (profile) each task's seconds in the last region
     double *sq_blocks
     double *gsq_blocks      # (clipping) ||g||^2 of each block of ROW_BLOCK weight rows
@@ -608,19 +610,44 @@ cdef enum:
     ROW_BLOCK = 10
     CHUNK_BLOCKS = 16
     DYN_BLOCKS = 4  # blocks per chunk that several threads take from a shared counter
+    ROW_CHUNKS = 2  # phase 1's chunks of batch rows per task, with several tasks
 
 
 cdef extern from *:
     """
-    /* the counter's next value, atomically (the chunks threads take in phase 2) */
+    /* Chunks 0..n-1 of a parallel region's work, split into T owned ranges: task u owns
+     * [n*u/T, n*(u+1)/T) and takes its chunks in order from its counter, next[u*16]
+     * (one 64-byte line per counter). A task that has run out takes what is left of the
+     * others' ranges, from their counters, so a thread the host holds up keeps at most
+     * its current chunk. Which thread runs a chunk never changes its numbers. */
+    #define CYMLP_COUNTER_STRIDE 16
     #if defined(_MSC_VER) && !defined(__clang__)
     #include <intrin.h>
     static int cymlp_take(int *p) { return (int)_InterlockedExchangeAdd((volatile long *)p, 1); }
     #else
     static int cymlp_take(int *p) { return __atomic_fetch_add(p, 1, __ATOMIC_RELAXED); }
     #endif
+    static void cymlp_chunks_reset(int *next, int n, int T)
+    {
+        for (int u = 0; u < T; ++u)
+            next[u * CYMLP_COUNTER_STRIDE] = (int)((long long)n * u / T);
+    }
+    /* task t's next chunk, -1 when none is left; *u (0 at the task's start) is the
+     * range it is taking from, counted from its own */
+    static int cymlp_chunk_next(int *next, int n, int t, int T, int *u)
+    {
+        while (*u < T) {
+            const int v = (t + *u) % T;
+            const int k = cymlp_take(&next[v * CYMLP_COUNTER_STRIDE]);
+            if (k < (int)((long long)n * (v + 1) / T)) return k;
+            ++*u;
+        }
+        return -1;
+    }
     """
-    int cymlp_take(int *p) noexcept nogil
+    enum: CYMLP_COUNTER_STRIDE
+    void cymlp_chunks_reset(int *next, int n, int T) noexcept nogil
+    int cymlp_chunk_next(int *next, int n, int t, int T, int *u) noexcept nogil
 
 
 cdef inline unsigned char _hit(const floating *p, const floating *y, Py_ssize_t n_out,
@@ -716,6 +743,15 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
     fp_leave(mode)
 
 
+cdef inline int _feature_chunks(const Layout *lay) noexcept nogil:
+    """Phase 2's chunks with several tasks: DYN_BLOCKS blocks of weight rows each, layer
+    by layer (a layer's last chunk may be shorter)."""
+    cdef int l, n = 0
+    for l in range(lay.n_layers):
+        n += (lay.sizes[l] + ROW_BLOCK * DYN_BLOCKS - 1) // (ROW_BLOCK * DYN_BLOCKS)
+    return n
+
+
 cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
                           floating *params, floating *grads, floating *ws,
                           floating *work) noexcept nogil:
@@ -725,7 +761,9 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
     and the optimizer step on exactly those parameters (§4.3.4), in blocks of ROW_BLOCK
     weight rows. With one task the blocks go CHUNK_BLOCKS at a time: gradient, ||W||^2,
     step and repacking follow one another while the chunk is in L2. With several, the
-    tasks take chunks of DYN_BLOCKS from a shared counter (j.next), so that a thread
+    work is chunks of DYN_BLOCKS, each task owning a range of them and then taking the
+    others' leftovers (cymlp_chunk_next on j.next): a task keeps the same weight rows
+    from batch to batch (in its core's cache) while no thread is held up, and a thread
     slowed down by the host holds the others up by one small chunk at most. Every
     block's numbers depend only on the block, whatever T is and whichever thread takes
     it; the bias columns are split by t."""
@@ -733,6 +771,7 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
     cdef int l, L = lay.n_layers
     cdef Py_ssize_t width, nblk, c, c1, j0, j1, chunk, blk = 0
     cdef floating scale = <floating>j.scale
+    cdef int n_chunks, u = 0
     cdef unsigned long mode = fp_enter()
     if T == 1:
         for l in range(L):
@@ -744,8 +783,11 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
                 c = c1
             blk += nblk
     else:
+        n_chunks = _feature_chunks(lay)
         while True:
-            chunk = cymlp_take(j.next)
+            chunk = cymlp_chunk_next(j.next, n_chunks, t, T, &u)
+            if chunk < 0:
+                break
             blk = 0
             l = 0
             while l < L:  # the chunk's layer and blocks
@@ -828,22 +870,42 @@ cdef inline double _grad_squares(const floating *w, const floating *grads, Py_ss
     return total
 
 
+cdef inline Py_ssize_t _row_bound(Py_ssize_t nb, int k, int n_chunks) noexcept nogil:
+    """First batch row of phase 1's chunk k of n_chunks (whole 4-row tiles but the last)."""
+    if k >= n_chunks:
+        return nb
+    return (nb * k // n_chunks) & ~(<Py_ssize_t>3)
+
+
 cdef void _rows_task(void *job, int t, int T) noexcept nogil:
-    """Task t of T of phase 1: batch rows nb*t//T .. nb*(t+1)//T, in scratch t."""
+    """Task t of T of phase 1, in scratch t: with one task the whole batch; with several,
+    chunks of rows, task t's own range first, then the others' leftovers
+    (cymlp_chunk_next on j.next: the counters were reset for j.n_chunks)."""
     cdef const RowsJob *j = <const RowsJob *>job
     cdef double t0 = cymlp_now()
-    if j.f64:
-        _rows_part(j, t, T, <const double *>j.params, <double *>j.ws)
+    cdef int k, u = 0
+    if T == 1:
+        _rows_part(j, 0, j.nb, 0)
     else:
-        _rows_part(j, t, T, <const float *>j.params, <float *>j.ws)
+        while True:
+            k = cymlp_chunk_next(j.next, j.n_chunks, t, T, &u)
+            if k < 0:
+                break
+            _rows_part(j, _row_bound(j.nb, k, j.n_chunks), _row_bound(j.nb, k + 1, j.n_chunks),
+                       t)
     j.busy[t] = cymlp_now() - t0
 
 
-cdef inline void _rows_part(const RowsJob *j, int t, int T, const floating *params,
-                            floating *ws) noexcept nogil:
-    _rows_phase(j.lay, j.src, j.order, j.start, j.nb * t // T, j.nb * (t + 1) // T, j.nb,
-                params, ws, ws + j.lay.work_off + t * _thread_work(j.lay), j.row_loss,
-                j.row_hit, j.drop_seed, j.dropout, j.packed)
+cdef inline void _rows_part(const RowsJob *j, Py_ssize_t r0, Py_ssize_t r1,
+                            int t) noexcept nogil:
+    if j.f64:
+        _rows_phase(j.lay, j.src, j.order, j.start, r0, r1, j.nb, <const double *>j.params,
+                    <double *>j.ws, <double *>j.ws + j.lay.work_off + t * _thread_work(j.lay),
+                    j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed)
+    else:
+        _rows_phase(j.lay, j.src, j.order, j.start, r0, r1, j.nb, <const float *>j.params,
+                    <float *>j.ws, <float *>j.ws + j.lay.work_off + t * _thread_work(j.lay),
+                    j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed)
 
 
 cdef void _features_task(void *job, int t, int T) noexcept nogil:
@@ -962,6 +1024,8 @@ cdef class Engine:
     cdef double *sq_blocks      # ||W||^2 per block of ROW_BLOCK weight rows (training)
     cdef double *gsq_blocks     # ||g||^2 per such block (training, for clipping)
     cdef double *busy           # (n_threads,) each task's seconds (training, profile)
+    cdef int *counters          # chunk counters, one cache line each (cymlp_chunk_next)
+    cdef int *_counters         # (their allocation)
     cdef Py_ssize_t n_blocks
     cdef bint f64
 
@@ -997,7 +1061,10 @@ cdef class Engine:
             self.sq_blocks = <double *>malloc(self.n_blocks * sizeof(double))
             self.gsq_blocks = <double *>malloc(self.n_blocks * sizeof(double))
             self.busy = <double *>malloc(self.n_threads * sizeof(double))
-            if self.gsq_blocks == NULL or self.busy == NULL:
+            self._counters = <int *>malloc((self.n_threads + 1) * CYMLP_COUNTER_STRIDE
+                                           * sizeof(int))
+            self.counters = <int *>((<size_t>self._counters + 63) & ~(<size_t>63))
+            if self.gsq_blocks == NULL or self.busy == NULL or self._counters == NULL:
                 raise MemoryError()
             if self.row_loss == NULL or self.sq_blocks == NULL:
                 raise MemoryError()
@@ -1008,6 +1075,7 @@ cdef class Engine:
         free(self.sq_blocks)
         free(self.gsq_blocks)
         free(self.busy)
+        free(self._counters)
         _free_layout(&self.lay)
 
     @property
@@ -1167,7 +1235,6 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef long long par_rows = 0, par_feat = 0  # (debug counters, see parallel_counts)
     cdef double total = 0, batch_loss, sw_sum, sq, checked, w0, started = cymlp_now()
     cdef double prof[4]
-    cdef int next_chunk = 0
     cdef const floating *x
     cdef const floating *yb
     cdef const floating *swb
@@ -1176,6 +1243,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef uint64_t drop_seed = 0
     cdef unsigned long fp_mode = 0
     cdef bint packed = batch_size > gemm_small_m()  # (single rows read the weights as they are)
+    cdef int n_chunks = _feature_chunks(lay)
     memset(prof, 0, sizeof(prof))
     if shuffle:
         order = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t) if n > 0 else 1)
@@ -1183,11 +1251,11 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
             raise MemoryError()
     rows = RowsJob(lay=lay, src=src, order=order, start=0, nb=0, params=p, ws=w,
                    row_loss=e.row_loss, row_hit=e.row_hit, busy=e.busy, drop_seed=0,
-                   dropout=lay.dropout,
-                   packed=packed, f64=floating is double)
+                   dropout=lay.dropout, packed=packed, f64=floating is double,
+                   next=e.counters, n_chunks=1)
     feats = FeaturesJob(lay=lay, x=NULL, n=0, params=p, grads=g, ws=w, opt=opt[0], step=0,
                         scale=1, alpha=alpha, packed=packed, f64=floating is double,
-                        stage=GRADIENT_AND_STEP, next=&next_chunk, busy=e.busy,
+                        stage=GRADIENT_AND_STEP, next=e.counters, busy=e.busy,
                         sq_blocks=e.sq_blocks,
                         gsq_blocks=e.gsq_blocks)
     try:
@@ -1217,6 +1285,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 T_rows = T if nb >= 16 * T else 1
                 rows.start = start
                 rows.nb = nb
+                rows.n_chunks = T_rows * ROW_CHUNKS if nb >= 16 * T_rows * ROW_CHUNKS else T_rows
+                cymlp_chunks_reset(e.counters, rows.n_chunks, T_rows)
                 rows.drop_seed = drop_seed
                 w0 = cymlp_now()
                 parallel_for(T_rows, _rows_task, &rows)  # (one task: run in this thread)
@@ -1245,14 +1315,14 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 feats.scale = 1.0 / sw_sum
                 if opt.max_grad_norm > 0:  # the gradient first, then the clipped step
                     feats.stage = GRADIENT_ONLY
-                    next_chunk = 0
+                    cymlp_chunks_reset(e.counters, n_chunks, T_feat)
                     w0 = cymlp_now()
                     parallel_for(T_feat, _features_task, &feats)
                     _account(prof, cymlp_now() - w0, feats.busy, T_feat)
                     par_feat += T_feat > 1
                     feats.scale *= _clip_coef(lay, &feats, e.n_blocks, g, opt.max_grad_norm)
                     feats.stage = STEP_ONLY
-                next_chunk = 0
+                cymlp_chunks_reset(e.counters, n_chunks, T_feat)
                 w0 = cymlp_now()
                 parallel_for(T_feat, _features_task, &feats)
                 _account(prof, cymlp_now() - w0, feats.busy, T_feat)
