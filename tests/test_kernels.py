@@ -186,6 +186,27 @@ def test_zero_steps_are_skipped_without_changing_bits(variant, dtype, shape, lay
     assert not zero.any()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N", [1, 4, 5, 8, 9, 36, 100, 104, 1030])
+@pytest.mark.parametrize("prepack", [False, True])
+def test_ragged_last_columns_get_the_bits_of_whole_vectors(variant, dtype, N, prepack):
+    """A sliver's ragged last columns may run in a narrower vector (GEMM_TAIL: a
+    quarter or half of AVX-512's, N = 100's last 4 columns). Each of their sums has the
+    same terms in the same order, so the product must give the bits it gives when B is
+    padded with zero columns to whole vectors (where every column runs full width)."""
+    M, K = 37, 300
+    rng = np.random.RandomState(N)
+    A = rng.uniform(-1, 1, (M, K)).astype(dtype)
+    A[rng.uniform(size=(M, K)) < 0.6] = 0  # sparse tiles take the list of steps
+    B = rng.uniform(-1, 1, (K, N)).astype(dtype)
+    padded = np.zeros((K, -(-N // 64) * 64), dtype)
+    padded[:, :N] = B
+    for a in (A, np.ascontiguousarray(A.T).T):  # as the forward, as the weight gradient
+        got = _testing.matmul(a, B, 1, prepack=prepack)
+        np.testing.assert_array_equal(got, _testing.matmul(a, padded, 1,
+                                                           prepack=prepack)[:, :N])
+
+
 def test_vectorised_exp_within_one_ulp_and_edge_values(variant):
     """The float exponential (_vmath.h, compiled per variant) against exp in
     float64 over the whole range where e^x is a normal float, and at the edges."""

@@ -77,7 +77,8 @@
 #include "_gemm_impl.h"
 /* AVX-512 float: 4 x 64 tiles in 128-step blocks (a 128 x 64 sliver of B stays in L1);
  * 4-row tiles skip more of a sparse A's zero steps (docs/performance.md). A ragged last
- * sliver (36 of 100 columns) costs its own vectors only (GEMM_NV_MICRO). */
+ * sliver (36 of 100 columns) costs its own vectors only (GEMM_NV_MICRO), its last 4
+ * columns a quarter vector (GEMM_TAIL). */
 #define GEMM_T float
 #define GEMM_T_SIZE 4
 #define GEMM_FN(x) cymlp_##x##_f32_avx512
@@ -86,6 +87,7 @@
 #define GEMM_MR 4
 #define GEMM_NR 64
 #define GEMM_NV_MICRO 1
+#define GEMM_TAIL 1
 #define GEMM_KC 128
 #include "_gemm_impl.h"
 #define GEMM_T double

@@ -15,6 +15,8 @@
  * Optional:
  *   GEMM_KC       steps per block of the sum (default and at most CYMLP_GEMM_KC)
  *   GEMM_NV_MICRO 1: the micro-kernel dispatches on the vectors a sliver has (default 0)
+ *   GEMM_TAIL     1: (with GEMM_NV_MICRO) a ragged last vector of columns may be a half or
+ *                 quarter vector (default 0)
  * Its parts _gemm_epi.h (the epilogue) and _gemm_micro.h (the micro-kernel) take the
  * same parameters.
  *
@@ -54,10 +56,30 @@ GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, 
     enum { V = GEMM_VB / sizeof(GEMM_T) };
     _Static_assert(GEMM_NR / V <= 8 && GEMM_NR / V != 5 && GEMM_NR / V != 6
                        && GEMM_NR / V != 7, "slivers of 1-4 or 8 vectors");
+#if GEMM_TAIL
+    /* the last vector's lanes: a ragged last 1-4 (1-8) columns take a quarter (half)
+     * vector, which costs half the FMA slots of a whole one where the 512-bit FMA is
+     * two 256-bit halves (AMD Zen 4) and the same elsewhere */
+    const size_t last = nr - (nr - 1) / V * V;
+    const int tail = last <= V / 4 ? V / 4 : last <= V / 2 ? V / 2 : V;
 #define NV_CASE(k)                                                                  \
     case k:                                                                             \
-        GEMM_FN(micro_nv)(k, kc, a, rsa, csa, b, idx, nidx, c, ldc, add, ldadd, mr, nr);   \
+        if (tail == V / 4)                                                              \
+            GEMM_FN(micro_nv)(k, V / 4, kc, a, rsa, csa, b, idx, nidx, c, ldc, add, ldadd, \
+                              mr, nr);                                                  \
+        else if (tail == V / 2)                                                         \
+            GEMM_FN(micro_nv)(k, V / 2, kc, a, rsa, csa, b, idx, nidx, c, ldc, add, ldadd, \
+                              mr, nr);                                                  \
+        else                                                                            \
+            GEMM_FN(micro_nv)(k, V, kc, a, rsa, csa, b, idx, nidx, c, ldc, add, ldadd, mr, \
+                              nr);                                                      \
         break
+#else
+#define NV_CASE(k)                                                                  \
+    case k:                                                                             \
+        GEMM_FN(micro_nv)(k, V, kc, a, rsa, csa, b, idx, nidx, c, ldc, add, ldadd, mr, nr); \
+        break
+#endif
 #define SLIVER_NV (GEMM_NR * GEMM_T_SIZE / GEMM_VB) /* vectors of a whole sliver */
     switch ((nr + V - 1) / V) {
 #if SLIVER_NV > 1
@@ -90,8 +112,8 @@ GEMM_ATTR static void GEMM_FN(micro)(size_t kc, const GEMM_T *a, ptrdiff_t rsa, 
                                      size_t nidx, GEMM_T *c, size_t ldc, const GEMM_T *add,
                                      size_t ldadd, size_t mr, size_t nr)
 {
-    GEMM_FN(micro_nv)(GEMM_NR * GEMM_T_SIZE / GEMM_VB, kc, a, rsa, csa, b, idx, nidx, c, ldc,
-                      add, ldadd, mr, nr);
+    GEMM_FN(micro_nv)(GEMM_NR * GEMM_T_SIZE / GEMM_VB, GEMM_VB / GEMM_T_SIZE, kc, a, rsa, csa,
+                      b, idx, nidx, c, ldc, add, ldadd, mr, nr);
 }
 #if GEMM_NR * GEMM_T_SIZE >= 2 * GEMM_VB
 #define GEMM_HALF 1
@@ -101,8 +123,8 @@ GEMM_ATTR static void GEMM_FN(micro_half)(size_t kc, const GEMM_T *a, ptrdiff_t 
                                           GEMM_T *c, size_t ldc, const GEMM_T *add,
                                           size_t ldadd, size_t mr, size_t nr)
 {
-    GEMM_FN(micro_nv)(GEMM_NR * GEMM_T_SIZE / GEMM_VB / 2, kc, a, rsa, csa, b, idx, nidx, c,
-                      ldc, add, ldadd, mr, nr);
+    GEMM_FN(micro_nv)(GEMM_NR * GEMM_T_SIZE / GEMM_VB / 2, GEMM_VB / GEMM_T_SIZE, kc, a, rsa,
+                      csa, b, idx, nidx, c, ldc, add, ldadd, mr, nr);
 }
 #else
 #define GEMM_HALF 0
@@ -703,6 +725,7 @@ GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A, ptrdiff_t rsa, ptrd
 #undef GEMM_HALF
 #undef GEMM_COLS_LISTS
 #undef GEMM_NV_MICRO
+#undef GEMM_TAIL
 #undef GEMM_KC
 #undef GEMM_NC
 #undef GEMM_AVX512

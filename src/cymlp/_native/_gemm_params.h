@@ -47,6 +47,12 @@ _Static_assert(sizeof(GEMM_T) == GEMM_T_SIZE, "GEMM_T_SIZE is sizeof(GEMM_T)");
 #ifndef GEMM_NV_MICRO
 #define GEMM_NV_MICRO 0
 #endif
+#ifndef GEMM_TAIL /* 1: a ragged last vector may be a half or quarter one (GEMM_NV_MICRO) */
+#define GEMM_TAIL 0
+#endif
+#if GEMM_TAIL && (!GEMM_NV_MICRO || GEMM_VB < 32 || GEMM_VB / GEMM_T_SIZE < 8)
+#error "GEMM_TAIL needs GEMM_NV_MICRO and vectors of at least 8 values, 32 bytes"
+#endif
 #ifndef GEMM_KC /* steps per block of the sum (at most CYMLP_GEMM_KC: the scratch sizes) */
 #define GEMM_KC CYMLP_GEMM_KC
 #endif
