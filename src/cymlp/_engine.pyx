@@ -610,7 +610,7 @@ cdef enum:
     ROW_BLOCK = 10
     CHUNK_BLOCKS = 16
     DYN_BLOCKS = 4  # blocks per chunk that several threads take from a shared counter
-    ROW_CHUNKS = 2  # phase 1's chunks of batch rows per task, with several tasks
+    ROW_CHUNKS = 2  # phase 1's chunks of batch rows per task, with several tasks (packed)
 
 
 cdef extern from *:
@@ -1244,6 +1244,11 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef unsigned long fp_mode = 0
     cdef bint packed = batch_size > gemm_small_m()  # (single rows read the weights as they are)
     cdef int n_chunks = _feature_chunks(lay)
+    # phase 1 splits rows finer than one chunk per task only where every layer's
+    # weights are packed already: each forward product would pack the others again
+    cdef bint all_packed = packed
+    for l in range(lay.n_layers):
+        all_packed = all_packed and lay.wp_off[l] >= 0
     memset(prof, 0, sizeof(prof))
     if shuffle:
         order = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t) if n > 0 else 1)
@@ -1285,7 +1290,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 T_rows = T if nb >= 16 * T else 1
                 rows.start = start
                 rows.nb = nb
-                rows.n_chunks = T_rows * ROW_CHUNKS if nb >= 16 * T_rows * ROW_CHUNKS else T_rows
+                rows.n_chunks = (T_rows * ROW_CHUNKS if all_packed and nb >= 16 * T_rows * ROW_CHUNKS
+                                 else T_rows)
                 cymlp_chunks_reset(e.counters, rows.n_chunks, T_rows)
                 rows.drop_seed = drop_seed
                 w0 = cymlp_now()
