@@ -178,3 +178,28 @@ def test_profile_accounts_for_the_epochs(data):
             assert prof["waiting"] < 0.05 * prof["busy"]
     _engine.reset_parallel_counts()
     assert set(_engine.profile().values()) == {0.0}
+
+
+def test_steps_below_the_reported_thresholds_stay_on_one_thread(data):
+    """show_config's threads_min_rows and threads_min_step_work are the rules the engine
+    applies: a batch one row short of either runs that phase on one thread, and one that
+    reaches it splits the phase (and the results stay the bits of one thread)."""
+    from cymlp._config import config
+
+    X, y = data
+    cfg = config()
+    rows = cfg["threads_min_rows"] * 2  # rows per thread, 2 threads
+    X1, y1 = X[:rows * 4], y[:rows * 4]  # whole batches only
+    _, counts = _fit(X1, y1, 2, batch_size=rows - 1, max_iter=1)
+    assert counts["rows"] == 0
+    ref, _ = _fit(X1, y1, 1, batch_size=rows, max_iter=1)
+    clf, counts = _fit(X1, y1, 2, batch_size=rows, max_iter=1)
+    assert counts["rows"] == 4
+    _assert_same_bits(clf, ref)
+    n_params = sum(c.size + b.size for c, b in zip(ref.coefs_, ref.intercepts_))
+    least = -(-cfg["threads_min_step_work"] // n_params) - 1  # (least + 1) x params >= it
+    X2, y2 = X[:least * 6], y[:least * 6]
+    _, counts = _fit(X2, y2, 2, batch_size=least - 1, max_iter=1, shuffle=False)
+    assert counts["features"] == 0
+    _, counts = _fit(X2, y2, 2, batch_size=least, max_iter=1, shuffle=False)
+    assert counts["features"] == 6

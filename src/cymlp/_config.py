@@ -8,8 +8,15 @@ from cymlp._version import __version__
 
 def config() -> dict:
     """cymlp's version, matrix-product variant in use and available, threading backend
-    ("openmp", "pthreads", "win32" or "none"; ``openmp`` is True for the first), and the
-    default thread count (``n_jobs=None``)."""
+    ("openmp", "pthreads", "win32" or "none"; ``openmp`` is True for the first), the
+    default thread count (``n_jobs=None``), and the least work of a training step that
+    runs on several threads (smaller networks and batches run that part on one thread,
+    which is faster for them: ``threads_min_rows`` batch rows per thread for the forward
+    and backward passes, ``threads_min_step_work`` multiply-adds, (batch rows + 1) x
+    parameters, for the weight gradients and update)."""
+    from cymlp import _engine
+
+    least = _engine.thread_thresholds()
     return {
         "version": __version__,
         "simd_variant": _kernels.simd_variant(),
@@ -17,6 +24,8 @@ def config() -> dict:
         "threads_backend": _kernels.threads_backend(),
         "openmp": _kernels.openmp_enabled(),
         "max_threads": _kernels.max_threads(),
+        "threads_min_rows": least["rows_per_thread"],
+        "threads_min_step_work": least["step_work"],
     }
 
 

@@ -611,6 +611,19 @@ cdef enum:
     CHUNK_BLOCKS = 16
     DYN_BLOCKS = 4  # blocks per chunk that several threads take from a shared counter
     ROW_CHUNKS = 2  # phase 1's chunks of batch rows per task, with several tasks (packed)
+    # the least work a step splits over threads (waking a thread costs more than it saves
+    # below it): phase 1's batch rows per thread, phase 2's multiply-adds,
+    # (rows + 1) x parameters (one row of the paper's network is ~80,000)
+    ROWS_PER_THREAD_MIN = 16
+    STEP_WORK_MIN = 400000
+
+
+def thread_thresholds():
+    """The least work a training step splits over threads: ``rows_per_thread`` (phase 1,
+    the forward and backward passes split by batch rows) and ``step_work`` (phase 2, the
+    weight gradients and update split by weight rows: (batch rows + 1) x parameters).
+    Below them the phase runs on one thread, as it is faster there (show_config)."""
+    return {"rows_per_thread": ROWS_PER_THREAD_MIN, "step_work": STEP_WORK_MIN}
 
 
 cdef extern from *:
@@ -1287,10 +1300,11 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 if lay.dropout:
                     drop_seed = _splitmix64(state)
                 # phase 1: rows split over threads; a few rows are not worth waking one for
-                T_rows = T if nb >= 16 * T else 1
+                T_rows = T if nb >= ROWS_PER_THREAD_MIN * T else 1
                 rows.start = start
                 rows.nb = nb
-                rows.n_chunks = (T_rows * ROW_CHUNKS if all_packed and nb >= 16 * T_rows * ROW_CHUNKS
+                rows.n_chunks = (T_rows * ROW_CHUNKS
+                                 if all_packed and nb >= ROWS_PER_THREAD_MIN * T_rows * ROW_CHUNKS
                                  else T_rows)
                 cymlp_chunks_reset(e.counters, rows.n_chunks, T_rows)
                 rows.drop_seed = drop_seed
@@ -1309,10 +1323,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 batch_loss = 0
                 for r in range(nb):  # in row order: the same sum for any thread count
                     batch_loss += e.row_loss[r]
-                # phase 2: weight rows split over threads; waking a thread costs more than
-                # it saves on a few hundred thousand multiply-adds (one row of the paper's
-                # network)
-                T_feat = T if (nb + 1) * lay.n_params >= 400000 else 1
+                # phase 2: weight rows split over threads, from STEP_WORK_MIN
+                T_feat = T if (nb + 1) * lay.n_params >= STEP_WORK_MIN else 1
                 feats.x = x
                 feats.n = nb
                 feats.step = step + n_batches + 1
