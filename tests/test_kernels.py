@@ -187,24 +187,30 @@ def test_zero_steps_are_skipped_without_changing_bits(variant, dtype, shape, lay
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("N", [1, 4, 5, 8, 9, 36, 100, 104, 1030])
+@pytest.mark.parametrize("N", [1, 4, 5, 8, 9, 36, 71, 99, 100, 104, 1030])
 @pytest.mark.parametrize("prepack", [False, True])
-def test_ragged_last_columns_get_the_bits_of_whole_vectors(variant, dtype, N, prepack):
-    """A sliver's ragged last columns may run in a narrower vector (GEMM_TAIL: a
-    quarter or half of AVX-512's, N = 100's last 4 columns). Each of their sums has the
-    same terms in the same order, so the product must give the bits it gives when B is
-    padded with zero columns to whole vectors (where every column runs full width)."""
+@pytest.mark.parametrize("bias", [False, True])
+def test_ragged_last_columns_get_the_bits_of_whole_vectors(variant, dtype, N, prepack, bias):
+    """A sliver's ragged last columns may run in a narrower vector (GEMM_TAIL, in the
+    avx512 variant's float product: a quarter or half vector, e.g. N = 100's last 4
+    columns, N = 99's last 3, N = 71's last 7). Each of their sums has the same terms in
+    the same order, so the product (with or without the bias added in its first block)
+    must give the bits it gives when B is padded with zero columns to whole slivers,
+    where every column runs full width. Every variant must keep this; for the others it
+    checks their ragged slivers."""
     M, K = 37, 300
     rng = np.random.RandomState(N)
     A = rng.uniform(-1, 1, (M, K)).astype(dtype)
     A[rng.uniform(size=(M, K)) < 0.6] = 0  # sparse tiles take the list of steps
     B = rng.uniform(-1, 1, (K, N)).astype(dtype)
-    padded = np.zeros((K, -(-N // 64) * 64), dtype)
+    width = -(-N // 64) * 64
+    padded = np.zeros((K, width), dtype)
     padded[:, :N] = B
+    b = rng.uniform(-1, 1, width).astype(dtype)
     for a in (A, np.ascontiguousarray(A.T).T):  # as the forward, as the weight gradient
-        got = _testing.matmul(a, B, 1, prepack=prepack)
-        np.testing.assert_array_equal(got, _testing.matmul(a, padded, 1,
-                                                           prepack=prepack)[:, :N])
+        got = _testing.matmul(a, B, 1, prepack=prepack, bias=b[:N] if bias else None)
+        whole = _testing.matmul(a, padded, 1, prepack=prepack, bias=b if bias else None)
+        np.testing.assert_array_equal(got, whole[:, :N])
 
 
 def test_vectorised_exp_within_one_ulp_and_edge_values(variant):

@@ -196,10 +196,12 @@ def test_steps_below_the_reported_thresholds_stay_on_one_thread(data):
     clf, counts = _fit(X1, y1, 2, batch_size=rows, max_iter=1)
     assert counts["rows"] == 4
     _assert_same_bits(clf, ref)
-    n_params = sum(c.size + b.size for c, b in zip(ref.coefs_, ref.intercepts_))
+    n_params = (N_IN + 1) * HIDDEN + (HIDDEN + 1) * N_CLASSES
     least = -(-cfg["threads_min_step_work"] // n_params) - 1  # (least + 1) x params >= it
-    X2, y2 = X[:least * 6], y[:least * 6]
+    X2, y2 = X[:least * 60], y[:least * 60]
+    assert len(np.unique(y2)) == N_CLASSES  # (the output layer has N_CLASSES units)
     _, counts = _fit(X2, y2, 2, batch_size=least - 1, max_iter=1, shuffle=False)
     assert counts["features"] == 0
-    _, counts = _fit(X2, y2, 2, batch_size=least, max_iter=1, shuffle=False)
-    assert counts["features"] == 6
+    clf, counts = _fit(X2, y2, 2, batch_size=least, max_iter=1, shuffle=False)
+    assert sum(c.size + b.size for c, b in zip(clf.coefs_, clf.intercepts_)) == n_params
+    assert counts["features"] == 60

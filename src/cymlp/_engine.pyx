@@ -609,7 +609,7 @@ cdef enum:
     # a thread computes at once (160 rows: whole micro-tiles of 10, 4 and nearly of 6)
     ROW_BLOCK = 10
     CHUNK_BLOCKS = 16
-    DYN_BLOCKS = 4  # blocks per chunk that several threads take from a shared counter
+    DYN_BLOCKS = 4  # blocks per chunk of phase 2 with several tasks (cymlp_chunk_next)
     ROW_CHUNKS = 2  # phase 1's chunks of batch rows per task, with several tasks (packed)
     # the least work a step splits over threads (waking a thread costs more than it saves
     # below it): phase 1's batch rows per thread, phase 2's multiply-adds,
@@ -1259,6 +1259,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef int n_chunks = _feature_chunks(lay)
     # phase 1 splits rows finer than one chunk per task only where every layer's
     # weights are packed already: each forward product would pack the others again
+    # (the backward delta . W^T packs W^T in every chunk regardless: small next to
+    # the forward for the networks whose weights fit PACKED_MAX)
     cdef bint all_packed = packed
     for l in range(lay.n_layers):
         all_packed = all_packed and lay.wp_off[l] >= 0
@@ -1303,8 +1305,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 T_rows = T if nb >= ROWS_PER_THREAD_MIN * T else 1
                 rows.start = start
                 rows.nb = nb
-                rows.n_chunks = (T_rows * ROW_CHUNKS
-                                 if all_packed and nb >= ROWS_PER_THREAD_MIN * T_rows * ROW_CHUNKS
+                rows.n_chunks = (T_rows * ROW_CHUNKS if T_rows > 1 and all_packed
+                                 and nb >= ROWS_PER_THREAD_MIN * T_rows * ROW_CHUNKS
                                  else T_rows)
                 cymlp_chunks_reset(e.counters, rows.n_chunks, T_rows)
                 rows.drop_seed = drop_seed
