@@ -99,6 +99,7 @@ cdef struct FeaturesJob:
     bint packed, f64
     int stage               # GRADIENT_AND_STEP, or (clipping) GRADIENT_ONLY then STEP_ONLY
     int *next               # (several tasks) the chunk counters, see cymlp_chunk_next
+    int n_chunks            # (several tasks) chunks of weight rows, see _feature_chunks
     double *busy            # (profile) each task's seconds in the last region
     double *sq_blocks
     double *gsq_blocks      # (clipping) ||g||^2 of each block of ROW_BLOCK weight rows
@@ -760,8 +761,10 @@ cdef inline int _feature_chunks(const Layout *lay) noexcept nogil:
     """Phase 2's chunks with several tasks: DYN_BLOCKS blocks of weight rows each, layer
     by layer (a layer's last chunk may be shorter)."""
     cdef int l, n = 0
+    cdef Py_ssize_t nblk
     for l in range(lay.n_layers):
-        n += (lay.sizes[l] + ROW_BLOCK * DYN_BLOCKS - 1) // (ROW_BLOCK * DYN_BLOCKS)
+        nblk = (lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK  # as _features_phase counts
+        n += (nblk + DYN_BLOCKS - 1) // DYN_BLOCKS
     return n
 
 
@@ -784,7 +787,7 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
     cdef int l, L = lay.n_layers
     cdef Py_ssize_t width, nblk, c, c1, j0, j1, chunk, blk = 0
     cdef floating scale = <floating>j.scale
-    cdef int n_chunks, u = 0
+    cdef int u = 0
     cdef unsigned long mode = fp_enter()
     if T == 1:
         for l in range(L):
@@ -796,9 +799,8 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
                 c = c1
             blk += nblk
     else:
-        n_chunks = _feature_chunks(lay)
         while True:
-            chunk = cymlp_chunk_next(j.next, n_chunks, t, T, &u)
+            chunk = cymlp_chunk_next(j.next, j.n_chunks, t, T, &u)
             if chunk < 0:
                 break
             blk = 0
@@ -891,33 +893,29 @@ cdef inline Py_ssize_t _row_bound(Py_ssize_t nb, int k, int n_chunks) noexcept n
 
 
 cdef void _rows_task(void *job, int t, int T) noexcept nogil:
-    """Task t of T of phase 1, in scratch t: with one task the whole batch; with several,
-    chunks of rows, task t's own range first, then the others' leftovers
-    (cymlp_chunk_next on j.next: the counters were reset for j.n_chunks)."""
+    """Task t of T of phase 1, in scratch t (see _rows_chunks)."""
     cdef const RowsJob *j = <const RowsJob *>job
     cdef double t0 = cymlp_now()
-    cdef int k, u = 0
-    if T == 1:
-        _rows_part(j, 0, j.nb, 0)
+    if j.f64:
+        _rows_chunks(j, t, T, <const double *>j.params, <double *>j.ws)
     else:
-        while True:
-            k = cymlp_chunk_next(j.next, j.n_chunks, t, T, &u)
-            if k < 0:
-                break
-            _rows_part(j, _row_bound(j.nb, k, j.n_chunks), _row_bound(j.nb, k + 1, j.n_chunks),
-                       t)
+        _rows_chunks(j, t, T, <const float *>j.params, <float *>j.ws)
     j.busy[t] = cymlp_now() - t0
 
 
-cdef inline void _rows_part(const RowsJob *j, Py_ssize_t r0, Py_ssize_t r1,
-                            int t) noexcept nogil:
-    if j.f64:
-        _rows_phase(j.lay, j.src, j.order, j.start, r0, r1, j.nb, <const double *>j.params,
-                    <double *>j.ws, <double *>j.ws + j.lay.work_off + t * _thread_work(j.lay),
-                    j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed)
-    else:
-        _rows_phase(j.lay, j.src, j.order, j.start, r0, r1, j.nb, <const float *>j.params,
-                    <float *>j.ws, <float *>j.ws + j.lay.work_off + t * _thread_work(j.lay),
+cdef inline void _rows_chunks(const RowsJob *j, int t, int T, const floating *params,
+                              floating *ws) noexcept nogil:
+    """Chunks of the batch's rows, task t's own range first, then the others' leftovers
+    (cymlp_chunk_next on j.next: the counters were reset for j.n_chunks, 1 with one
+    task)."""
+    cdef int k, u = 0
+    cdef floating *work = ws + j.lay.work_off + t * _thread_work(j.lay)
+    while True:
+        k = cymlp_chunk_next(j.next, j.n_chunks, t, T, &u)
+        if k < 0:
+            break
+        _rows_phase(j.lay, j.src, j.order, j.start, _row_bound(j.nb, k, j.n_chunks),
+                    _row_bound(j.nb, k + 1, j.n_chunks), j.nb, params, ws, work,
                     j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed)
 
 
@@ -1256,7 +1254,6 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef uint64_t drop_seed = 0
     cdef unsigned long fp_mode = 0
     cdef bint packed = batch_size > gemm_small_m()  # (single rows read the weights as they are)
-    cdef int n_chunks = _feature_chunks(lay)
     # phase 1 splits rows finer than one chunk per task only where every layer's
     # weights are packed already: each forward product would pack the others again
     # (the backward delta . W^T packs W^T in every chunk regardless: small next to
@@ -1275,7 +1272,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                    next=e.counters, n_chunks=1)
     feats = FeaturesJob(lay=lay, x=NULL, n=0, params=p, grads=g, ws=w, opt=opt[0], step=0,
                         scale=1, alpha=alpha, packed=packed, f64=floating is double,
-                        stage=GRADIENT_AND_STEP, next=e.counters, busy=e.busy,
+                        stage=GRADIENT_AND_STEP, next=e.counters,
+                        n_chunks=_feature_chunks(lay), busy=e.busy,
                         sq_blocks=e.sq_blocks,
                         gsq_blocks=e.gsq_blocks)
     try:
@@ -1335,14 +1333,14 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 feats.scale = 1.0 / sw_sum
                 if opt.max_grad_norm > 0:  # the gradient first, then the clipped step
                     feats.stage = GRADIENT_ONLY
-                    cymlp_chunks_reset(e.counters, n_chunks, T_feat)
+                    cymlp_chunks_reset(e.counters, feats.n_chunks, T_feat)
                     w0 = cymlp_now()
                     parallel_for(T_feat, _features_task, &feats)
                     _account(prof, cymlp_now() - w0, feats.busy, T_feat)
                     par_feat += T_feat > 1
                     feats.scale *= _clip_coef(lay, &feats, e.n_blocks, g, opt.max_grad_norm)
                     feats.stage = STEP_ONLY
-                cymlp_chunks_reset(e.counters, n_chunks, T_feat)
+                cymlp_chunks_reset(e.counters, feats.n_chunks, T_feat)
                 w0 = cymlp_now()
                 parallel_for(T_feat, _features_task, &feats)
                 _account(prof, cymlp_now() - w0, feats.busy, T_feat)
