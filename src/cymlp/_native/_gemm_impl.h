@@ -441,6 +441,21 @@ GEMM_ATTR static inline void GEMM_FN(sliver_row)(const GEMM_T *src, ptrdiff_t cs
         return;
     }
 #endif
+#if GEMM_AVX512
+    if (csb == 1) { /* a ragged sliver: masked loads (zeros past nr), whole stores (a
+                     * scalar copy would queue 16 stores per cache line, see pack_rows) */
+        enum { V = 64 / GEMM_T_SIZE };
+        CYMLP_UNROLL
+        for (int v = 0; v < GEMM_NR / V; ++v) {
+            const int live = (int)nr - V * v;
+            const GEMM_MASK m = live >= V ? (GEMM_MASK)~0u
+                                : live <= 0 ? (GEMM_MASK)0
+                                            : (GEMM_MASK)((1u << live) - 1);
+            GEMM_STOREU(dst + V * v, GEMM_MASKZ_LOAD(m, src + V * v));
+        }
+        return;
+    }
+#endif
 #if GEMM_AVX2 && GEMM_T_SIZE == 4
     if (csb == 1) { /* a ragged sliver: masked loads (zeros past nr), whole stores */
         const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -734,5 +749,6 @@ GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A, ptrdiff_t rsa, ptrd
 #undef GEMM_MASK
 #undef GEMM_MASKZ_LOAD
 #undef GEMM_MASK_STORE
+#undef GEMM_STOREU
 #undef GEMM_CMPNEQ
 #undef GEMM_PARAMS_READY

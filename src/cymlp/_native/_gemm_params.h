@@ -68,11 +68,13 @@ _Static_assert(64 % GEMM_NR == 0 || GEMM_NR == 24, "cymlp_npad rounds to 64 and 
 #define GEMM_MASK __mmask16
 #define GEMM_MASKZ_LOAD _mm512_maskz_loadu_ps
 #define GEMM_MASK_STORE _mm512_mask_storeu_ps
+#define GEMM_STOREU _mm512_storeu_ps
 #define GEMM_CMPNEQ(x) _mm512_cmpneq_ps_mask((x), _mm512_setzero_ps())
 #else
 #define GEMM_MASK __mmask8
 #define GEMM_MASKZ_LOAD _mm512_maskz_loadu_pd
 #define GEMM_MASK_STORE _mm512_mask_storeu_pd
+#define GEMM_STOREU _mm512_storeu_pd
 #define GEMM_CMPNEQ(x) _mm512_cmpneq_pd_mask((x), _mm512_setzero_pd())
 #endif
 #else
