@@ -132,9 +132,12 @@ def test_lbfgs_bit_identical_for_any_thread_count(data, dtype):
 def test_predict_bit_identical_for_any_thread_count(data, dtype):
     """Batches of many rows split each chunk's rows over the threads (counted); a few rows
     keep one task and thread inside the products. Both give one thread's bits."""
+    from cymlp._config import config
+
     X, y = data
     X = X.astype(dtype)
     few = X[:20]
+    least = config()["threads_min_rows"]
     clf, _ = _fit(X, y, 1, solver="adam")
     methods = ("predict_proba", "predict_log_proba")
     expected = {m: getattr(clf, m)(X) for m in methods}
@@ -143,7 +146,7 @@ def test_predict_bit_identical_for_any_thread_count(data, dtype):
     for n_jobs in JOBS:
         # prediction runs _CHUNK rows at a time, the last chunk shorter: every chunk has
         # enough rows to split, the 20 rows do not, and their products thread instead
-        assert min(N - s for s in range(0, N, _CHUNK)) >= 16 * n_jobs > len(few)
+        assert min(N - s for s in range(0, N, _CHUNK)) >= least * n_jobs > len(few)
         assert _gemm_threads(*_forward_products(len(few))[0], n_jobs) == n_jobs
         clf.set_params(n_jobs=n_jobs)
         _engine.reset_parallel_counts()

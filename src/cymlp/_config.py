@@ -12,8 +12,8 @@ def config() -> dict:
     default thread count (``n_jobs=None``), and the least work of a training step that
     runs on several threads (smaller networks and batches run that part on one thread,
     which is faster for them: ``threads_min_rows`` batch rows per thread for the forward
-    and backward passes, ``threads_min_step_work`` multiply-adds, (batch rows + 1) x
-    parameters, for the weight gradients and update)."""
+    and backward passes, and rows per thread for prediction; ``threads_min_step_work``
+    multiply-adds, (batch rows + 1) x parameters, for the weight gradients and update)."""
     from cymlp import _engine
 
     least = _engine.thread_thresholds()

@@ -613,8 +613,8 @@ cdef enum:
     DYN_BLOCKS = 4  # blocks per chunk of phase 2 with several tasks (cymlp_chunk_next)
     ROW_CHUNKS = 2  # phase 1's chunks of batch rows per task, with several tasks (packed)
     # the least work a step splits over threads (waking a thread costs more than it saves
-    # below it): phase 1's batch rows per thread, phase 2's multiply-adds,
-    # (rows + 1) x parameters (one row of the paper's network is ~80,000)
+    # below it): phase 1's batch rows per thread (and prediction's, _chunks), phase 2's
+    # multiply-adds, (rows + 1) x parameters (one row of the paper's network is ~80,000)
     ROWS_PER_THREAD_MIN = 16
     STEP_WORK_MIN = 400000
 
@@ -623,7 +623,8 @@ def thread_thresholds():
     """The least work a training step splits over threads: ``rows_per_thread`` (phase 1,
     the forward and backward passes split by batch rows) and ``step_work`` (phase 2, the
     weight gradients and update split by weight rows: (batch rows + 1) x parameters).
-    Below them the phase runs on one thread, as it is faster there (show_config)."""
+    Below them the phase runs on one thread, as it is faster there (show_config).
+    Prediction splits a chunk's rows over threads from the same ``rows_per_thread``."""
     return {"rows_per_thread": ROWS_PER_THREAD_MIN, "step_work": STEP_WORK_MIN}
 
 
@@ -1418,7 +1419,7 @@ cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floa
                 <const floating *>src.X + start * n_in, nb * n_in):
             return -1  # checked chunk by chunk, while the rows come into the cache
         xb = _gather(lay, src, NULL, start, nb, 0, ws, &yb, &swb)
-        if out != NULL and n_threads > 1 and nb >= 16 * n_threads:
+        if out != NULL and n_threads > 1 and nb >= ROWS_PER_THREAD_MIN * n_threads:
             # rows split over threads, each running whole products on its own (one
             # parallel region per chunk, not one per product)
             job = ForwardJob(lay=lay, x=xb, nb=nb, params=params, out=out + start * n_out,
