@@ -688,14 +688,15 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
                       Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t nb,
                       const floating *params, floating *ws, floating *work, double *row_loss,
                       unsigned char *row_hit, uint64_t drop_seed, bint dropout,
-                      bint packed) noexcept nogil:
+                      bint packed, bint stream) noexcept nogil:
     """Phase 1 of a training step, for batch rows r0..r1 (one thread): gather, forward
     (§4.3.2), each row's loss, and every layer's delta (§4.3.3):
     delta_L = sw (output - y),  delta_l = (delta_{l+1} . W_l^T) * f'(a_l) (* dropout mask).
     Rows are independent, so any split of the batch gives the same numbers. With
     ``packed`` the forward products read the weights packed by the previous phase 2.
     Each thread also packs its rows of every delta (of a batch of nb rows) where phase 2's
-    weight gradients read them (``dp_off``), so no thread there packs the whole of one."""
+    weight gradients read them (``dp_off``), so no thread there packs the whole of one;
+    ``stream`` (several tasks) with non-temporal stores, as other threads read them."""
     cdef int l, L = lay.n_layers
     cdef Py_ssize_t n = r1 - r0, r, k, width, n_out = lay.sizes[L]
     cdef const floating *x
@@ -734,7 +735,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
             row_hit[r0 + r] = _hit(z + r * n_out, y + r * n_out, n_out, lay.out_act)
     _output_delta(z, y, sw, n, n_out, d)
     if nb > 1:
-        pack_rows(nb, n_out, r0, r1, ws + lay.d_off[L], n_out, 1, ws + lay.dp_off[L])
+        pack_rows(nb, n_out, r0, r1, ws + lay.d_off[L], n_out, 1, ws + lay.dp_off[L], stream)
     for l in range(L - 1, 0, -1):
         width = lay.sizes[l]
         d = ws + lay.d_off[l] + r0 * width
@@ -754,7 +755,8 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
                     d[k] *= mask[k] * activation_derivative(lay.hidden_act, a[k] / mask[k],
                                                             slope)
         if nb > 1:
-            pack_rows(nb, width, r0, r1, ws + lay.d_off[l], width, 1, ws + lay.dp_off[l])
+            pack_rows(nb, width, r0, r1, ws + lay.d_off[l], width, 1, ws + lay.dp_off[l],
+                      stream)
     fp_leave(mode)
 
 
@@ -796,7 +798,7 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
             c = 0
             while c < nblk:
                 c1 = c + CHUNK_BLOCKS if c + CHUNK_BLOCKS < nblk else nblk
-                _features_chunk(j, l, c, c1, blk, x, params, grads, ws, work)
+                _features_chunk(j, l, c, c1, blk, x, params, grads, ws, work, False)
                 c = c1
             blk += nblk
     else:
@@ -817,7 +819,7 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
                 break
             c = chunk * DYN_BLOCKS
             c1 = c + DYN_BLOCKS if c + DYN_BLOCKS < nblk else nblk
-            _features_chunk(j, l, c, c1, blk, x, params, grads, ws, work)
+            _features_chunk(j, l, c, c1, blk, x, params, grads, ws, work, True)
     for l in range(L):
         width = lay.sizes[l + 1]
         j0 = width * t // T
@@ -833,10 +835,12 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
 
 cdef inline void _features_chunk(const FeaturesJob *j, int l, Py_ssize_t c, Py_ssize_t c1,
                                  Py_ssize_t blk, const floating *x, floating *params,
-                                 floating *grads, floating *ws,
-                                 floating *work) noexcept nogil:
+                                 floating *grads, floating *ws, floating *work,
+                                 bint stream) noexcept nogil:
     """Phase 2 on blocks c..c1 of layer l's weight rows (blk: the layer's first block
-    in the sq_blocks numbering): their gradient, ||W||^2, step and repacking."""
+    in the sq_blocks numbering): their gradient, ||W||^2, step and repacking (``stream``,
+    with several tasks: with non-temporal stores, as the other threads read the packed
+    rows in the next step's forward pass)."""
     cdef const Layout *lay = j.lay
     cdef const Optimizer *opt = &j.opt
     cdef Py_ssize_t n = j.n, n_in = lay.sizes[l], n_out = lay.sizes[l + 1], i0, i1, k, rows
@@ -870,7 +874,8 @@ cdef inline void _features_chunk(const FeaturesJob *j, int l, Py_ssize_t c, Py_s
         optimizer_step(opt, params, grads, off, (i1 - i0) * n_out, j.step, scale, alpha,
                        True)
     if step and j.packed and lay.wp_off[l] >= 0:
-        pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1, ws + lay.wp_off[l])
+        pack_rows(n_in, n_out, i0, i1, params + lay.w_off[l], n_out, 1, ws + lay.wp_off[l],
+                  stream)
 
 
 cdef inline double _grad_squares(const floating *w, const floating *grads, Py_ssize_t size,
@@ -917,7 +922,7 @@ cdef inline void _rows_chunks(const RowsJob *j, int t, int T, const floating *pa
             break
         _rows_phase(j.lay, j.src, j.order, j.start, _row_bound(j.nb, k, j.n_chunks),
                     _row_bound(j.nb, k + 1, j.n_chunks), j.nb, params, ws, work,
-                    j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed)
+                    j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed, T > 1)
 
 
 cdef void _features_task(void *job, int t, int T) noexcept nogil:

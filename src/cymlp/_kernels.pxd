@@ -40,9 +40,10 @@ cdef void sapply(float *z, Py_ssize_t n, int op, const float *aux, float slope) 
 cdef void dapply(double *z, Py_ssize_t n, int op, const double *aux,
                  double slope) noexcept nogil
 cdef void spack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1, const float *B,
-                     Py_ssize_t rsb, Py_ssize_t csb, float *bp) noexcept nogil
+                     Py_ssize_t rsb, Py_ssize_t csb, float *bp, bint stream) noexcept nogil
 cdef void dpack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1,
-                     const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *bp) noexcept nogil
+                     const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *bp,
+                     bint stream) noexcept nogil
 # elements of a packed K x N matrix for gemm's bpacked (any variant)
 cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil
 # rows of C up to which gemm reads B directly and ignores bpacked
@@ -100,13 +101,15 @@ cdef inline void gemm_epilogue(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const f
 
 cdef inline void pack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1,
                            const floating *B, Py_ssize_t rsb, Py_ssize_t csb,
-                           floating *bp) noexcept nogil:
+                           floating *bp, bint stream=False) noexcept nogil:
     """Rows p0..p1 of op(B) (K,N) into bp (packed_size(K, N) elements), for gemm's bpacked.
-    Disjoint row ranges may be packed by different threads."""
+    Disjoint row ranges may be packed by different threads. ``stream``: with non-temporal
+    stores, for a copy that other threads read next (the same values; see pack_rows in
+    _gemm_impl.h)."""
     if floating is float:
-        spack_rows(K, N, p0, p1, B, rsb, csb, bp)
+        spack_rows(K, N, p0, p1, B, rsb, csb, bp, stream)
     else:
-        dpack_rows(K, N, p0, p1, B, rsb, csb, bp)
+        dpack_rows(K, N, p0, p1, B, rsb, csb, bp, stream)
 
 
 cdef inline floating _exp(floating x) noexcept nogil:

@@ -22,9 +22,9 @@ cdef extern from "_gemm.h" nogil:
     void cymlp_sapply_impl(float *z, size_t n, int op, const float *aux, float slope)
     void cymlp_dapply_impl(double *z, size_t n, int op, const double *aux, double slope)
     void cymlp_spack_rows_impl(size_t K, size_t N, size_t p0, size_t p1, const float *B,
-                               Py_ssize_t rsb, Py_ssize_t csb, float *bp)
+                               Py_ssize_t rsb, Py_ssize_t csb, float *bp, int stream)
     void cymlp_dpack_rows_impl(size_t K, size_t N, size_t p0, size_t p1, const double *B,
-                               Py_ssize_t rsb, Py_ssize_t csb, double *bp)
+                               Py_ssize_t rsb, Py_ssize_t csb, double *bp, int stream)
     size_t cymlp_packed_size(size_t K, size_t N)
     int CYMLP_GEMM_SMALL_M
     size_t cymlp_gemm_work_size(int nthreads, size_t max_n)
@@ -80,13 +80,14 @@ cdef void vexpf(const float *x, float *out, Py_ssize_t n) noexcept nogil:
 
 
 cdef void spack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1, const float *B,
-                     Py_ssize_t rsb, Py_ssize_t csb, float *bp) noexcept nogil:
-    cymlp_spack_rows_impl(K, N, p0, p1, B, rsb, csb, bp)
+                     Py_ssize_t rsb, Py_ssize_t csb, float *bp, bint stream) noexcept nogil:
+    cymlp_spack_rows_impl(K, N, p0, p1, B, rsb, csb, bp, stream)
 
 
 cdef void dpack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1,
-                     const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *bp) noexcept nogil:
-    cymlp_dpack_rows_impl(K, N, p0, p1, B, rsb, csb, bp)
+                     const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *bp,
+                     bint stream) noexcept nogil:
+    cymlp_dpack_rows_impl(K, N, p0, p1, B, rsb, csb, bp, stream)
 
 
 cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil:

@@ -19,6 +19,8 @@
  *             packed inside the product, for a row computed alone (the few-rows path) and
  *             in a batch, and for the epilogue fused and applied after (apply).
  *   apply     every op on its own, against the formula in double.
+ *   stream    pack_rows with non-temporal stores: the bytes of the plain stores, into an
+ *             aligned buffer and a misaligned one.
  *   vexpf     e^x against exp in double (range, overflow to inf, the clamp below, NaN).
  *   softmax   outputs, summed and per-row weighted losses against double.
  * Inputs are multiples of 2^-12 in [-1, 1), so float and double products are exact and
@@ -320,11 +322,11 @@ static void test_gemm_config(int dbl, const shape *s, const double *A, const dou
     void *bp = xmalloc(psize * esz);
     memset(bp, 0xff, psize * esz); /* (NaNs: any element the packing misses shows) */
     if (dbl) {
-        cymlp_dpack_rows_impl(K, N, 0, K / 3, Bt, g.rsb, g.csb, bp);
-        cymlp_dpack_rows_impl(K, N, K / 3, K, Bt, g.rsb, g.csb, bp);
+        cymlp_dpack_rows_impl(K, N, 0, K / 3, Bt, g.rsb, g.csb, bp, 0);
+        cymlp_dpack_rows_impl(K, N, K / 3, K, Bt, g.rsb, g.csb, bp, 0);
     } else {
-        cymlp_spack_rows_impl(K, N, 0, K / 3, Bt, g.rsb, g.csb, bp);
-        cymlp_spack_rows_impl(K, N, K / 3, K, Bt, g.rsb, g.csb, bp);
+        cymlp_spack_rows_impl(K, N, 0, K / 3, Bt, g.rsb, g.csb, bp, 0);
+        cymlp_spack_rows_impl(K, N, K / 3, K, Bt, g.rsb, g.csb, bp, 0);
     }
     gemm_args gp = g;
     gp.bpacked = bp;
@@ -616,6 +618,52 @@ static void test_softmax(void)
 }
 
 /* variant v is compiled into this build (whether or not this CPU runs it) */
+/* pack_rows with stream (non-temporal stores) writes the bytes the plain stores write,
+ * into a buffer aligned to 64 bytes (the stream path on x86-64) and one element past it
+ * (the plain path it then falls back to), row range by row range as threads pack */
+static void test_pack_stream(void)
+{
+    static const size_t KS[] = {1, 5, 130, 300}, NS[] = {1, 7, 24, 36, 100, 130};
+    char detail[160];
+    for (int dbl = 0; dbl < 2; ++dbl) {
+        const size_t esz = dbl ? sizeof(double) : sizeof(float);
+        for (size_t ik = 0; ik < sizeof KS / sizeof KS[0]; ++ik) {
+            for (size_t in = 0; in < sizeof NS / sizeof NS[0]; ++in) {
+                const size_t K = KS[ik], N = NS[in], psize = cymlp_packed_size(K, N);
+                double *Bd = xmalloc(K * N * sizeof(double));
+                for (size_t k = 0; k < K * N; ++k) Bd[k] = rng_val();
+                void *B = to_type(Bd, K * N, dbl);
+                unsigned char *raw[3];
+                unsigned char *buf[3];
+                for (int b = 0; b < 3; ++b) { /* plain | streamed, aligned | misaligned */
+                    raw[b] = xmalloc((psize + 1) * esz + 64);
+                    buf[b] = raw[b] + (64 - (uintptr_t)raw[b] % 64) % 64 + (b == 2 ? esz : 0);
+                    memset(buf[b], 0xff, psize * esz);
+                }
+                for (int b = 0; b < 3; ++b) {
+                    for (size_t p0 = 0; p0 < K; p0 += (K + 2) / 3) {
+                        const size_t p1 = p0 + (K + 2) / 3 < K ? p0 + (K + 2) / 3 : K;
+                        if (dbl)
+                            cymlp_dpack_rows_impl(K, N, p0, p1, B, (ptrdiff_t)N, 1,
+                                                  (double *)buf[b], b > 0);
+                        else
+                            cymlp_spack_rows_impl(K, N, p0, p1, B, (ptrdiff_t)N, 1,
+                                                  (float *)buf[b], b > 0);
+                    }
+                }
+                for (int b = 1; b < 3; ++b) {
+                    snprintf(detail, sizeof detail, "%s K=%zu N=%zu: %s buffer differs",
+                             dbl ? "double" : "float", K, N, b == 1 ? "aligned" : "misaligned");
+                    check(memcmp(buf[0], buf[b], psize * esz) == 0, "pack_rows stream", detail);
+                }
+                for (int b = 0; b < 3; ++b) free(raw[b]);
+                free(B);
+                free(Bd);
+            }
+        }
+    }
+}
+
 static int compiled_in(int v)
 {
     switch (v) {
@@ -657,6 +705,7 @@ int main(void)
             rng_state = keep + 1;
         }
         test_apply();
+        test_pack_stream();
         test_vexpf();
         test_softmax();
         printf("test_kernels: %s: %d passed, %d failed\n", variant, n_pass - pass0,

@@ -113,9 +113,9 @@ typedef void (*cymlp_dgemm_fn)(size_t, size_t, size_t, const double *, ptrdiff_t
 typedef void (*cymlp_sapply_fn)(float *, size_t, int, const float *, float);
 typedef void (*cymlp_dapply_fn)(double *, size_t, int, const double *, double);
 typedef void (*cymlp_spack_fn)(size_t, size_t, size_t, size_t, const float *, ptrdiff_t,
-                               ptrdiff_t, float *);
+                               ptrdiff_t, float *, int);
 typedef void (*cymlp_dpack_fn)(size_t, size_t, size_t, size_t, const double *, ptrdiff_t,
-                               ptrdiff_t, double *);
+                               ptrdiff_t, double *, int);
 
 enum { CYMLP_CPU_AVX2 = 1, CYMLP_CPU_AVX512 = 2 }; /* what a variant needs of the CPU */
 

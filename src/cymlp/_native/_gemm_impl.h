@@ -482,25 +482,74 @@ GEMM_ATTR static void GEMM_FN(pack_b)(size_t kc, size_t nc, const GEMM_T *B, ptr
     }
 }
 
+#if defined(CYMLP_X86) && GEMM_VB
+#define GEMM_STREAMS 1
+_Static_assert(GEMM_NR * GEMM_T_SIZE % GEMM_VB == 0, "a sliver row is whole vectors");
+/* stream_row: a sliver row from src to dst (aligned to GEMM_VB) with non-temporal stores:
+ * they write whole lines without fetching them first, from memory or from the other core
+ * that read them last. (src, a buffer on the stack, is read unaligned: GCC does not
+ * realign the stack for such vectors on Windows, see the README.) */
+GEMM_ATTR static inline void GEMM_FN(stream_row)(GEMM_T *dst, const GEMM_T *src)
+{
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    CYMLP_UNROLL
+    for (int b = 0; b < GEMM_NR * GEMM_T_SIZE; b += GEMM_VB) {
+#if GEMM_VB == 64
+        _mm512_stream_si512((__m512i *)(d + b), _mm512_loadu_si512((const void *)(s + b)));
+#elif GEMM_VB == 32
+        _mm256_stream_si256((__m256i *)(d + b), _mm256_loadu_si256((const __m256i *)(s + b)));
+#else
+        _mm_stream_si128((__m128i *)(d + b), _mm_loadu_si128((const __m128i *)(s + b)));
+#endif
+    }
+}
+#else
+#define GEMM_STREAMS 0
+#endif
+
 /* pack_rows: rows [p0, p1) of op(B) (K,N) into their places in the packed layout of the
  * whole matrix that gemm's bpacked argument takes: KC blocks of rows one after the other,
  * the block of rows pc.. starting at bp + pc * (N rounded up to NR) and holding its
  * NR-column slivers in turn (each kc x NR, zero-padded), as pack_b lays out one block.
  * Rows are independent, so threads may pack disjoint row ranges of one matrix (e.g. the
- * weight rows each has just updated). */
+ * weight rows each has just updated).
+ * stream: write with non-temporal stores (x86-64 vector variants, bp aligned to a vector;
+ * elsewhere ignored), the same values. For a copy other threads read next (a training
+ * step's packed weights and deltas with several threads): a store to a line another core
+ * holds must first take it from that core, which costs more here than the readers' later
+ * fetch from memory (docs/performance.md). With one thread the copy stays in L2: 0. */
 GEMM_ATTR CYMLP_MAYBE_UNUSED static void
 GEMM_FN(pack_rows)(size_t K, size_t N, size_t p0, size_t p1, const GEMM_T *B, ptrdiff_t rsb,
-                   ptrdiff_t csb, GEMM_T *restrict bp)
+                   ptrdiff_t csb, GEMM_T *restrict bp, int stream)
 {
     const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+#if GEMM_STREAMS
+    GEMM_T row[GEMM_NR];
+    stream = stream && (uintptr_t)bp % GEMM_VB == 0; /* (every sliver row is then aligned) */
+#else
+    (void)stream;
+#endif
     for (size_t p = p0; p < p1; ++p) {
         const size_t pc = p / GEMM_KC * GEMM_KC;
         const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
         GEMM_T *dst = bp + pc * npad + (p - pc) * GEMM_NR;
-        for (size_t j = 0; j < N; j += GEMM_NR, dst += kc * GEMM_NR)
-            GEMM_FN(sliver_row)(B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb, csb,
-                                N - j < GEMM_NR ? N - j : GEMM_NR, dst);
+        for (size_t j = 0; j < N; j += GEMM_NR, dst += kc * GEMM_NR) {
+            const GEMM_T *src = B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb;
+            const size_t nr = N - j < GEMM_NR ? N - j : GEMM_NR;
+#if GEMM_STREAMS
+            if (stream) {
+                GEMM_FN(sliver_row)(src, csb, nr, row);
+                GEMM_FN(stream_row)(dst, row);
+                continue;
+            }
+#endif
+            GEMM_FN(sliver_row)(src, csb, nr, dst);
+        }
     }
+#if GEMM_STREAMS
+    if (stream) _mm_sfence(); /* (the stores are ordered before the thread's next ones) */
+#endif
 }
 
 /* small: the same sums for a few rows of C without packing (a single-sample predict or
@@ -750,5 +799,6 @@ GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A, ptrdiff_t rsa, ptrd
 #undef GEMM_MASKZ_LOAD
 #undef GEMM_MASK_STORE
 #undef GEMM_STOREU
+#undef GEMM_STREAMS
 #undef GEMM_CMPNEQ
 #undef GEMM_PARAMS_READY
