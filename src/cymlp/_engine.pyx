@@ -176,16 +176,16 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     off = _up16(off + rows * widest)
     lay.g_off = off
     off = _up16(off + lay.n_params)
-    for l in range(L):  # (packed sizes are multiples of 64)
+    for l in range(L):  # (packed sizes are not all multiples of 16 elements: rounded up)
         lay.wp_off[l] = -1
         if training and packed_size(lay.sizes[l], lay.sizes[l + 1]) <= PACKED_MAX:
             lay.wp_off[l] = off
-            off += packed_size(lay.sizes[l], lay.sizes[l + 1])
+            off = _up16(off + packed_size(lay.sizes[l], lay.sizes[l + 1]))
     lay.dp_off[0] = 0
     for l in range(1, L + 1):
         lay.dp_off[l] = off
         if training:
-            off += packed_size(rows, lay.sizes[l])
+            off = _up16(off + packed_size(rows, lay.sizes[l]))
     lay.work_off = off
     lay.hidden_act = hidden_act
     lay.out_act = out_act
@@ -688,15 +688,16 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
                       Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t nb,
                       const floating *params, floating *ws, floating *work, double *row_loss,
                       unsigned char *row_hit, uint64_t drop_seed, bint dropout,
-                      bint packed, bint stream) noexcept nogil:
+                      bint packed) noexcept nogil:
     """Phase 1 of a training step, for batch rows r0..r1 (one thread): gather, forward
     (§4.3.2), each row's loss, and every layer's delta (§4.3.3):
     delta_L = sw (output - y),  delta_l = (delta_{l+1} . W_l^T) * f'(a_l) (* dropout mask).
     Rows are independent, so any split of the batch gives the same numbers. With
     ``packed`` the forward products read the weights packed by the previous phase 2.
     Each thread also packs its rows of every delta (of a batch of nb rows) where phase 2's
-    weight gradients read them (``dp_off``), so no thread there packs the whole of one;
-    ``stream`` (several tasks) with non-temporal stores, as other threads read them."""
+    weight gradients read them (``dp_off``), so no thread there packs the whole of one.
+    (With plain stores: streamed, as phase 2 streams the packed weights, they made the
+    wide network's 2-thread epoch 8% slower on AVX2, docs/performance.md.)"""
     cdef int l, L = lay.n_layers
     cdef Py_ssize_t n = r1 - r0, r, k, width, n_out = lay.sizes[L]
     cdef const floating *x
@@ -735,7 +736,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
             row_hit[r0 + r] = _hit(z + r * n_out, y + r * n_out, n_out, lay.out_act)
     _output_delta(z, y, sw, n, n_out, d)
     if nb > 1:
-        pack_rows(nb, n_out, r0, r1, ws + lay.d_off[L], n_out, 1, ws + lay.dp_off[L], stream)
+        pack_rows(nb, n_out, r0, r1, ws + lay.d_off[L], n_out, 1, ws + lay.dp_off[L])
     for l in range(L - 1, 0, -1):
         width = lay.sizes[l]
         d = ws + lay.d_off[l] + r0 * width
@@ -755,8 +756,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
                     d[k] *= mask[k] * activation_derivative(lay.hidden_act, a[k] / mask[k],
                                                             slope)
         if nb > 1:
-            pack_rows(nb, width, r0, r1, ws + lay.d_off[l], width, 1, ws + lay.dp_off[l],
-                      stream)
+            pack_rows(nb, width, r0, r1, ws + lay.d_off[l], width, 1, ws + lay.dp_off[l])
     fp_leave(mode)
 
 
@@ -922,7 +922,7 @@ cdef inline void _rows_chunks(const RowsJob *j, int t, int T, const floating *pa
             break
         _rows_phase(j.lay, j.src, j.order, j.start, _row_bound(j.nb, k, j.n_chunks),
                     _row_bound(j.nb, k + 1, j.n_chunks), j.nb, params, ws, work,
-                    j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed, T > 1)
+                    j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed)
 
 
 cdef void _features_task(void *job, int t, int T) noexcept nogil:

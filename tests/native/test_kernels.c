@@ -617,14 +617,20 @@ static void test_softmax(void)
             }
 }
 
-/* variant v is compiled into this build (whether or not this CPU runs it) */
-/* pack_rows with stream (non-temporal stores) writes the bytes the plain stores write,
- * into a buffer aligned to 64 bytes (the stream path on x86-64) and one element past it
- * (the plain path it then falls back to), row range by row range as threads pack */
-static void test_pack_stream(void)
+/* pack_rows with stream (non-temporal stores, sliver by sliver) writes the bytes the plain
+ * stores write, row range by row range as threads pack, for B as given and transposed:
+ * into a buffer aligned to 64 bytes, where the x86-64 vector variants stream
+ * (pack_streams says so), and one element past it, where they write as usual */
+static void test_pack_stream(int v)
 {
     static const size_t KS[] = {1, 5, 130, 300}, NS[] = {1, 7, 24, 36, 100, 130};
     char detail[160];
+#ifdef CYMLP_X86
+    const int streams = v != CYMLP_PORTABLE_V;
+#else
+    const int streams = 0;
+    (void)v;
+#endif
     for (int dbl = 0; dbl < 2; ++dbl) {
         const size_t esz = dbl ? sizeof(double) : sizeof(float);
         for (size_t ik = 0; ik < sizeof KS / sizeof KS[0]; ++ik) {
@@ -638,23 +644,34 @@ static void test_pack_stream(void)
                 for (int b = 0; b < 3; ++b) { /* plain | streamed, aligned | misaligned */
                     raw[b] = xmalloc((psize + 1) * esz + 64);
                     buf[b] = raw[b] + (64 - (uintptr_t)raw[b] % 64) % 64 + (b == 2 ? esz : 0);
-                    memset(buf[b], 0xff, psize * esz);
                 }
-                for (int b = 0; b < 3; ++b) {
-                    for (size_t p0 = 0; p0 < K; p0 += (K + 2) / 3) {
-                        const size_t p1 = p0 + (K + 2) / 3 < K ? p0 + (K + 2) / 3 : K;
-                        if (dbl)
-                            cymlp_dpack_rows_impl(K, N, p0, p1, B, (ptrdiff_t)N, 1,
-                                                  (double *)buf[b], b > 0);
-                        else
-                            cymlp_spack_rows_impl(K, N, p0, p1, B, (ptrdiff_t)N, 1,
-                                                  (float *)buf[b], b > 0);
+                snprintf(detail, sizeof detail, "aligned: %d, misaligned: %d, expected %d, 0",
+                         cymlp_pack_streams_impl(buf[1]), cymlp_pack_streams_impl(buf[2]),
+                         streams);
+                check(cymlp_pack_streams_impl(buf[1]) == streams
+                          && cymlp_pack_streams_impl(buf[2]) == 0,
+                      "pack_rows streams where it should", detail);
+                for (int t = 0; t < 2; ++t) { /* B (K,N) row-major, then stored as (N,K) */
+                    const ptrdiff_t rsb = t ? 1 : (ptrdiff_t)N, csb = t ? (ptrdiff_t)K : 1;
+                    for (int b = 0; b < 3; ++b) {
+                        memset(buf[b], 0xff, psize * esz);
+                        for (size_t p0 = 0; p0 < K; p0 += (K + 2) / 3) {
+                            const size_t p1 = p0 + (K + 2) / 3 < K ? p0 + (K + 2) / 3 : K;
+                            if (dbl)
+                                cymlp_dpack_rows_impl(K, N, p0, p1, B, rsb, csb,
+                                                      (double *)buf[b], b > 0);
+                            else
+                                cymlp_spack_rows_impl(K, N, p0, p1, B, rsb, csb,
+                                                      (float *)buf[b], b > 0);
+                        }
                     }
-                }
-                for (int b = 1; b < 3; ++b) {
-                    snprintf(detail, sizeof detail, "%s K=%zu N=%zu: %s buffer differs",
-                             dbl ? "double" : "float", K, N, b == 1 ? "aligned" : "misaligned");
-                    check(memcmp(buf[0], buf[b], psize * esz) == 0, "pack_rows stream", detail);
+                    for (int b = 1; b < 3; ++b) {
+                        snprintf(detail, sizeof detail, "%s K=%zu N=%zu%s: %s buffer differs",
+                                 dbl ? "double" : "float", K, N, t ? " transposed" : "",
+                                 b == 1 ? "aligned" : "misaligned");
+                        check(memcmp(buf[0], buf[b], psize * esz) == 0, "pack_rows stream",
+                              detail);
+                    }
                 }
                 for (int b = 0; b < 3; ++b) free(raw[b]);
                 free(B);
@@ -664,6 +681,7 @@ static void test_pack_stream(void)
     }
 }
 
+/* variant v is compiled into this build (whether or not this CPU runs it) */
 static int compiled_in(int v)
 {
     switch (v) {
@@ -705,7 +723,7 @@ int main(void)
             rng_state = keep + 1;
         }
         test_apply();
-        test_pack_stream();
+        test_pack_stream(v);
         test_vexpf();
         test_softmax();
         printf("test_kernels: %s: %d passed, %d failed\n", variant, n_pass - pass0,

@@ -185,6 +185,7 @@ typedef struct {
     cymlp_dgemm_fn dgemm;
     cymlp_spack_fn spack_rows;
     cymlp_dpack_fn dpack_rows;
+    int (*pack_streams)(const void *);
     cymlp_sapply_fn sapply;
     cymlp_dapply_fn dapply;
     cymlp_vexpf_fn vexpf;
@@ -194,7 +195,8 @@ typedef struct {
 /* a row of the products instantiated with suffix v, and _vmath.h's functions of suffix vm */
 #define CYMLP_KERNELS(name, cpu, v, vm)                                                   \
     {name, cpu, cymlp_gemm_f32_##v, cymlp_gemm_f64_##v, cymlp_pack_rows_f32_##v,           \
-     cymlp_pack_rows_f64_##v, cymlp_apply_f32_##v, cymlp_apply_f64_##v, cymlp_vexpf_##vm,  \
+     cymlp_pack_rows_f64_##v, cymlp_pack_streams_f32_##v, cymlp_apply_f32_##v,             \
+     cymlp_apply_f64_##v, cymlp_vexpf_##vm,                                                \
      cymlp_softmaxf_##vm}
 enum { CYMLP_PORTABLE_V, CYMLP_BASELINE_V, CYMLP_AVX2_V, CYMLP_AVX512_V, CYMLP_N_VARIANTS };
 static const cymlp_kernels cymlp_variants[CYMLP_N_VARIANTS] = {
@@ -224,6 +226,7 @@ static const cymlp_kernels *cymlp_kernels_in_use = &cymlp_variants[CYMLP_PORTABL
 #define cymlp_dgemm_impl (cymlp_kernels_in_use->dgemm)
 #define cymlp_spack_rows_impl (cymlp_kernels_in_use->spack_rows)
 #define cymlp_dpack_rows_impl (cymlp_kernels_in_use->dpack_rows)
+#define cymlp_pack_streams_impl (cymlp_kernels_in_use->pack_streams)
 #define cymlp_sapply_impl (cymlp_kernels_in_use->sapply)
 #define cymlp_dapply_impl (cymlp_kernels_in_use->dapply)
 #define cymlp_vexpf_impl (cymlp_kernels_in_use->vexpf)

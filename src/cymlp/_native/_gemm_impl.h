@@ -443,7 +443,7 @@ GEMM_ATTR static inline void GEMM_FN(sliver_row)(const GEMM_T *src, ptrdiff_t cs
 #endif
 #if GEMM_AVX512
     if (csb == 1) { /* a ragged sliver: masked loads (zeros past nr), whole stores (a
-                     * scalar copy would queue 16 stores per cache line, see pack_rows) */
+                     * scalar copy would queue 16 stores per cache line) */
         enum { V = 64 / GEMM_T_SIZE };
         CYMLP_UNROLL
         for (int v = 0; v < GEMM_NR / V; ++v) {
@@ -508,25 +508,56 @@ GEMM_ATTR static inline void GEMM_FN(stream_row)(GEMM_T *dst, const GEMM_T *src)
 #define GEMM_STREAMS 0
 #endif
 
+/* pack_streams: 1 when pack_rows(..., stream = 1) into bp writes with non-temporal stores
+ * (x86-64 vector variants, bp aligned to a vector), 0 when it writes as with stream = 0 */
+CYMLP_MAYBE_UNUSED static int GEMM_FN(pack_streams)(const void *bp)
+{
+#if GEMM_STREAMS
+    return (uintptr_t)bp % GEMM_VB == 0;
+#else
+    (void)bp;
+    return 0;
+#endif
+}
+
 /* pack_rows: rows [p0, p1) of op(B) (K,N) into their places in the packed layout of the
  * whole matrix that gemm's bpacked argument takes: KC blocks of rows one after the other,
  * the block of rows pc.. starting at bp + pc * (N rounded up to NR) and holding its
  * NR-column slivers in turn (each kc x NR, zero-padded), as pack_b lays out one block.
  * Rows are independent, so threads may pack disjoint row ranges of one matrix (e.g. the
  * weight rows each has just updated).
- * stream: write with non-temporal stores (x86-64 vector variants, bp aligned to a vector;
- * elsewhere ignored), the same values. For a copy other threads read next (a training
- * step's packed weights and deltas with several threads): a store to a line another core
- * holds must first take it from that core, which costs more here than the readers' later
- * fetch from memory (docs/performance.md). With one thread the copy stays in L2: 0. */
+ * stream: write with non-temporal stores where pack_streams(bp) says so, the same values,
+ * for a copy that other threads read next (a training step's packed weights and deltas
+ * with several threads): a store to a line another core holds must first take it from
+ * that core, which costs more here than the readers' later fetch from memory
+ * (docs/performance.md). With one thread the copy stays in L2: pass stream = 0. */
 GEMM_ATTR CYMLP_MAYBE_UNUSED static void
 GEMM_FN(pack_rows)(size_t K, size_t N, size_t p0, size_t p1, const GEMM_T *B, ptrdiff_t rsb,
                    ptrdiff_t csb, GEMM_T *restrict bp, int stream)
 {
     const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
 #if GEMM_STREAMS
-    GEMM_T row[GEMM_NR];
-    stream = stream && (uintptr_t)bp % GEMM_VB == 0; /* (every sliver row is then aligned) */
+    if (stream && GEMM_FN(pack_streams)(bp)) {
+        /* sliver by sliver, its rows in turn: the stores run through consecutive
+         * addresses, so each line's write-combining buffer fills before the next one
+         * opens, whatever the sliver row's width (96 bytes on AVX2) */
+        GEMM_T row[GEMM_NR];
+        for (size_t pc = p0 / GEMM_KC * GEMM_KC; pc < p1; pc += GEMM_KC) {
+            const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+            const size_t a = p0 > pc ? p0 : pc, e = p1 < pc + kc ? p1 : pc + kc;
+            for (size_t j = 0; j < N; j += GEMM_NR) {
+                const size_t nr = N - j < GEMM_NR ? N - j : GEMM_NR;
+                GEMM_T *dst = bp + pc * npad + j * kc + (a - pc) * GEMM_NR;
+                for (size_t p = a; p < e; ++p, dst += GEMM_NR) {
+                    GEMM_FN(sliver_row)(B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb, csb, nr,
+                                        row);
+                    GEMM_FN(stream_row)(dst, row);
+                }
+            }
+        }
+        _mm_sfence(); /* (the stores are ordered before the thread's next ones) */
+        return;
+    }
 #else
     (void)stream;
 #endif
@@ -534,22 +565,10 @@ GEMM_FN(pack_rows)(size_t K, size_t N, size_t p0, size_t p1, const GEMM_T *B, pt
         const size_t pc = p / GEMM_KC * GEMM_KC;
         const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
         GEMM_T *dst = bp + pc * npad + (p - pc) * GEMM_NR;
-        for (size_t j = 0; j < N; j += GEMM_NR, dst += kc * GEMM_NR) {
-            const GEMM_T *src = B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb;
-            const size_t nr = N - j < GEMM_NR ? N - j : GEMM_NR;
-#if GEMM_STREAMS
-            if (stream) {
-                GEMM_FN(sliver_row)(src, csb, nr, row);
-                GEMM_FN(stream_row)(dst, row);
-                continue;
-            }
-#endif
-            GEMM_FN(sliver_row)(src, csb, nr, dst);
-        }
+        for (size_t j = 0; j < N; j += GEMM_NR, dst += kc * GEMM_NR)
+            GEMM_FN(sliver_row)(B + (ptrdiff_t)p * rsb + (ptrdiff_t)j * csb, csb,
+                                N - j < GEMM_NR ? N - j : GEMM_NR, dst);
     }
-#if GEMM_STREAMS
-    if (stream) _mm_sfence(); /* (the stores are ordered before the thread's next ones) */
-#endif
 }
 
 /* small: the same sums for a few rows of C without packing (a single-sample predict or
