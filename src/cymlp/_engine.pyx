@@ -760,14 +760,21 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
     fp_leave(mode)
 
 
+cdef inline Py_ssize_t _row_blocks(const Layout *lay, int l) noexcept nogil:
+    """Blocks of ROW_BLOCK weight rows of layer l (the last may be shorter)."""
+    return (lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
+
+
+cdef inline Py_ssize_t _dyn_chunks(Py_ssize_t nblk) noexcept nogil:
+    """Phase 2's chunks of DYN_BLOCKS blocks in a layer of nblk blocks (several tasks)."""
+    return (nblk + DYN_BLOCKS - 1) // DYN_BLOCKS
+
+
 cdef inline int _feature_chunks(const Layout *lay) noexcept nogil:
-    """Phase 2's chunks with several tasks: DYN_BLOCKS blocks of weight rows each, layer
-    by layer (a layer's last chunk may be shorter)."""
+    """Phase 2's chunks with several tasks, layer by layer (see _features_phase)."""
     cdef int l, n = 0
-    cdef Py_ssize_t nblk
     for l in range(lay.n_layers):
-        nblk = (lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK  # as _features_phase counts
-        n += (nblk + DYN_BLOCKS - 1) // DYN_BLOCKS
+        n += _dyn_chunks(_row_blocks(lay, l))
     return n
 
 
@@ -794,7 +801,7 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
     cdef unsigned long mode = fp_enter()
     if T == 1:
         for l in range(L):
-            nblk = (lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
+            nblk = _row_blocks(lay, l)
             c = 0
             while c < nblk:
                 c1 = c + CHUNK_BLOCKS if c + CHUNK_BLOCKS < nblk else nblk
@@ -809,10 +816,10 @@ cdef void _features_phase(const FeaturesJob *j, int t, int T, const floating *x,
             blk = 0
             l = 0
             while l < L:  # the chunk's layer and blocks
-                nblk = (lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
-                if chunk < (nblk + DYN_BLOCKS - 1) // DYN_BLOCKS:
+                nblk = _row_blocks(lay, l)
+                if chunk < _dyn_chunks(nblk):
                     break
-                chunk -= (nblk + DYN_BLOCKS - 1) // DYN_BLOCKS
+                chunk -= _dyn_chunks(nblk)
                 blk += nblk
                 l += 1
             if l == L:
@@ -1068,7 +1075,7 @@ cdef class Engine:
         self.w = <void *>((<size_t>_data("ws", self._ws, self.dtype, size, -1) + 63)
                           & ~(<size_t>63))
         for l in range(self.lay.n_layers):
-            self.n_blocks += (self.lay.sizes[l] + ROW_BLOCK - 1) // ROW_BLOCK
+            self.n_blocks += _row_blocks(&self.lay, l)
         if training:
             self.row_loss = <double *>malloc(rows * sizeof(double))
             if out_act == SOFTMAX or out_act == LOGISTIC:
