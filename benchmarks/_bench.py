@@ -105,6 +105,8 @@ def print_env(threads, torch=None):
           f"{platform.python_version()} | numpy {np.__version__} | {threads} threads for "
           "every library")
     cymlp.show_config()
+    if threads >= 2:
+        print_core_ns("at start")
     if "sklearn" in sys.modules:
         print(f"scikit-learn             {sys.modules['sklearn'].__version__}")
     if torch is not None:
@@ -116,6 +118,34 @@ def print_env(threads, torch=None):
           + (f"; unset for this run: {removed}" if removed else ""))
     for user_api, api, arch, n, lib in blas_kernels():
         print(f"threadpoolctl            {user_api}: {api} {arch}, {n} threads ({lib})")
+
+
+NEAR_NS = 200.0
+
+
+def core_ns():
+    """The round trip of one cache line between two of cymlp's threads, in ns
+    (``cymlp._testing.core_to_core_ns``, 20,000 round trips: a few ms). On a virtual
+    machine it says where the hypervisor has put the two vCPUs: on this project's 2-vCPU
+    host, 50-100 ns (two cores that share a cache) or 320-400 ns (farther apart), and a
+    second thread's data then costs several times more to share."""
+    from cymlp import _testing
+
+    _testing.core_to_core_ns(200)  # (the threads' start-up is not part of it)
+    return _testing.core_to_core_ns(20000)
+
+
+def placement(ns):
+    """'near' below NEAR_NS round trip, 'far' at or above, '?' when not measured."""
+    if ns != ns:
+        return "?"
+    return "near" if ns < NEAR_NS else "far"
+
+
+def print_core_ns(when):
+    ns = core_ns()
+    print(f"core-to-core round trip  {ns:.0f} ns {when} ({placement(ns)}; near < "
+          f"{NEAR_NS:.0f} ns)", flush=True)
 
 
 def settle():

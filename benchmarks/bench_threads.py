@@ -11,6 +11,12 @@ parallel regions, and the threads' waiting at each region's end) it reports the 
 share of an epoch and the waiting, then fits Amdahl's law t(T) = s + p / T and projects
 the speed-up at 8 and 16 cores. Measured and projected values are labelled as such.
 
+A fit's speed depends on where the two threads' cores are: before and after every fit
+with several threads a probe times the round trip of one cache line between two threads,
+and a second table gives the medians of the fits made while the cores were near each
+other (sharing a cache) and while they were far apart. On this 2-vCPU host the
+hypervisor moves the vCPUs between the two every few seconds to minutes.
+
     CYMLP_DATA_HOME=../shared/data python benchmarks/bench_threads.py
 """
 
@@ -40,12 +46,46 @@ def cymlp_epoch(X, y, hidden, activation, batch, lr, threads, epochs):
     clf = MLPClassifier(hidden, activation=activation, solver="sgd", learning_rate_init=lr,
                         momentum=0.0, alpha=0.0, batch_size=batch, max_iter=epochs,
                         n_iter_no_change=10**9, random_state=0, n_jobs=threads)
-    B.settle()
     _engine.reset_parallel_counts()
     with warnings.catch_warnings():  # (a few epochs never converge: that is the point)
         warnings.simplefilter("ignore")
         clf.fit(X, y)
     return statistics.median(clf.history_["seconds"]), _engine.profile()
+
+
+def probed(threads, fit, *args):
+    """fit(*args) between two core-to-core probes (for two threads or more): its result and
+    the placement of the vCPUs, 'near' or 'far' when both probes agree, else 'mixed'."""
+    B.settle()
+    before = B.core_ns() if threads > 1 else float("nan")
+    result = fit(*args)
+    after = B.core_ns() if threads > 1 else float("nan")
+    a, b = B.placement(before), B.placement(after)
+    return result, (a if a == b else "mixed")
+
+
+def by_placement(name, counts, times, torch_times, where, torch_where):
+    """Rows of the placement table: per thread count above 1 and placement, the fits,
+    their median s/epoch and the median of their rounds' speed-ups, for both libraries."""
+    for T in counts[1:]:
+        for state in ("near", "far", "mixed"):
+            rounds = [r for r, w in enumerate(where[T]) if w == state]
+            trounds = [r for r, w in enumerate(torch_where[T]) if w == state]
+            if not rounds and not trounds:
+                continue
+            line = f"{name:38s} {T:2d} {state:>9s} {len(rounds):4d} "
+            if rounds:
+                med = statistics.median(times[T][r] for r in rounds)
+                up = statistics.median(times[1][r] / times[T][r] for r in rounds)
+                line += f"{med:11.4f} {up:7.3f}x"
+            else:
+                line += f"{'-':>11s} {'-':>8s}"
+            if trounds:
+                up = statistics.median(torch_times[1][r] / torch_times[T][r]
+                                       for r in trounds)
+                line += f" {len(trounds):10d} {up:7.3f}x"
+            print(line)
+            name = ""
 
 
 def amdahl(counts, times):
@@ -84,22 +124,28 @@ def main():
         times = {T: [] for T in counts}
         torch_times = {T: [] for T in counts}
         profiles = {T: [] for T in counts}
+        where = {T: [] for T in counts}
+        torch_where = {T: [] for T in counts}
         for _ in range(args.repeats):
             for T in counts:
-                t, prof = cymlp_epoch(data, y, hidden, act, batch, lr, T, args.epochs)
+                (t, prof), w = probed(T, cymlp_epoch, data, y, hidden, act, batch, lr, T,
+                                      args.epochs)
                 times[T].append(t)
                 profiles[T].append(prof)
+                where[T].append(w)
                 if torch is not None:
                     torch.set_num_threads(T)
-                    torch_times[T].append(B.fit_torch(data, y, hidden, act, batch, 1, lr)[0])
-        rows.append((name, times, torch_times, profiles))
+                    (tt, _), w = probed(T, B.fit_torch, data, y, hidden, act, batch, 1, lr)
+                    torch_times[T].append(tt)
+                    torch_where[T].append(w)
+        rows.append((name, times, torch_times, profiles, where, torch_where))
         print(f"  {name}: done", flush=True)
 
     print(f"\n{'network':38s} {'T':>2s} {'median s/ep':>11s} {'min-max':>15s} "
           f"{'speed-up':>8s} {'serial':>7s} {'waiting':>8s} {'torch s/ep':>10s} "
           f"{'torch x':>7s}")
     summary = []
-    for name, times, torch_times, profiles in rows:
+    for name, times, torch_times, profiles, _, _ in rows:
         med1 = statistics.median(times[1])
         tmed1 = statistics.median(torch_times[1]) if torch_times[1] else None
         for T in counts:
@@ -114,12 +160,23 @@ def main():
             tup = (statistics.median(a / b for a, b in zip(torch_times[1], torch_times[T]))
                    if tm else None)
             print(f"{name if T == 1 else '':38s} {T:2d} {med:11.4f} "
-                  f"{min(times[T]):7.4f}-{max(times[T]):7.4f} {up:7.2f}x {serial:6.1%} "
-                  f"{waiting:7.1%} " + (f"{tm:10.4f} {tup:6.2f}x" if tm else f"{'-':>10s}"))
+                  f"{min(times[T]):7.4f}-{max(times[T]):7.4f} {up:7.3f}x {serial:6.1%} "
+                  f"{waiting:7.1%} " + (f"{tm:10.4f} {tup:6.3f}x" if tm else f"{'-':>10s}"))
         f_fit = amdahl(counts, [statistics.median(times[T]) for T in counts])
         prof1 = profiles[1]
         f_meas = sum(q["epoch"] - q["parallel"] for q in prof1) / sum(q["epoch"] for q in prof1)
         summary.append((name, f_meas, f_fit, med1, tmed1))
+
+    if len(counts) > 1:
+        print(f"\nBy placement of the threads' cores: each fit with 2 threads or more is "
+              f"'near' when the round trip of a cache line between two threads "
+              f"(cymlp._testing.core_to_core_ns) was under {B.NEAR_NS:.0f} ns both just "
+              "before and just after it, 'far' when it was over both times, else 'mixed'. "
+              "The speed-up is the median over those fits' rounds.")
+        print(f"{'network':38s} {'T':>2s} {'placement':>9s} {'fits':>4s} {'median s/ep':>11s} "
+              f"{'speed-up':>8s} {'torch fits':>10s} {'torch x':>7s}")
+        for name, times, torch_times, _, where, torch_where in rows:
+            by_placement(name, counts, times, torch_times, where, torch_where)
 
     print("\nAmdahl's law, t(T) = s + p / T. 'serial (measured)' is the share of a "
           "one-thread epoch spent outside the parallel regions (engine profile); 'serial "

@@ -21,8 +21,9 @@ network (784-100-10 logistic, softmax, cross-entropy, plain SGD lr 0.1, batch 20
 float32 for all three: scikit-learn keeps float32 input in float32) on the same number
 of threads, taking turns, on MNIST (~81% zeros, which cymlp skips) and on dense inputs
 (MNIST + U(0, 1e-3): no zero to skip); each figure is the best of ``--repeats`` fits.
-Each child prints the OpenBLAS kernels threadpoolctl reports. The host is noisy:
-compare the ratios within a row, which come from one child.
+Each child prints the OpenBLAS kernels threadpoolctl reports, and the round trip of a
+cache line between two threads before and after its fits (``_bench.core_ns``). The host
+is noisy: compare the ratios within a row, which come from one child.
 """
 
 from __future__ import annotations
@@ -65,14 +66,17 @@ def child(args):
         if torch is not None:
             runs["torch", d] = lambda Xi=Xi: B.fit_torch(Xi, y, (100,), "logistic", 200, E,
                                                          0.1)
+    core = [B.core_ns()] if nt >= 2 else []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         best = B.best_of(runs, args.repeats)
+    core += [B.core_ns()] if nt >= 2 else []
     sk_dtype = str(best["sklearn", "MNIST"][1].coefs_[0].dtype)
     blas = sorted({arch for api, internal, arch, _, _ in B.blas_kernels()
                    if internal == "openblas"})
     print(RESULT + json.dumps({
         "variant": _kernels.simd_variant(), "openblas": "/".join(blas), "sklearn_dtype": sk_dtype,
+        "core_ns": core,
         "seconds": {f"{lib} {d}": t for (lib, d), (t, _) in best.items()}}), flush=True)
 
 
@@ -131,13 +135,18 @@ def main():
             line += f" | {c:11.4f} {s[f'sklearn {d}']:7.4f} {s[f'sklearn {d}'] / c:5.2f}x"
             if has_torch:
                 line += f" {s[f'torch {d}']:7.4f} {s[f'torch {d}'] / c:6.2f}x"
+        if r["core_ns"]:
+            line += " | c2c " + "/".join(f"{ns:.0f}" for ns in r["core_ns"]) + " ns"
         if r["variant"] in TARGET:
             mnist, dense = TARGET[r["variant"]]
             line += f" | target x skl {mnist:.1f} / {dense:.1f}"
         print(line)
     print("\ns/ep: cymlp's seconds per epoch; skl, torch: scikit-learn's and PyTorch's; "
           "x: their time / cymlp's (higher is better for cymlp). scikit-learn trained in "
-          + ", ".join(sorted({r["sklearn_dtype"] for r in results})) + ".")
+          + ", ".join(sorted({r["sklearn_dtype"] for r in results})) + ". c2c: the "
+          "round trip of a cache line between two threads before and after the child's "
+          f"fits (near < {B.NEAR_NS:.0f} ns; with the two vCPUs far apart, cymlp's second "
+          "thread gains little on this network, see bench_threads.py).")
 
 
 if __name__ == "__main__":

@@ -111,3 +111,19 @@ assert p.exitcode == 0 and np.array_equal(got, parent)
 print("ok")
 """
     assert _in_subprocess(code) == "ok"
+
+
+def test_core_to_core_probe():
+    """The probe bench_threads.py prints: two tasks pass a line back and forth. They run
+    at once on any parallel backend (it asks for 2 tasks, even on a 1-core machine, where
+    the OS time-slices them and the answer is slow but finite); with no threads, the first
+    task waits alone and the answer is NaN rather than a hang."""
+    from cymlp import _testing
+
+    ns = _testing.core_to_core_ns(200, timeout=2.0)
+    if _kernels.threads_backend() == "none":
+        assert np.isnan(ns)
+    else:
+        assert np.isfinite(ns) and ns > 0
+    with pytest.raises(ValueError, match="rounds"):
+        _testing.core_to_core_ns(0)

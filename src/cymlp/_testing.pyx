@@ -7,10 +7,12 @@ import numpy as np
 from cymlp._model import ACTIVATIONS
 
 from libc.math cimport exp
+from libc.string cimport memset
 from cython cimport floating
 
 from cymlp._kernels cimport (DERIVATIVE, IDENTITY, LOGISTIC, dapply, gemm_epilogue,
-                             gemm_work_size, pack_rows, packed_size, sapply, softmaxf, vexpf)
+                             gemm_work_size, pack_rows, packed_size, parallel_for, sapply,
+                             softmaxf, vexpf)
 from cymlp._optim cimport Optimizer, adam_step, sgd_step
 from cymlp._optim cimport scheduled_lr as scheduled_lr_c
 
@@ -165,3 +167,121 @@ def scheduled_lr(int schedule, double lr, double total_steps, double warmup_step
     opt.total_steps = total_steps
     opt.warmup_steps = warmup_steps
     return scheduled_lr_c(&opt, t)
+
+
+cdef extern from *:
+    """
+    /* Two tasks pass one cache line back and forth (core_to_core_ns). The flag is the
+     * 16th of 32 longs so that it shares its line with nothing else written. */
+    #if defined(_WIN32)
+    #ifndef WIN32_LEAN_AND_MEAN
+    #define WIN32_LEAN_AND_MEAN
+    #endif
+    #include <windows.h>
+    static double cymlp_pp_now(void) {
+        LARGE_INTEGER f, c;
+        QueryPerformanceFrequency(&f);
+        QueryPerformanceCounter(&c);
+        return (double)c.QuadPart / (double)f.QuadPart;
+    }
+    #else
+    #include <time.h>
+    static double cymlp_pp_now(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return t.tv_sec + 1e-9 * t.tv_nsec;
+    }
+    #endif
+    #if defined(_MSC_VER) && !defined(__clang__)
+    #include <intrin.h>
+    /* x64: volatile loads acquire and volatile stores release (/volatile:ms) */
+    static long cymlp_pp_load(volatile long *p) { return *p; }
+    static void cymlp_pp_store(volatile long *p, long v) { *p = v; }
+    static int cymlp_pp_claim(volatile long *p) {
+        return _InterlockedCompareExchange(p, 1, 0) == 0;
+    }
+    #else
+    static long cymlp_pp_load(volatile long *p) {
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
+    static void cymlp_pp_store(volatile long *p, long v) {
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
+    static int cymlp_pp_claim(volatile long *p) {
+        long expected = 0;
+        return __atomic_compare_exchange_n(p, &expected, 1, 0, __ATOMIC_SEQ_CST,
+                                           __ATOMIC_SEQ_CST);
+    }
+    #endif
+    typedef struct {
+        volatile long line[32];
+        long rounds;
+        double seconds, timeout;
+    } cymlp_pp;
+
+    /* wait until *flag == want; returns 0 on -1 (abandoned) or after `timeout` seconds */
+    static int cymlp_pp_wait(cymlp_pp *c, long want) {
+        volatile long *flag = &c->line[16];
+        double until = 0;
+        for (unsigned long k = 1;; ++k) {
+            const long v = cymlp_pp_load(flag);
+            if (v == want) return 1;
+            if (v < 0) return 0;
+            if (k % 4096 == 0) {
+                const double now = cymlp_pp_now();
+                if (until == 0) until = now + c->timeout;
+                else if (now > until) return 0;
+            }
+        }
+    }
+
+    static void cymlp_pp_task(void *ctx, int t, int n) {
+        cymlp_pp *c = (cymlp_pp *)ctx;
+        volatile long *flag = &c->line[16];
+        (void)n;
+        if (t == 1) {  /* ready, then answer each odd value with the next even one */
+            if (!cymlp_pp_claim(flag)) return;
+            for (long i = 0; i < c->rounds; ++i) {
+                if (!cymlp_pp_wait(c, 2 * i + 2)) return;
+                cymlp_pp_store(flag, 2 * i + 3);
+            }
+        } else if (t == 0) {
+            if (!cymlp_pp_wait(c, 1)) {  /* task 1 is not running alongside */
+                cymlp_pp_store(flag, -1);
+                return;
+            }
+            const double t0 = cymlp_pp_now();
+            for (long i = 0; i < c->rounds; ++i) {
+                cymlp_pp_store(flag, 2 * i + 2);
+                if (!cymlp_pp_wait(c, 2 * i + 3)) {
+                    cymlp_pp_store(flag, -1);
+                    return;
+                }
+            }
+            c->seconds = cymlp_pp_now() - t0;
+        }
+    }
+    """
+    ctypedef struct cymlp_pp:
+        long rounds
+        double seconds, timeout
+    void cymlp_pp_task(void *ctx, int t, int n) noexcept nogil
+
+
+def core_to_core_ns(long rounds=20000, double timeout=0.2):
+    """Round trip of one cache line between two of cymlp's threads, in nanoseconds: two
+    tasks pass a counter back and forth ``rounds`` times, each waiting for the other's
+    store. It measures what the cores' caches charge for the data a second thread shares
+    (on a virtual machine it follows where the hypervisor placed the two vCPUs). NaN when
+    the two tasks did not run at the same time (one thread, or a wait longer than
+    ``timeout`` seconds, for example while a core was taken)."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    cdef cymlp_pp c
+    memset(&c, 0, sizeof(c))
+    c.rounds = rounds
+    c.timeout = timeout
+    c.seconds = -1
+    with nogil:
+        parallel_for(2, cymlp_pp_task, &c)
+    return c.seconds / rounds * 1e9 if c.seconds >= 0 else float("nan")
