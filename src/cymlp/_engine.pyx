@@ -52,6 +52,8 @@ cdef struct Layout:
     Py_ssize_t widest       # widest layer after the input (the largest N of any product)
     Py_ssize_t rows         # rows the workspace holds
     Py_ssize_t x_off, y_off, sw_off, d0_off, d1_off, g_off, work_off
+    Py_ssize_t x_alt        # the batch inputs' second copy (training on several threads:
+    #                         batches alternate between the two), else x_off
     int hidden_act, out_act
     double slope
     bint dropout            # any hidden layer has dropout
@@ -82,6 +84,7 @@ cdef struct RowsJob:
     double *busy            # (profile) each task's seconds in the last region
     uint64_t drop_seed
     bint dropout, packed, f64
+    bint x_alt              # gather into the inputs' second copy (lay.x_alt)
     int *next               # (several tasks) the chunk counters, see cymlp_chunk_next
     int n_chunks            # (several tasks) chunks of rows
 
@@ -112,8 +115,9 @@ cdef enum:
 
 
 cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_act,
-                 double slope, dropout, bint training) except -1:
-    """Offsets of every layer's parameters and of every scratch buffer."""
+                 double slope, dropout, bint training, int n_threads) except -1:
+    """Offsets of every layer's parameters and of every scratch buffer (training on
+    several threads: two copies of the batch's inputs, see x_alt)."""
     cdef int L = len(sizes) - 1
     cdef Py_ssize_t l, off = 0, widest = 0
     lay.n_layers = L
@@ -154,6 +158,10 @@ cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_ac
     off = 0
     lay.x_off = off
     off = _up16(off + rows * lay.sizes[0])
+    lay.x_alt = lay.x_off
+    if training and n_threads > 1:
+        lay.x_alt = off
+        off = _up16(off + rows * lay.sizes[0])
     lay.y_off = off
     off = _up16(off + rows * lay.sizes[L])
     lay.sw_off = off
@@ -280,16 +288,18 @@ cdef enum:
 
 cdef const floating *_gather(const Layout *lay, const Rows *src, const Py_ssize_t *order,
                              Py_ssize_t start, Py_ssize_t n, Py_ssize_t dst, floating *ws,
-                             const floating **y, const floating **sw) noexcept nogil:
+                             const floating **y, const floating **sw,
+                             bint alt) noexcept nogil:
     """Rows start..start+n of the epoch (through ``order`` when given) as a dense (n, n_in)
-    block at rows dst..dst+n of the batch buffers, with their targets and weights; copies
-    only when the rows are not already contiguous. Returns the block's first row."""
+    block at rows dst..dst+n of the batch buffers (the inputs in their second copy with
+    ``alt``), with their targets and weights; copies only when the rows are not already
+    contiguous. Returns the block's first row."""
     cdef Py_ssize_t r, i, j, n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers]
     cdef const floating *X = <const floating *>src.X
     cdef const floating *Y = <const floating *>src.Y
     cdef const floating *W = <const floating *>src.sw
     cdef const floating *data = <const floating *>src.data
-    cdef floating *xb = ws + lay.x_off + dst * n_in
+    cdef floating *xb = ws + (lay.x_alt if alt else lay.x_off) + dst * n_in
     cdef floating *yb = ws + lay.y_off + dst * n_out
     cdef floating *swb = ws + lay.sw_off + dst
     if order == NULL:
@@ -688,7 +698,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
                       Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t nb,
                       const floating *params, floating *ws, floating *work, double *row_loss,
                       unsigned char *row_hit, uint64_t drop_seed, bint dropout,
-                      bint packed) noexcept nogil:
+                      bint packed, bint x_alt) noexcept nogil:
     """Phase 1 of a training step, for batch rows r0..r1 (one thread): gather, forward
     (§4.3.2), each row's loss, and every layer's delta (§4.3.3):
     delta_L = sw (output - y),  delta_l = (delta_{l+1} . W_l^T) * f'(a_l) (* dropout mask).
@@ -713,7 +723,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
     if n <= 0:
         return
     cdef unsigned long mode = fp_enter()
-    x = _gather(lay, src, order, start + r0, n, r0, ws, &y, &sw)
+    x = _gather(lay, src, order, start + r0, n, r0, ws, &y, &sw, x_alt)
     a = x
     for l in range(L):
         width = lay.sizes[l + 1]
@@ -929,7 +939,7 @@ cdef inline void _rows_chunks(const RowsJob *j, int t, int T, const floating *pa
             break
         _rows_phase(j.lay, j.src, j.order, j.start, _row_bound(j.nb, k, j.n_chunks),
                     _row_bound(j.nb, k + 1, j.n_chunks), j.nb, params, ws, work,
-                    j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed)
+                    j.row_loss, j.row_hit, j.drop_seed, j.dropout, j.packed, j.x_alt)
 
 
 cdef void _features_task(void *job, int t, int T) noexcept nogil:
@@ -1066,7 +1076,8 @@ cdef class Engine:
         self.rows = rows
         self.n_threads = n_threads if n_threads > 1 else 1
         self.training = training
-        _layout(&self.lay, sizes, rows, hidden_act, out_act, slope, dropout, training)
+        _layout(&self.lay, sizes, rows, hidden_act, out_act, slope, dropout, training,
+                self.n_threads)
         size = self.lay.work_off + _work_size(&self.lay, self.n_threads)
         self._ws = np.empty(size, self.dtype)
         # every layout offset is a multiple of 16 elements, so from a 64-byte boundary
@@ -1281,7 +1292,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
             raise MemoryError()
     rows = RowsJob(lay=lay, src=src, order=order, start=0, nb=0, params=p, ws=w,
                    row_loss=e.row_loss, row_hit=e.row_hit, busy=e.busy, drop_seed=0,
-                   dropout=lay.dropout, packed=packed, f64=floating is double,
+                   dropout=lay.dropout, packed=packed, f64=floating is double, x_alt=False,
                    next=e.counters, n_chunks=1)
     feats = FeaturesJob(lay=lay, x=NULL, n=0, params=p, grads=g, ws=w, opt=opt[0], step=0,
                         scale=1, alpha=alpha, packed=packed, f64=floating is double,
@@ -1321,11 +1332,16 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                                  else T_rows)
                 cymlp_chunks_reset(e.counters, rows.n_chunks, T_rows)
                 rows.drop_seed = drop_seed
+                # with several threads, batches alternate between two copies of the
+                # inputs: the gather's stores then go to lines the other core last read
+                # two steps ago rather than in the last phase 2 (docs/performance.md)
+                rows.x_alt = lay.x_alt != lay.x_off and n_batches % 2 == 1
                 w0 = cymlp_now()
                 parallel_for(T_rows, _rows_task, &rows)  # (one task: run in this thread)
                 _account(prof, cymlp_now() - w0, rows.busy, T_rows)
                 par_rows += T_rows > 1
-                x = _gather(lay, src, order, start, 0, 0, w, &yb, &swb)  # pointers only
+                # (pointers only, to the block phase 1 gathered)
+                x = _gather(lay, src, order, start, 0, 0, w, &yb, &swb, rows.x_alt)
                 if e.row_hit != NULL:
                     for r in range(nb):
                         hits += e.row_hit[r]
@@ -1430,7 +1446,7 @@ cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floa
         if out != NULL and src.X != NULL and not _all_finite(
                 <const floating *>src.X + start * n_in, nb * n_in):
             return -1  # checked chunk by chunk, while the rows come into the cache
-        xb = _gather(lay, src, NULL, start, nb, 0, ws, &yb, &swb)
+        xb = _gather(lay, src, NULL, start, nb, 0, ws, &yb, &swb, False)
         if out != NULL and n_threads > 1 and nb >= ROWS_PER_THREAD_MIN * n_threads:
             # rows split over threads, each running whole products on its own (one
             # parallel region per chunk, not one per product)
