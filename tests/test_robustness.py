@@ -114,6 +114,32 @@ def test_non_finite_X_in_predict_fast_path(data, dtype, bad):
     assert (P > 0).all() and np.isfinite(np.log(P)).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [0, 1 << 20, -1])  # first, past thread 0's share, last
+def test_non_finite_X_in_fit_on_threads(dtype, bad, where):
+    """fit scans a dense X for finiteness on its threads (_engine.all_finite, one per
+    2**20 values at least): a NaN or infinity anywhere, in either thread's share, gives
+    scikit-learn's error, and a refit with bad X leaves the fitted model as it was."""
+    from cymlp import _engine
+
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(2**21 // 64 + 3, 64)).astype(dtype)  # 2**21 + 192 values
+    y = rng.randint(0, 3, len(X))
+    assert _engine.all_finite(X.reshape(-1), 2) and _engine.all_finite(X.reshape(-1), 1)
+    Xb = X.copy()
+    Xb.reshape(-1)[where] = bad
+    for n_threads in (1, 2, 7):
+        assert not _engine.all_finite(Xb.reshape(-1), n_threads)
+    clf = MLPClassifier((3,), max_iter=1, batch_size=2000, random_state=0, n_jobs=2)
+    clf.fit(X[:3000], y[:3000])
+    before = [c.copy() for c in clf.coefs_]
+    with pytest.raises(ValueError, match="NaN" if bad != bad else "infinity"):
+        clf.fit(Xb, y)
+    for a, b in zip(clf.coefs_, before):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_engine_refuses_arrays_it_was_not_promised(data):
     """The engine re-checks dtype, layout and sizes once per call (never per batch)."""
     from cymlp import _engine

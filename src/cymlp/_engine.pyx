@@ -1510,3 +1510,53 @@ cdef bint _all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
             memcpy(&u64, &x[k], sizeof(uint64_t))
             bad64 |= (u64 & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL
         return bad64 == 0
+
+
+cdef enum:
+    FINITE_PER_THREAD_MIN = 1 << 20  # values a thread of all_finite checks at least
+
+
+cdef struct FiniteJob:
+    const void *x
+    Py_ssize_t n
+    bint f64
+    unsigned char *ok  # one per task
+
+
+cdef void _finite_task(void *job, int t, int T) noexcept nogil:
+    """Task t of T of all_finite: its contiguous share of the values."""
+    cdef FiniteJob *j = <FiniteJob *>job
+    cdef Py_ssize_t k0 = j.n * t // T, k1 = j.n * (t + 1) // T
+    if j.f64:
+        j.ok[t] = _all_finite(<const double *>j.x + k0, k1 - k0)
+    else:
+        j.ok[t] = _all_finite(<const float *>j.x + k0, k1 - k0)
+
+
+def all_finite(const floating[::1] x not None, int n_threads=1) -> bool:
+    """True when no value of the 1-D contiguous float32/float64 array x is NaN or +-inf,
+    checked on up to n_threads threads (one per FINITE_PER_THREAD_MIN values at least):
+    the estimators' finiteness check of a dense X in fit, which is memory-bound (MNIST's
+    188 MB: ~10 ms on one thread)."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int t, T = n_threads if n_threads > 1 else 1
+    cdef unsigned char ok_small[8]
+    cdef unsigned char *ok = ok_small
+    cdef FiniteJob job
+    cdef bint result = True
+    if n == 0:
+        return True
+    if T > n // FINITE_PER_THREAD_MIN:
+        T = <int>(n // FINITE_PER_THREAD_MIN) if n >= FINITE_PER_THREAD_MIN else 1
+    if T > 8:
+        ok = <unsigned char *>malloc(T)
+        if ok == NULL:
+            raise MemoryError()
+    job = FiniteJob(x=&x[0], n=n, f64=floating is double, ok=ok)
+    with nogil:
+        parallel_for(T, _finite_task, &job)
+    for t in range(T):
+        result = result and ok[t]
+    if ok != ok_small:
+        free(ok)
+    return result

@@ -47,10 +47,26 @@ from cymlp._validation import (
     OWN_CONSTRAINTS,
     SHARED_CONSTRAINTS,
     as_engine_input,
+    check_finite,
     check_memory,
     check_numeric,
     source,
 )
+
+
+def _one_hot(binarizer: LabelBinarizer, y, dtype) -> np.ndarray:
+    """``binarizer.transform(y).astype(dtype)``: for multiclass labels (every one of
+    which is in ``binarizer.classes_``) a one-hot array written directly, in a fifth of
+    the time of scikit-learn's sparse route (MNIST's 60,000 labels: ~0.6 vs 3 ms)."""
+    classes = binarizer.classes_
+    if (binarizer.y_type_ == "multiclass" and not binarizer.sparse_output
+            and binarizer.neg_label == 0 and binarizer.pos_label == 1 and y.ndim == 1):
+        idx = np.searchsorted(classes, y)
+        if idx.size and idx.max() < len(classes) and np.array_equal(classes[idx], y):
+            Y = np.zeros((len(y), len(classes)), dtype)
+            Y[np.arange(len(y)), idx] = 1
+            return Y
+    return binarizer.transform(y).astype(dtype)
 
 
 class _BaseMLP(TrainingMixin, BaseEstimator):
@@ -369,7 +385,9 @@ class _BaseMLP(TrainingMixin, BaseEstimator):
         check_numeric(X)
         dtype = (np.float64, np.float32) if reset else self._params.dtype
         X, y = validate_data(self, X, y, reset=reset, accept_sparse=["csr", "csc"],
-                             dtype=dtype, order="C", multi_output=True, y_numeric=y_numeric)
+                             dtype=dtype, order="C", multi_output=True, y_numeric=y_numeric,
+                             ensure_all_finite=False)
+        check_finite(X, self, self._n_threads())  # (on the fit's threads)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return as_engine_input(X, X.dtype), y
@@ -620,7 +638,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 )
             cw = compute_sample_weight(self.class_weight, y)
             sample_weight = cw if sample_weight is None else sample_weight * cw
-        Y = self._label_binarizer.transform(y).astype(X.dtype)
+        Y = _one_hot(self._label_binarizer, y, X.dtype)
         return X, Y, sample_weight
 
     def _training_targets(self, Y):
