@@ -10,6 +10,9 @@ From the engine's profile (``cymlp._engine.profile()``: time inside and outside 
 parallel regions, and the threads' waiting at each region's end) it reports the serial
 share of an epoch and the waiting, then fits Amdahl's law t(T) = s + p / T and projects
 the speed-up at 8 and 16 cores. Measured and projected values are labelled as such.
+"at 1 T" is the share of the fits' full batches that the engine's thread-count chooser
+ran on one thread because it measured one thread faster (CYMLP_ADAPTIVE_THREADS=0 in
+the environment turns the chooser off; "-": off, or one thread asked for).
 
 A fit's speed depends on where the two threads' cores are: before and after every fit
 with several threads a probe times the round trip of one cache line between two threads,
@@ -142,8 +145,8 @@ def main():
         print(f"  {name}: done", flush=True)
 
     print(f"\n{'network':38s} {'T':>2s} {'median s/ep':>11s} {'min-max':>15s} "
-          f"{'speed-up':>8s} {'serial':>7s} {'waiting':>8s} {'torch s/ep':>10s} "
-          f"{'torch x':>7s}")
+          f"{'speed-up':>8s} {'serial':>7s} {'waiting':>8s} {'at 1 T':>6s} "
+          f"{'torch s/ep':>10s} {'torch x':>7s}")
     summary = []
     for name, times, torch_times, profiles, _, _ in rows:
         med1 = statistics.median(times[1])
@@ -156,12 +159,15 @@ def main():
             epoch = sum(p["epoch"] for p in prof)
             serial = sum(p["epoch"] - p["parallel"] for p in prof) / epoch
             waiting = sum(p["waiting"] for p in prof) / (epoch * T)
+            batches = sum(p["batches"] for p in prof)
+            fewer = f"{sum(p['fewer'] for p in prof) / batches:6.1%}" if batches else "     -"
             tm = statistics.median(torch_times[T]) if torch_times[T] else None
             tup = (statistics.median(a / b for a, b in zip(torch_times[1], torch_times[T]))
                    if tm else None)
             print(f"{name if T == 1 else '':38s} {T:2d} {med:11.4f} "
                   f"{min(times[T]):7.4f}-{max(times[T]):7.4f} {up:7.3f}x {serial:6.1%} "
-                  f"{waiting:7.1%} " + (f"{tm:10.4f} {tup:6.3f}x" if tm else f"{'-':>10s}"))
+                  f"{waiting:7.1%} {fewer} "
+                  + (f"{tm:10.4f} {tup:6.3f}x" if tm else f"{'-':>10s}"))
         f_fit = amdahl(counts, [statistics.median(times[T]) for T in counts])
         prof1 = profiles[1]
         f_meas = sum(q["epoch"] - q["parallel"] for q in prof1) / sum(q["epoch"] for q in prof1)

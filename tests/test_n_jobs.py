@@ -32,6 +32,13 @@ def threads():
         pytest.skip("built without threads: no threads to compare")
 
 
+@pytest.fixture(autouse=True)
+def fixed_thread_count(monkeypatch):
+    # these tests count the parallel regions: the thread-count chooser stays off, so
+    # that a loaded host cannot move a step to one thread (test_adaptive_threads.py)
+    monkeypatch.setenv("CYMLP_ADAPTIVE_THREADS", "0")
+
+
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.RandomState(0)

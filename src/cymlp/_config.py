@@ -13,7 +13,9 @@ def config() -> dict:
     runs on several threads (smaller networks and batches run that part on one thread,
     which is faster for them: ``threads_min_rows`` batch rows per thread for the forward
     and backward passes, and rows per thread for prediction; ``threads_min_step_work``
-    multiply-adds, (batch rows + 1) x parameters, for the weight gradients and update)."""
+    multiply-adds, (batch rows + 1) x parameters, for the weight gradients and update),
+    and whether training with several threads runs one instead while that is faster
+    (``adaptive_threads``; CYMLP_ADAPTIVE_THREADS=0 turns it off)."""
     from cymlp import _engine
 
     least = _engine.thread_thresholds()
@@ -26,6 +28,7 @@ def config() -> dict:
         "max_threads": _kernels.max_threads(),
         "threads_min_rows": least["rows_per_thread"],
         "threads_min_step_work": least["step_work"],
+        "adaptive_threads": _engine.adaptive_threads_enabled(),
     }
 
 

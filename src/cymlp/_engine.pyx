@@ -32,6 +32,8 @@ from cymlp._kernels cimport (IDENTITY, LOGISTIC, SOFTMAX, activation_derivative,
 from cymlp._optim cimport (PER_EPOCH, SGD, Optimizer, optimizer_step, scheduled_lr,
                            sgd_outer_row)
 
+import os
+
 import numpy as np
 
 
@@ -360,7 +362,7 @@ cdef long long _parallel_counts[N_SITES]  # (static storage: starts at zero)
 # their parallel regions (wall time from the call to the last task's end), the tasks'
 # busy time summed over threads, and the threads' waiting (region wall - task busy,
 # summed over the region's tasks), added once per call under the GIL as the counts are.
-cdef double _profile[4]
+cdef double _profile[6]
 
 cdef extern from "_gemm.h":
     double CYMLP_GEMM_PARALLEL_MIN
@@ -383,7 +385,7 @@ def reset_parallel_counts():
     cdef int i
     for i in range(N_SITES):
         _parallel_counts[i] = 0
-    for i in range(4):
+    for i in range(6):
         _profile[i] = 0
 
 
@@ -391,9 +393,11 @@ def profile():
     """train_epoch's time since :func:`reset_parallel_counts`: {'epoch': seconds in
     epochs, 'parallel': seconds inside parallel regions (wall), 'busy': the tasks' work
     summed over threads, 'waiting': the threads' idle time at the regions' ends (region
-    wall - task time, summed over tasks)}. 'epoch' - 'parallel' is the serial part."""
+    wall - task time, summed over tasks), 'batches': full batches of engines with
+    several threads that the thread-count chooser counted, 'fewer': of them, those run
+    on fewer threads than n_jobs}. 'epoch' - 'parallel' is the serial part."""
     return {"epoch": _profile[0], "parallel": _profile[1], "busy": _profile[2],
-            "waiting": _profile[3]}
+            "waiting": _profile[3], "batches": _profile[4], "fewer": _profile[5]}
 
 
 cdef extern from "Python.h":
@@ -1030,6 +1034,170 @@ cdef int _rows(Rows *src, const Layout *lay, Py_ssize_t n, dtype, X, data, indic
     return 0
 
 
+# ---- adaptive thread count (training) --------------------------------------------------
+#
+# Results do not depend on how many threads run a step (phase 1 splits rows, phase 2
+# blocks of weight rows, each summed the same way), so the count can change from one
+# batch to the next. On a shared machine two threads can be slower than one: when the
+# host puts the two vCPUs far apart every line that crosses between them costs several
+# times more (docs/performance.md), and a core taken by another program holds the other
+# at every barrier. With several threads the engine therefore times its steps (the median
+# of ADAPT_WINDOW full batches) and now and then runs a window at the other count (1 when
+# at n_jobs threads, n_jobs when at 1), keeping the faster. A trial comes ADAPT_FIRST
+# batches into the fit, then every `interval` batches (doubled each time the trial
+# loses, up to ADAPT_MAX_AT_MOST / ADAPT_MAX_AT_ONE), and at once when the current
+# count's time has risen above the other's last measurement. CYMLP_ADAPTIVE_THREADS=0
+# turns it off (the engine then always runs n_jobs threads where the step is large
+# enough).
+
+cdef enum:
+    ADAPT_WINDOW = 8           # timed full batches per measurement (their median)
+    ADAPT_FIRST = 16           # batches at n_jobs threads before the first trial
+    ADAPT_EARLY = 3            # a trial ends after this many if all were much slower
+    ADAPT_RECHECK = 32         # batches after a trial before a slow-down may call one
+    # batches not timed after a change of count (on this host the first two after one
+    # are 20-80% slower, while the caches refill)
+    ADAPT_WARM = 2
+    # batches between trials: the first interval, and the most it doubles to, while
+    # running n_jobs threads (a slow-down calls a trial sooner) and while running one
+    ADAPT_START_AT_MOST = 1024
+    ADAPT_MAX_AT_MOST = 4096
+    ADAPT_START_AT_ONE = 128
+    ADAPT_MAX_AT_ONE = 1024
+
+cdef double ADAPT_MARGIN = 0.03  # a trial switches when this much faster
+cdef double ADAPT_MUCH = 0.25    # ... and ends early when ADAPT_EARLY batches were this slower
+cdef long long _adapt_alternate = 0  # tests: > 0 switches count every that many batches
+
+
+def _set_adapt_alternate(long long period):
+    """Tests: with period > 0, every engine with several threads (adaptation on)
+    switches between 1 and n_jobs threads every ``period`` full batches, whatever the
+    timings; 0 restores the chooser."""
+    global _adapt_alternate
+    _adapt_alternate = period if period > 0 else 0
+
+
+cdef struct Adapt:
+    int most              # the engine's thread count; 0: adaptation off
+    int cur               # the count steps run at, outside trials (1 or most)
+    int running           # the count of the batches being run now
+    int skip              # batches left before timing again (a change of count's warm-up)
+    int n                 # timed batches in the window so far
+    double times[ADAPT_WINDOW]
+    double est[2]         # the last window's median s/batch at 1 and at `most` (0: none)
+    long long since       # batches since the last trial ended
+    long long interval[2]  # batches between trials while at 1 / at `most`
+    long long batches     # batches timed or skipped, in all
+    long long fewer       # of them, run at fewer threads than `most`
+
+
+cdef void _adapt_init(Adapt *a, int most, bint on) noexcept nogil:
+    memset(a, 0, sizeof(Adapt))
+    a.most = most if on and most > 1 else 0
+    a.cur = most if most > 1 else 1
+    a.running = a.cur
+    a.skip = 2  # the fit's first batches fill the caches
+    a.interval[0] = ADAPT_START_AT_ONE
+    a.interval[1] = ADAPT_START_AT_MOST
+
+
+cdef double _median(double *v, int n) noexcept nogil:
+    """The median of v[0..n) (sorts v)."""
+    cdef int i, k
+    cdef double x
+    for i in range(1, n):
+        x = v[i]
+        k = i - 1
+        while k >= 0 and v[k] > x:
+            v[k + 1] = v[k]
+            k -= 1
+        v[k + 1] = x
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+cdef void _adapt_record(Adapt *a, double seconds) noexcept nogil:
+    """One full batch took ``seconds`` at a.running threads: sets a.running for the next."""
+    cdef int i, j, k, alt
+    cdef double m
+    cdef bint much_slower
+    if a.most == 0:
+        return
+    a.batches += 1
+    a.fewer += a.running < a.most
+    a.since += 1
+    if _adapt_alternate > 0:
+        if a.batches % _adapt_alternate == 0:
+            a.running = 1 if a.running > 1 else a.most
+        return
+    if a.skip > 0:
+        a.skip -= 1
+        return
+    a.times[a.n] = seconds
+    a.n += 1
+    i = a.running > 1
+    j = 1 - i
+    if a.running != a.cur and a.n == ADAPT_EARLY:  # a trial clearly lost: end it now
+        much_slower = True
+        for k in range(ADAPT_EARLY):
+            much_slower = much_slower and a.times[k] > a.est[j] * (1 + ADAPT_MUCH)
+        if much_slower:
+            a.n = 0
+            a.est[i] = _median(a.times, ADAPT_EARLY)
+            _adapt_lost(a, j)
+            return
+    if a.n < ADAPT_WINDOW:
+        return
+    a.n = 0
+    m = _median(a.times, ADAPT_WINDOW)
+    a.est[i] = m
+    if a.running != a.cur:  # a trial's window: keep the faster count
+        if m < a.est[j] * (1 - ADAPT_MARGIN):
+            a.cur = a.running
+            a.interval[i] = ADAPT_START_AT_MOST if i else ADAPT_START_AT_ONE
+            a.since = 0
+        else:
+            _adapt_lost(a, j)
+        return
+    alt = 1 if a.cur > 1 else a.most
+    if (a.since >= a.interval[i]
+            or (a.est[j] == 0 and a.since >= ADAPT_FIRST)
+            or (a.est[j] > 0 and a.since >= ADAPT_RECHECK
+                and m > a.est[j] * (1 + ADAPT_MARGIN))):
+        a.running = alt
+        a.skip = ADAPT_WARM
+
+
+cdef inline void _adapt_lost(Adapt *a, int j) noexcept nogil:
+    """A trial lost: back to the current count (index j), the next trial twice as far."""
+    cdef long long most = ADAPT_MAX_AT_MOST if j else ADAPT_MAX_AT_ONE
+    a.interval[j] = 2 * a.interval[j] if 2 * a.interval[j] < most else most
+    a.running = a.cur
+    a.skip = ADAPT_WARM
+    a.since = 0
+
+
+def _adapt_trace(int most, seconds_at, Py_ssize_t batches):
+    """The thread count the chooser runs each of ``batches`` full batches at, when a
+    batch at c threads takes ``seconds_at(i, c)`` seconds (i: the batch's index): a
+    test of the rule above without timing real steps."""
+    cdef Adapt a
+    cdef Py_ssize_t i
+    out = np.empty(batches, np.intc)
+    _adapt_init(&a, most, True)
+    for i in range(batches):
+        out[i] = a.running
+        _adapt_record(&a, seconds_at(i, a.running))
+    return out
+
+
+def adaptive_threads_enabled() -> bool:
+    """False when the environment sets CYMLP_ADAPTIVE_THREADS to 0, false, no or off
+    (read by every new Engine): training then never runs fewer threads than n_jobs."""
+    return os.environ.get("CYMLP_ADAPTIVE_THREADS", "1").strip().lower() not in (
+        "0", "false", "no", "off")
+
+
 cdef class Engine:
     """One network's layout and scratch, set up once and used for the life of a fit (or
     of a predictor): the offsets of every parameter and scratch buffer (``Layout``), the
@@ -1062,6 +1230,7 @@ cdef class Engine:
     cdef int *_counters         # (their allocation)
     cdef Py_ssize_t n_blocks
     cdef bint f64
+    cdef Adapt adapt            # the thread count of training steps (see _adapt_record)
 
     def __cinit__(self, sizes, int hidden_act, int out_act, double slope, dropout,
                   Py_ssize_t rows, int n_threads, dtype, bint training=True):
@@ -1076,6 +1245,7 @@ cdef class Engine:
         self.rows = rows
         self.n_threads = n_threads if n_threads > 1 else 1
         self.training = training
+        _adapt_init(&self.adapt, self.n_threads, training and adaptive_threads_enabled())
         _layout(&self.lay, sizes, rows, hidden_act, out_act, slope, dropout, training,
                 self.n_threads)
         size = self.lay.work_off + _work_size(&self.lay, self.n_threads)
@@ -1268,8 +1438,10 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, hits = 0, batch_size = e.rows
     cdef int T_rows, T_feat, T = e.n_threads, l
     cdef long long par_rows = 0, par_feat = 0  # (debug counters, see parallel_counts)
-    cdef double total = 0, batch_loss, sw_sum, sq, checked, w0, started = cymlp_now()
+    cdef double total = 0, batch_loss, sw_sum, sq, checked, w0, t_batch
+    cdef double started = cymlp_now()
     cdef double prof[4]
+    cdef long long adapt_batches = e.adapt.batches, adapt_fewer = e.adapt.fewer
     cdef const floating *x
     cdef const floating *yb
     cdef const floating *swb
@@ -1321,6 +1493,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                         PyErr_CheckSignals()      # raises KeyboardInterrupt out of here
                 stop = start + batch_size if start + batch_size < n else n
                 nb = stop - start
+                t_batch = cymlp_now()
+                T = e.adapt.running  # n_jobs, or 1 while the chooser finds it faster
                 if lay.dropout:
                     drop_seed = _splitmix64(state)
                 # phase 1: rows split over threads; a few rows are not worth waking one for
@@ -1384,6 +1558,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 total += nb * batch_loss / sw_sum
                 n_batches += 1
                 start = stop
+                if nb == batch_size:  # (a short last batch is no measure of the others)
+                    _adapt_record(&e.adapt, cymlp_now() - t_batch)
     finally:
         fp_leave(fp_mode)
         free(order)
@@ -1392,6 +1568,8 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
         prof[0] = cymlp_now() - started
         for i in range(4):
             _profile[i] += prof[i]
+        _profile[4] += e.adapt.batches - adapt_batches
+        _profile[5] += e.adapt.fewer - adapt_fewer
     return total / n, n_batches, hits if e.row_hit != NULL else None
 
 
