@@ -404,20 +404,10 @@ cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
 
 
-cdef extern from *:
-    """
-    #include <time.h>
-    static double cymlp_now(void) {
-    #if defined(_WIN32)
-        return (double)clock() / CLOCKS_PER_SEC;
-    #else
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return t.tv_sec + 1e-9 * t.tv_nsec;
-    #endif
-    }
-    """
-    double cymlp_now() nogil
+cdef extern from "_clock.h":
+    # monotonic seconds (QueryPerformanceCounter on Windows: the thread-count chooser
+    # times batches of a fraction of a millisecond)
+    double cymlp_now "cymlp_clock_now"() nogil
 
 
 cdef inline double _weight_sum(const floating *sw, Py_ssize_t n) noexcept nogil:

@@ -173,25 +173,7 @@ cdef extern from *:
     """
     /* Two tasks pass one cache line back and forth (core_to_core_ns). The flag is the
      * 16th of 32 longs so that it shares its line with nothing else written. */
-    #if defined(_WIN32)
-    #ifndef WIN32_LEAN_AND_MEAN
-    #define WIN32_LEAN_AND_MEAN
-    #endif
-    #include <windows.h>
-    static double cymlp_pp_now(void) {
-        LARGE_INTEGER f, c;
-        QueryPerformanceFrequency(&f);
-        QueryPerformanceCounter(&c);
-        return (double)c.QuadPart / (double)f.QuadPart;
-    }
-    #else
-    #include <time.h>
-    static double cymlp_pp_now(void) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return t.tv_sec + 1e-9 * t.tv_nsec;
-    }
-    #endif
+    #include "_clock.h"
     #if defined(_MSC_VER) && !defined(__clang__)
     #include <intrin.h>
     /* x64: volatile loads acquire and volatile stores release (/volatile:ms) */
@@ -228,7 +210,7 @@ cdef extern from *:
             if (v == want) return 1;
             if (v < 0) return 0;
             if (k % 4096 == 0) {
-                const double now = cymlp_pp_now();
+                const double now = cymlp_clock_now();
                 if (until == 0) until = now + c->timeout;
                 else if (now > until) return 0;
             }
@@ -250,7 +232,7 @@ cdef extern from *:
                 cymlp_pp_store(flag, -1);
                 return;
             }
-            const double t0 = cymlp_pp_now();
+            const double t0 = cymlp_clock_now();
             for (long i = 0; i < c->rounds; ++i) {
                 cymlp_pp_store(flag, 2 * i + 2);
                 if (!cymlp_pp_wait(c, 2 * i + 3)) {
@@ -258,7 +240,7 @@ cdef extern from *:
                     return;
                 }
             }
-            c->seconds = cymlp_pp_now() - t0;
+            c->seconds = cymlp_clock_now() - t0;
         }
     }
     """

@@ -128,6 +128,7 @@ static inline void cymlp_threads_shutdown(void) {}
 
 #else
 /* ---- the pool: platform layer -------------------------------------------------------- */
+#include "_clock.h" /* cymlp_clock_now(): the spin limits */
 #if defined(CYMLP_THREADS_WIN32)
 #ifndef _WIN32
 #error "CYMLP_THREADS_WIN32 is for Windows; use CYMLP_THREADS_PTHREADS"
@@ -164,18 +165,6 @@ static inline void cymlp_thread_join(cymlp_thread th)
 {
     WaitForSingleObject(th, INFINITE);
     CloseHandle(th);
-}
-static inline double cymlp_pool_now(void) /* seconds */
-{
-    static double period = 0;
-    LARGE_INTEGER c;
-    if (period == 0) {
-        LARGE_INTEGER f;
-        QueryPerformanceFrequency(&f);
-        period = 1.0 / (double)f.QuadPart;
-    }
-    QueryPerformanceCounter(&c);
-    return (double)c.QuadPart * period;
 }
 static inline int cymlp_cpu_count(void)
 {
@@ -233,12 +222,6 @@ static inline int cymlp_thread_start(cymlp_thread *th, void *arg)
     return rc == 0;
 }
 static inline void cymlp_thread_join(cymlp_thread th) { pthread_join(th, NULL); }
-static inline double cymlp_pool_now(void) /* seconds */
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 static inline int cymlp_cpu_count(void)
 {
 #if defined(__linux__) && defined(CPU_COUNT)
@@ -431,12 +414,12 @@ static void cymlp_pool_worker(cymlp_pool *p, int me, uint32_t seen)
         uint64_t w = CYMLP_LOAD_ACQ(&p->claim);
         if (!cymlp_pool_new_job(w, seen)) { /* spin a while, then sleep */
             const double spin = cymlp_pool_spin(p);
-            const double until = spin > 0 ? cymlp_pool_now() + spin : 0;
+            const double until = spin > 0 ? cymlp_clock_now() + spin : 0;
             for (unsigned k = 1;; ++k) {
                 CYMLP_PAUSE();
                 w = CYMLP_LOAD_ACQ(&p->claim);
                 if (cymlp_pool_new_job(w, seen) || CYMLP_LOAD_ACQ(&p->stop)) break;
-                if (spin == 0 || (k % 64 == 0 && cymlp_pool_now() > until)) {
+                if (spin == 0 || (k % 64 == 0 && cymlp_clock_now() > until)) {
                     /* caller: open the job, then read sleepers; here: count in
                      * sleepers, then read claim (both seq_cst), so one sees the other */
                     cymlp_mutex_lock(&p->lock);
@@ -560,10 +543,10 @@ static inline int cymlp_parallel_for(int n, cymlp_task_fn fn, void *ctx)
     /* wait for the tasks the workers took: spin a while, then sleep */
     if (CYMLP_LOAD_ACQ(&p->pending) != 0) {
         const double spin = cymlp_pool_spin(p);
-        const double until = spin > 0 ? cymlp_pool_now() + spin : 0;
+        const double until = spin > 0 ? cymlp_clock_now() + spin : 0;
         for (unsigned k = 1; CYMLP_LOAD_ACQ(&p->pending) != 0; ++k) {
             CYMLP_PAUSE();
-            if (spin == 0 || (k % 64 == 0 && cymlp_pool_now() > until)) {
+            if (spin == 0 || (k % 64 == 0 && cymlp_clock_now() > until)) {
                 cymlp_mutex_lock(&p->lock);
                 CYMLP_STORE_SC(&p->caller_asleep, 1);
                 while (CYMLP_LOAD_SC(&p->pending) != 0) cymlp_cond_wait(&p->done, &p->lock);
