@@ -133,13 +133,7 @@ static inline void cymlp_threads_shutdown(void) {}
 #ifndef _WIN32
 #error "CYMLP_THREADS_WIN32 is for Windows; use CYMLP_THREADS_PTHREADS"
 #endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#include <windows.h>
+/* (<windows.h>, lean and without min/max, comes from _clock.h) */
 typedef SRWLOCK cymlp_mutex;
 typedef CONDITION_VARIABLE cymlp_cond;
 typedef HANDLE cymlp_thread;
