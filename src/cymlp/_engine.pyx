@@ -1087,7 +1087,7 @@ cdef void _adapt_init(Adapt *a, int most, bint on) noexcept nogil:
     a.most = most if on and most > 1 else 0
     a.cur = most if most > 1 else 1
     a.running = a.cur
-    a.skip = 2  # the fit's first batches fill the caches
+    a.skip = ADAPT_WARM  # the fit's first batches fill the caches too
     a.interval[0] = ADAPT_START_AT_ONE
     a.interval[1] = ADAPT_START_AT_MOST
 
@@ -1426,7 +1426,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
     cdef RowsJob rows
     cdef FeaturesJob feats
     cdef Py_ssize_t start, stop, nb, i, r, n_batches = 0, hits = 0, batch_size = e.rows
-    cdef int T_rows, T_feat, T = e.n_threads, l
+    cdef int T_rows, T_feat, T, l  # (T: each batch's, from the chooser)
     cdef long long par_rows = 0, par_feat = 0  # (debug counters, see parallel_counts)
     cdef double total = 0, batch_loss, sw_sum, sq, checked, w0, t_batch
     cdef double started = cymlp_now()
