@@ -7,7 +7,7 @@ far or mixed (see bench_threads.py). Neighbouring fits see the same host state, 
 ratios within a round cancel most of the noise that medians of separate runs keep. It
 prints each round, then per placement the median speed-ups over one thread of the fixed
 and the adaptive fits and the median ratio fixed / adaptive (> 1: the chooser is faster).
-"at 1 T" is the share of the adaptive fit's full batches run on one thread.
+"fewer T" is the share of the adaptive fit's full batches run on fewer threads than asked.
 
     CYMLP_DATA_HOME=../shared/data python benchmarks/bench_adaptive.py [--seconds 300]
                                                                       [--network wide]
@@ -62,7 +62,7 @@ def main():
         where = B.placement(max(c0, c1)) if B.placement(c0) == B.placement(c1) else "mixed"
         rounds.append((where, t1, tf, ta))
         print(f"{where:5s} c2c {c0:4.0f}/{c1:4.0f} ns  1 T {t1:.4f}  fixed {tf:.4f} "
-              f"({t1 / tf:.3f}x)  adaptive {ta:.4f} ({t1 / ta:.3f}x, {share:.0%} at 1 T)",
+              f"({t1 / tf:.3f}x)  adaptive {ta:.4f} ({t1 / ta:.3f}x, {share:.0%} fewer T)",
               flush=True)
     print(f"\n{'placement':9s} {'rounds':>6s} {'fixed':>7s} {'adaptive':>8s} "
           f"{'fixed/adaptive':>14s}   (median speed-ups over 1 thread)")

@@ -10,8 +10,8 @@ From the engine's profile (``cymlp._engine.profile()``: time inside and outside 
 parallel regions, and the threads' waiting at each region's end) it reports the serial
 share of an epoch and the waiting, then fits Amdahl's law t(T) = s + p / T and projects
 the speed-up at 8 and 16 cores. Measured and projected values are labelled as such.
-"at 1 T" is the share of the fits' full batches that the engine's thread-count chooser
-ran on one thread because it measured one thread faster (CYMLP_ADAPTIVE_THREADS=0 in
+"fewer T" is the share of the fits' full batches that the engine's thread-count chooser
+ran on fewer threads than asked because it measured that faster (CYMLP_ADAPTIVE_THREADS=0 in
 the environment turns the chooser off; "-": off, or one thread asked for).
 
 A fit's speed depends on where the two threads' cores are: before and after every fit
@@ -145,7 +145,7 @@ def main():
         print(f"  {name}: done", flush=True)
 
     print(f"\n{'network':38s} {'T':>2s} {'median s/ep':>11s} {'min-max':>15s} "
-          f"{'speed-up':>8s} {'serial':>7s} {'waiting':>8s} {'at 1 T':>6s} "
+          f"{'speed-up':>8s} {'serial':>7s} {'waiting':>8s} {'fewer T':>7s} "
           f"{'torch s/ep':>10s} {'torch x':>7s}")
     summary = []
     for name, times, torch_times, profiles, _, _ in rows:
@@ -160,7 +160,7 @@ def main():
             serial = sum(p["epoch"] - p["parallel"] for p in prof) / epoch
             waiting = sum(p["waiting"] for p in prof) / (epoch * T)
             batches = sum(p["batches"] for p in prof)
-            fewer = f"{sum(p['fewer'] for p in prof) / batches:6.1%}" if batches else "     -"
+            fewer = f"{sum(p['fewer'] for p in prof) / batches:7.1%}" if batches else "      -"
             tm = statistics.median(torch_times[T]) if torch_times[T] else None
             tup = (statistics.median(a / b for a, b in zip(torch_times[1], torch_times[T]))
                    if tm else None)

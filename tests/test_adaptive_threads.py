@@ -1,7 +1,8 @@
 """The training thread-count chooser (``_engine._adapt_record``): with n_jobs > 1 it times
-the steps and runs one thread while that is faster. Results never depend on it (a step's
-numbers do not depend on its thread count); these tests check the rule on synthetic
-timings (``_engine._adapt_trace``), and real fits that switch count batch by batch."""
+the steps and runs fewer threads (1, 2, 4, ...) while that is faster. Results never
+depend on it (a step's numbers do not depend on its thread count); these tests check the
+rule on synthetic timings (``_engine._adapt_trace``), and real fits that switch count
+batch by batch."""
 
 import numpy as np
 import pytest
@@ -72,6 +73,48 @@ def test_one_thread_engines_never_adapt():
     assert (_trace(_steady(1.0, 0.1), 500, most=1) == 1).all()
 
 
+# a many-core machine where the paper network's steps stop paying beyond 4 threads
+CURVE = {1: 1.0, 2: 0.6, 4: 0.45, 8: 0.6, 16: 0.9}
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.15])
+def test_many_cores_settle_where_more_threads_stop_paying(noise):
+    rng = np.random.default_rng(2)
+    jitter = 1 + noise * rng.standard_normal(20000)
+    counts = _trace(lambda i, c: jitter[i] * CURVE[c], 20000, most=16)
+    assert counts[0] == 16 and set(counts) <= set(CURVE)
+    assert int(np.argmax(counts == 4)) < 100  # 16 -> 8 -> 4 in the first 100 batches
+    assert (counts[600:] == 4).mean() > 0.97
+    # against always running 4 threads: under 1% for the fit, 10% for its first 600 batches
+    cost = np.vectorize(CURVE.get)(counts).mean() / CURVE[4] - 1
+    assert cost < 0.01, cost
+    assert np.vectorize(CURVE.get)(counts[:600]).mean() / CURVE[4] - 1 < 0.10
+
+
+def test_many_cores_follow_a_change_of_placement():
+    slow = {1: 1.0, 2: 0.6, 4: 0.8, 8: 1.0, 16: 1.2}  # 4 threads lose their edge, then regain it
+    counts = _trace(lambda i, c: (slow if 5000 <= i < 10000 else CURVE)[c], 15000, most=16)
+    assert (counts[1000:5000] == 4).mean() > 0.98
+    assert int(np.argmax(counts[5000:] == 2)) < 64  # a slow-down calls a trial at once
+    assert (counts[5200:10000] == 2).mean() > 0.98
+    assert (counts[10000 + 1100:] == 4).mean() > 0.98  # trials up: every 1,024 at most
+
+
+def test_many_cores_one_thread():
+    counts = _trace(lambda i, c: 1.0 + 0.1 * (c > 1) * c, 4000, most=8)
+    assert int(np.argmax(counts == 1)) < 100
+    assert (counts[200:] == 1).mean() > 0.95
+
+
+@pytest.mark.parametrize("most, levels", [(2, {1, 2}), (3, {1, 2, 3}), (6, {1, 2, 4, 6}),
+                                          (8, {1, 2, 4, 8}), (12, {1, 2, 4, 8, 12})])
+def test_the_counts_tried(most, levels):
+    """Powers of two below n_jobs, and n_jobs; more threads always faster: n_jobs stays."""
+    counts = _trace(lambda i, c: 1.0 / c, 5000, most=most)
+    assert set(counts) <= levels
+    assert (counts == most).mean() > 0.98
+
+
 @pytest.fixture
 def data():
     rng = np.random.RandomState(0)
@@ -88,7 +131,7 @@ def _fit(X, y, n_jobs):
 
 @pytest.mark.parametrize("period", [1, 3])
 def test_switching_count_mid_fit_keeps_the_bits(data, period):
-    """Real steps at 1 and 2 threads in turn (the chooser forced to switch every
+    """Real steps at 2 and 1 threads in turn (the chooser forced to switch every
     ``period`` batches) give the weights of one thread: the workspace, the packed
     weights and the alternating input copies carry over a change of count."""
     if _kernels.threads_backend() == "none":
@@ -106,6 +149,26 @@ def test_switching_count_mid_fit_keeps_the_bits(data, period):
     assert prof["batches"] == 36
     assert 12 <= prof["fewer"] <= 24
     assert _engine.parallel_counts()["rows"] == 36 - prof["fewer"]
+    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert clf.loss_curve_ == ref.loss_curve_
+
+
+def test_stepping_through_the_counts_keeps_the_bits(data):
+    """n_jobs=4 forced down its counts every batch (4, 2, 1, 4, ...): the weights of one
+    thread, with every count run (more threads than this machine's cores is fine)."""
+    if _kernels.threads_backend() == "none":
+        pytest.skip("built without threads")
+    X, y = data
+    ref = _fit(X, y, 1)
+    _engine._set_adapt_alternate(1)
+    try:
+        _engine.reset_parallel_counts()
+        clf = _fit(X, y, 4)
+        prof = _engine.profile()
+    finally:
+        _engine._set_adapt_alternate(0)
+    assert prof["batches"] == 36 and prof["fewer"] == 24  # 12 each at 4, 2 and 1
     for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
         np.testing.assert_array_equal(a, b)
     assert clf.loss_curve_ == ref.loss_curve_

@@ -1032,28 +1032,31 @@ cdef int _rows(Rows *src, const Layout *lay, Py_ssize_t n, dtype, X, data, indic
 # host puts the two vCPUs far apart every line that crosses between them costs several
 # times more (docs/performance.md), and a core taken by another program holds the other
 # at every barrier. With several threads the engine therefore times its steps (the median
-# of ADAPT_WINDOW full batches) and now and then runs a window at the other count (1 when
-# at n_jobs threads, n_jobs when at 1), keeping the faster. A trial comes ADAPT_FIRST
-# batches into the fit, then every `interval` batches (doubled each time the trial
-# loses, up to ADAPT_MAX_AT_MOST / ADAPT_MAX_AT_ONE), and at once when the current
-# count's time has risen above the other's last measurement. CYMLP_ADAPTIVE_THREADS=0
-# turns it off (the engine then always runs n_jobs threads where the step is large
-# enough).
+# of ADAPT_WINDOW full batches) and now and then runs a window at a neighbouring count
+# of 1, 2, 4, ..., n_jobs (a trial), keeping the faster: on 2 cores that is 1 or 2, on
+# 16 it climbs down from 16 to wherever more threads stop paying. A trial of a count
+# never measured comes ADAPT_FIRST batches after the last move, then every `interval`
+# batches (doubled each time the trial loses, up to ADAPT_MAX_DOWN / ADAPT_MAX_UP), and
+# at once when the current count's time has risen above the other's last measurement.
+# CYMLP_ADAPTIVE_THREADS=0 turns it off (the engine then always runs n_jobs threads
+# where the step is large enough).
 
 cdef enum:
     ADAPT_WINDOW = 8           # timed full batches per measurement (their median)
-    ADAPT_FIRST = 16           # batches at n_jobs threads before the first trial
+    ADAPT_FIRST = 16           # batches before a trial of a count not yet measured
     ADAPT_EARLY = 3            # a trial ends after this many if all were much slower
     ADAPT_RECHECK = 32         # batches after a trial before a slow-down may call one
     # batches not timed after a change of count (on this host the first two after one
     # are 20-80% slower, while the caches refill)
     ADAPT_WARM = 2
-    # batches between trials: the first interval, and the most it doubles to, while
-    # running n_jobs threads (a slow-down calls a trial sooner) and while running one
-    ADAPT_START_AT_MOST = 1024
-    ADAPT_MAX_AT_MOST = 4096
-    ADAPT_START_AT_ONE = 128
-    ADAPT_MAX_AT_ONE = 1024
+    # batches between trials of the next count down (the first interval, and the most
+    # it doubles to; a slow-down calls a trial sooner) and of the next count up
+    ADAPT_START_DOWN = 1024
+    ADAPT_MAX_DOWN = 4096
+    ADAPT_START_UP = 128
+    ADAPT_MAX_UP = 1024
+    # the counts tried: 1, 2, 4, ... and n_jobs (the pool has at most 4096 threads)
+    ADAPT_LEVELS = 16
 
 cdef double ADAPT_MARGIN = 0.03  # a trial switches when this much faster
 cdef double ADAPT_MUCH = 0.25    # ... and ends early when ADAPT_EARLY batches were this slower
@@ -1061,35 +1064,46 @@ cdef long long _adapt_alternate = 0  # tests: > 0 switches count every that many
 
 
 def _set_adapt_alternate(long long period):
-    """Tests: with period > 0, every engine with several threads (adaptation on)
-    switches between 1 and n_jobs threads every ``period`` full batches, whatever the
-    timings; 0 restores the chooser."""
+    """Tests: with period > 0, every engine with several threads (adaptation on) steps
+    down its counts (n_jobs, ..., 4, 2, 1, then n_jobs again) every ``period`` full
+    batches, whatever the timings; 0 restores the chooser."""
     global _adapt_alternate
     _adapt_alternate = period if period > 0 else 0
 
 
 cdef struct Adapt:
     int most              # the engine's thread count; 0: adaptation off
-    int cur               # the count steps run at, outside trials (1 or most)
-    int running           # the count of the batches being run now
+    int nlev              # the counts it runs: count[0] = 1 < 2 < 4 < ... < count[nlev-1]
+    int count[ADAPT_LEVELS]  # ... = most
+    int cur               # the level steps run at outside trials
+    int at                # the level of the batches being run now (cur, or a trial's)
+    int running           # count[at]: the thread count of the batches being run now
     int skip              # batches left before timing again (a change of count's warm-up)
     int n                 # timed batches in the window so far
     double times[ADAPT_WINDOW]
-    double est[2]         # the last window's median s/batch at 1 and at `most` (0: none)
-    long long since       # batches since the last trial ended
-    long long interval[2]  # batches between trials while at 1 / at `most`
+    double est[ADAPT_LEVELS]  # the last window's median s/batch at each level (0: none)
+    long long since[2]    # batches since a trial of the count down / up from cur ended
+    long long interval[2]  # batches between trials down / up
     long long batches     # batches timed or skipped, in all
     long long fewer       # of them, run at fewer threads than `most`
 
 
 cdef void _adapt_init(Adapt *a, int most, bint on) noexcept nogil:
+    cdef int c = 1
     memset(a, 0, sizeof(Adapt))
     a.most = most if on and most > 1 else 0
-    a.cur = most if most > 1 else 1
-    a.running = a.cur
+    while c < most and a.nlev < ADAPT_LEVELS - 1:
+        a.count[a.nlev] = c
+        a.nlev += 1
+        c *= 2
+    a.count[a.nlev] = most if most > 1 else 1
+    a.nlev += 1
+    a.cur = a.nlev - 1  # n_jobs first
+    a.at = a.cur
+    a.running = a.count[a.cur]
     a.skip = ADAPT_WARM  # the fit's first batches fill the caches too
-    a.interval[0] = ADAPT_START_AT_ONE
-    a.interval[1] = ADAPT_START_AT_MOST
+    a.interval[0] = ADAPT_START_DOWN
+    a.interval[1] = ADAPT_START_UP
 
 
 cdef double _median(double *v, int n) noexcept nogil:
@@ -1106,65 +1120,84 @@ cdef double _median(double *v, int n) noexcept nogil:
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
+cdef inline void _adapt_run(Adapt *a, int level) noexcept nogil:
+    """Run the next batches at ``level`` (a trial when it is not a.cur), untimed at first."""
+    a.at = level
+    a.running = a.count[level]
+    a.skip = ADAPT_WARM
+    a.n = 0
+
+
 cdef void _adapt_record(Adapt *a, double seconds) noexcept nogil:
-    """One full batch took ``seconds`` at a.running threads: sets a.running for the next."""
-    cdef int i, j, k, alt
+    """One full batch took ``seconds`` at a.running threads: sets a.running for the next.
+
+    A hill climb over the counts 1, 2, 4, ..., n_jobs: from the current count it tries
+    the next one down and the next one up (each on its own schedule: soon when that
+    count was never measured, at once when the current count has become slower than
+    that count's last measurement, else at intervals that double while trials lose),
+    and moves there when a trial's window is faster."""
+    cdef int k, d, nb
     cdef double m
     cdef bint much_slower
     if a.most == 0:
         return
     a.batches += 1
     a.fewer += a.running < a.most
-    a.since += 1
+    a.since[0] += 1
+    a.since[1] += 1
     if _adapt_alternate > 0:
         if a.batches % _adapt_alternate == 0:
-            a.running = 1 if a.running > 1 else a.most
+            a.cur = a.at - 1 if a.at > 0 else a.nlev - 1
+            _adapt_run(a, a.cur)
         return
     if a.skip > 0:
         a.skip -= 1
         return
     a.times[a.n] = seconds
     a.n += 1
-    i = a.running > 1
-    j = 1 - i
-    if a.running != a.cur and a.n == ADAPT_EARLY:  # a trial clearly lost: end it now
+    if a.at != a.cur and a.n == ADAPT_EARLY:  # a trial clearly lost: end it now
         much_slower = True
         for k in range(ADAPT_EARLY):
-            much_slower = much_slower and a.times[k] > a.est[j] * (1 + ADAPT_MUCH)
+            much_slower = much_slower and a.times[k] > a.est[a.cur] * (1 + ADAPT_MUCH)
         if much_slower:
-            a.n = 0
-            a.est[i] = _median(a.times, ADAPT_EARLY)
-            _adapt_lost(a, j)
+            a.est[a.at] = _median(a.times, ADAPT_EARLY)
+            _adapt_lost(a)
             return
     if a.n < ADAPT_WINDOW:
         return
     a.n = 0
     m = _median(a.times, ADAPT_WINDOW)
-    a.est[i] = m
-    if a.running != a.cur:  # a trial's window: keep the faster count
-        if m < a.est[j] * (1 - ADAPT_MARGIN):
-            a.cur = a.running
-            a.interval[i] = ADAPT_START_AT_MOST if i else ADAPT_START_AT_ONE
-            a.since = 0
+    a.est[a.at] = m
+    if a.at != a.cur:  # a trial's window: keep the faster count
+        if m < a.est[a.cur] * (1 - ADAPT_MARGIN):
+            d = a.at > a.cur  # (the way it moved: 0 down, 1 up)
+            a.cur = a.at
+            # trials back the way it came start over at the shortest interval
+            a.interval[1 - d] = ADAPT_START_UP if d == 0 else ADAPT_START_DOWN
+            a.since[0] = 0
+            a.since[1] = 0
         else:
-            _adapt_lost(a, j)
+            _adapt_lost(a)
         return
-    alt = 1 if a.cur > 1 else a.most
-    if (a.since >= a.interval[i]
-            or (a.est[j] == 0 and a.since >= ADAPT_FIRST)
-            or (a.est[j] > 0 and a.since >= ADAPT_RECHECK
-                and m > a.est[j] * (1 + ADAPT_MARGIN))):
-        a.running = alt
-        a.skip = ADAPT_WARM
+    for d in range(2):  # the next count down, then the next count up
+        nb = a.cur - 1 if d == 0 else a.cur + 1
+        if nb < 0 or nb >= a.nlev:
+            continue
+        if (a.since[d] >= a.interval[d]
+                or (a.est[nb] == 0 and a.since[d] >= ADAPT_FIRST)
+                or (a.est[nb] > 0 and a.since[d] >= ADAPT_RECHECK
+                    and m > a.est[nb] * (1 + ADAPT_MARGIN))):
+            _adapt_run(a, nb)
+            return
 
 
-cdef inline void _adapt_lost(Adapt *a, int j) noexcept nogil:
-    """A trial lost: back to the current count (index j), the next trial twice as far."""
-    cdef long long most = ADAPT_MAX_AT_MOST if j else ADAPT_MAX_AT_ONE
-    a.interval[j] = 2 * a.interval[j] if 2 * a.interval[j] < most else most
-    a.running = a.cur
-    a.skip = ADAPT_WARM
-    a.since = 0
+cdef inline void _adapt_lost(Adapt *a) noexcept nogil:
+    """A trial lost: back to the current count, the next trial that way twice as far."""
+    cdef int d = a.at > a.cur
+    cdef long long most = ADAPT_MAX_UP if d else ADAPT_MAX_DOWN
+    a.interval[d] = 2 * a.interval[d] if 2 * a.interval[d] < most else most
+    a.since[d] = 0
+    _adapt_run(a, a.cur)
 
 
 def _adapt_trace(int most, seconds_at, Py_ssize_t batches):
@@ -1484,7 +1517,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 stop = start + batch_size if start + batch_size < n else n
                 nb = stop - start
                 t_batch = cymlp_now()
-                T = e.adapt.running  # n_jobs, or 1 while the chooser finds it faster
+                T = e.adapt.running  # n_jobs, or fewer while the chooser finds that faster
                 if lay.dropout:
                     drop_seed = _splitmix64(state)
                 # phase 1: rows split over threads; a few rows are not worth waking one for
