@@ -24,7 +24,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from cython cimport floating
 
-from cymlp._kernels cimport (IDENTITY, LOGISTIC, SOFTMAX, activation_derivative,
+from cymlp._kernels cimport (GEMM_DENSE_A, IDENTITY, LOGISTIC, RELU, SOFTMAX,
+                             activation_derivative,
                              dense_backward, dense_forward, derivative_op, fp_enter, fp_leave,
                              gemm, gemm_epilogue, gemm_small_m, gemm_work_size,
                              output_forward, output_log_proba, pack_rows, packed_size,
@@ -69,6 +70,7 @@ cdef struct Rows:
     const Py_ssize_t *indptr
     const void *Y           # (n, n_out) or NULL
     const void *sw          # (n,) or NULL
+    bint dense              # X (not CSR) has few zeros (see _dense_rows)
 
 
 # The arguments of a training step's two phases, for their tasks (_rows_task,
@@ -108,12 +110,86 @@ cdef struct FeaturesJob:
     double *busy            # (profile) each task's seconds in the last region
     double *sq_blocks
     double *gsq_blocks      # (clipping) ||g||^2 of each block of ROW_BLOCK weight rows
+    bint x_dense            # the inputs have few zeros (Rows.dense)
 
 
 cdef enum:
     GRADIENT_AND_STEP = 0
     GRADIENT_ONLY = 1
     STEP_ONLY = 2
+
+
+# ---- which products look for zero steps -------------------------------------------------
+#
+# A product skips the steps of its sum where a tile's rows of A are all zero (MNIST's
+# blank pixels, relu's inactive units), which gives the same bits as summing them. Finding
+# them is a scan of A that costs 5-7% of a product and finds nothing on dense operands,
+# so products whose A has few zeros pass GEMM_DENSE_A: the inputs X when a sample of
+# their rows is dense (_dense_rows), and the activations and deltas of hidden layers
+# without relu or dropout (a logistic or tanh unit is exactly 0 only when it
+# underflows), and the output layer's delta.
+
+cdef enum:
+    DENSE_SAMPLE_ROWS = 256  # rows of X sampled (spread over X) for its share of zeros
+    DENSE_ZEROS_MAX = 32     # X is dense when under 1 in this many sampled values is 0
+
+cdef int _scan_policy = 0  # tests (_set_scan_policy): 0 decide, 1 always scan, 2 never
+
+
+def _set_scan_policy(int policy):
+    """Tests: 0, products scan A for zero steps where it pays (the default); 1, always;
+    2, never. Results are the same bits in every case."""
+    global _scan_policy
+    if policy not in (0, 1, 2):
+        raise ValueError(f"scan policy must be 0, 1 or 2, not {policy}")
+    _scan_policy = policy
+
+
+cdef bint _dense_rows(const void *X, bint f64, Py_ssize_t n, Py_ssize_t n_in) noexcept nogil:
+    """Whether under 1 in DENSE_ZEROS_MAX of the values in up to DENSE_SAMPLE_ROWS rows
+    of X, spread over it, are zero: the work the scans could skip is at most the zeros'
+    share, less than the scans cost."""
+    cdef Py_ssize_t k, j, r, rows = n if n < DENSE_SAMPLE_ROWS else DENSE_SAMPLE_ROWS
+    cdef Py_ssize_t zeros = 0
+    cdef const float *xf
+    cdef const double *xd
+    if X == NULL or rows == 0 or n_in == 0:
+        return False
+    for k in range(rows):
+        r = k * n // rows
+        if f64:
+            xd = <const double *>X + r * n_in
+            for j in range(n_in):
+                zeros += xd[j] == 0
+        else:
+            xf = <const float *>X + r * n_in
+            for j in range(n_in):
+                zeros += xf[j] == 0
+    return zeros * DENSE_ZEROS_MAX < rows * n_in
+
+
+def _inputs_dense(X) -> bool:
+    """Tests: whether training on the C-contiguous float array X would pass it to the
+    products as dense (no scan for zero steps; see _dense_rows)."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
+        raise ValueError("X must be a 2-d C-contiguous float32 or float64 array")
+    cdef const unsigned char[:, ::1] raw = X.view(np.uint8)
+    return _dense_rows(&raw[0, 0] if X.size else NULL, X.dtype == np.float64, X.shape[0],
+                       X.shape[1])
+
+
+cdef inline int _a_flags(const Layout *lay, int l, bint x_dense) noexcept nogil:
+    """The gemm flags of a product whose A is a_l (l = 0: the inputs, dense as x_dense
+    says) or delta_l (0 < l <= L; l = L: the output layer's): GEMM_DENSE_A where it has
+    few zeros, so the product does not scan it."""
+    if _scan_policy:
+        return GEMM_DENSE_A if _scan_policy == 2 else 0
+    if l == 0:
+        return GEMM_DENSE_A if x_dense else 0
+    if l == lay.n_layers or (lay.hidden_act != RELU and lay.drop[l] == 0):
+        return GEMM_DENSE_A
+    return 0
 
 
 cdef int _layout(Layout *lay, sizes, Py_ssize_t rows, int hidden_act, int out_act,
@@ -423,7 +499,7 @@ cdef inline double _weight_sum(const floating *sw, Py_ssize_t n) noexcept nogil:
 
 cdef double _forward(const Layout *lay, const floating *x, const floating *y,
                      const floating *sw, Py_ssize_t n, const floating *params, floating *ws,
-                     floating *out, int n_threads) noexcept nogil:
+                     floating *out, int n_threads, bint x_dense) noexcept nogil:
     """Forward pass of n rows (paper §4.3.2): a_0 = x, a_l = f(a_{l-1}.W_l + b_l) (one
     fused product per layer), and the output layer (no dropout: that is training's
     _rows_phase).
@@ -433,7 +509,7 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
     layer holds the raw values z_L).
     """
     cdef floating *z = _forward_rows(lay, x, n, 0, params, ws, ws + lay.work_off, n_threads,
-                                     out, IDENTITY)
+                                     out, IDENTITY, x_dense)
     if y == NULL:
         return 0
     return output_forward(lay.out_act, z, y, sw, n, lay.sizes[lay.n_layers], NULL)
@@ -442,10 +518,10 @@ cdef double _forward(const Layout *lay, const floating *x, const floating *y,
 cdef floating *_forward_rows(const Layout *lay, const floating *x, Py_ssize_t n,
                              Py_ssize_t r0, const floating *params, floating *ws,
                              floating *work, int n_threads, floating *out,
-                             int last_act) noexcept nogil:
+                             int last_act, bint x_dense) noexcept nogil:
     """The layers of _forward for n rows stored from row r0 of the activation buffers,
     products with scratch ``work``; returns the last layer's z_L (``out`` when given),
-    with ``last_act`` applied to it (IDENTITY: the logits)."""
+    with ``last_act`` applied to it (IDENTITY: the logits). x_dense: x has few zeros."""
     cdef int l, L = lay.n_layers
     cdef const floating *a = x
     cdef floating *z = NULL
@@ -453,7 +529,8 @@ cdef floating *_forward_rows(const Layout *lay, const floating *x, Py_ssize_t n,
         z = out if (l == L - 1 and out != NULL) else ws + lay.a_off[l + 1] + r0 * lay.sizes[l + 1]
         dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
                       lay.sizes[l + 1], NULL, work, n_threads,
-                      lay.hidden_act if l < L - 1 else last_act, <floating>lay.slope)
+                      lay.hidden_act if l < L - 1 else last_act, <floating>lay.slope,
+                      _a_flags(lay, l, x_dense))
         a = z
     return z
 
@@ -472,6 +549,7 @@ cdef struct ForwardJob:
     void *ws
     int mode
     bint f64
+    bint x_dense            # the inputs have few zeros (Rows.dense)
 
 
 cdef void _forward_task(void *job, int t, int T) noexcept nogil:
@@ -491,7 +569,7 @@ cdef inline void _forward_part(const ForwardJob *j, int t, int T, const floating
     if r1 > r0:
         _forward_rows(lay, <const floating *>j.x + r0 * n_in, r1 - r0, r0, params, ws,
                       ws + lay.work_off + t * _thread_work(lay), 1, out + r0 * n_out,
-                      lay.hidden_act if j.mode == HIDDEN else IDENTITY)
+                      lay.hidden_act if j.mode == HIDDEN else IDENTITY, j.x_dense)
         _outputs(lay, out + r0 * n_out, r1 - r0, j.mode)
 
 
@@ -523,7 +601,8 @@ cdef inline void _output_delta(const floating *a, const floating *y, const float
 
 cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
                        const floating *sw, Py_ssize_t n, const floating *params,
-                       floating *grads, floating *ws, int n_threads) noexcept nogil:
+                       floating *grads, floating *ws, int n_threads,
+                       bint x_dense) noexcept nogil:
     """Summed data loss of n rows and the summed gradient in grads (§4.3.3), for the
     full-batch objective (L-BFGS, gradient tests).
 
@@ -538,14 +617,15 @@ cdef double _loss_grad(const Layout *lay, const floating *x, const floating *y,
     cdef floating *tmp
     cdef const floating *a_prev
     cdef double loss
-    loss = _forward(lay, x, y, sw, n, params, ws, <floating *>NULL, n_threads)
+    loss = _forward(lay, x, y, sw, n, params, ws, <floating *>NULL, n_threads, x_dense)
     _output_delta(ws + lay.a_off[L], y, sw, n, n_out, delta)
     for l in range(L - 1, -1, -1):
         a_prev = x if l == 0 else ws + lay.a_off[l]
         dense_backward(a_prev, params + lay.w_off[l], delta, grads + lay.w_off[l],
                        grads + lay.b_off[l], prev if l > 0 else <floating *>NULL, n,
                        lay.sizes[l], lay.sizes[l + 1], ws + lay.work_off, n_threads,
-                       lay.hidden_act, <floating>lay.slope)
+                       lay.hidden_act, <floating>lay.slope, _a_flags(lay, l, x_dense),
+                       _a_flags(lay, l + 1, False))
         if l > 0:
             tmp = delta
             delta = prev
@@ -724,7 +804,8 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
         z = ws + lay.a_off[l + 1] + r0 * width
         dense_forward(a, params + lay.w_off[l], params + lay.b_off[l], z, n, lay.sizes[l],
                       width, ws + lay.wp_off[l] if packed and lay.wp_off[l] >= 0 else NULL,
-                      work, 1, lay.hidden_act if l < L - 1 else IDENTITY, slope)
+                      work, 1, lay.hidden_act if l < L - 1 else IDENTITY, slope,
+                      _a_flags(lay, l, src.dense))
         if l < L - 1:
             if dropout and lay.drop[l + 1] > 0:
                 for r in range(n):  # each row's mask from its own stream: split-independent
@@ -749,7 +830,7 @@ cdef void _rows_phase(const Layout *lay, const Rows *src, const Py_ssize_t *orde
         # d = (delta_{l+1} . W_l^T) * f'(a_l), the derivative in the product's epilogue
         gemm_epilogue(n, width, lay.sizes[l + 1], ws + lay.d_off[l + 1] + r0 * lay.sizes[l + 1],
                       lay.sizes[l + 1], 1, params + lay.w_off[l], 1, lay.sizes[l + 1], NULL,
-                      d, width, False, work, 1, NULL,
+                      d, width, _a_flags(lay, l + 1, False), work, 1, NULL,
                       IDENTITY if masked else derivative_op(lay.hidden_act), a, width, slope)
         if masked:
             mask = ws + lay.m_off[l] + r0 * width  # a holds f(z) * mask
@@ -870,7 +951,7 @@ cdef inline void _features_chunk(const FeaturesJob *j, int l, Py_ssize_t c, Py_s
                               and alpha == 0, opt.lr, scale)
     elif gradient:
         gemm(i1 - i0, n_out, n, a + i0, 1, n_in, d, n_out, 1, ws + lay.dp_off[l + 1],
-             grads + off, n_out, False, work, 1)
+             grads + off, n_out, _a_flags(lay, l, j.x_dense), work, 1)
     if gradient and not stepped:
         for k in range(c, c1):
             rows = ROW_BLOCK if (k + 1) * ROW_BLOCK <= n_in else n_in - k * ROW_BLOCK
@@ -1010,6 +1091,7 @@ cdef int _rows(Rows *src, const Layout *lay, Py_ssize_t n, dtype, X, data, indic
     cdef Py_ssize_t n_in = lay.sizes[0], n_out = lay.sizes[lay.n_layers], nnz
     src.X = src.data = src.Y = src.sw = NULL
     src.indices = src.indptr = NULL
+    src.dense = False
     if X is not None:
         src.X = _data("X", X, dtype, n, n_in)
     else:
@@ -1327,6 +1409,7 @@ cdef class Engine:
         if n < 0:
             raise TypeError("engine: X must be a 2-d array, or CSR with an intp indptr")
         _rows(src, &self.lay, n, self.dtype, X, data, indices, indptr, Y, sw)
+        src.dense = _dense_rows(src.X, self.f64, n, self.lay.sizes[0])
         return n
 
     cdef void *_params(self, name, arr) except NULL:
@@ -1494,7 +1577,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                         stage=GRADIENT_AND_STEP, next=e.counters,
                         n_chunks=_feature_chunks(lay), busy=e.busy,
                         sq_blocks=e.sq_blocks,
-                        gsq_blocks=e.gsq_blocks)
+                        gsq_blocks=e.gsq_blocks, x_dense=src.dense)
     try:
         fp_mode = fp_enter()
         checked = cymlp_now()
@@ -1652,20 +1735,21 @@ cdef double _chunks(const Layout *lay, const Rows *src, Py_ssize_t n, const floa
             # rows split over threads, each running whole products on its own (one
             # parallel region per chunk, not one per product)
             job = ForwardJob(lay=lay, x=xb, nb=nb, params=params, out=out + start * n_out,
-                             ws=ws, mode=mode, f64=floating is double)
+                             ws=ws, mode=mode, f64=floating is double, x_dense=src.dense)
             parallel_for(n_threads, _forward_task, &job)
             splits[0] += 1
         elif out != NULL:
             o = out + start * n_out
             _forward_rows(lay, xb, nb, 0, params, ws, ws + lay.work_off, n_threads, o,
-                          lay.hidden_act if mode == HIDDEN else IDENTITY)
+                          lay.hidden_act if mode == HIDDEN else IDENTITY, src.dense)
             _outputs(lay, o, nb, mode)
         elif grads != NULL:
-            loss += _loss_grad(lay, xb, yb, swb, nb, params, gc, ws, n_threads)
+            loss += _loss_grad(lay, xb, yb, swb, nb, params, gc, ws, n_threads, src.dense)
             for k in range(lay.n_params):
                 grads[k] += gc[k]
         else:
-            loss += _forward(lay, xb, yb, swb, nb, params, ws, <floating *>NULL, n_threads)
+            loss += _forward(lay, xb, yb, swb, nb, params, ws, <floating *>NULL, n_threads,
+                             src.dense)
         if sw_sum != NULL:
             sw_sum[0] += _weight_sum(swb, nb)
         start += nb

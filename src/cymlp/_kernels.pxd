@@ -25,14 +25,20 @@ cdef enum:
     DERIVATIVE = 16  # epilogue op x * f'(a) instead of f(x) (_gemm_epi.h's CYMLP_DERIV)
 
 # Matrix products (implemented in _kernels.pyx over _gemm.h, run-time SIMD dispatch).
+# flags: GEMM_ACCUMULATE (C += op(A) . op(B), else C =) | GEMM_DENSE_A (op(A) has few
+# zeros: no scan for the steps where a tile's rows are all zero; the same bits either way)
+cdef extern from "_gemm_defs.h":
+    enum:
+        GEMM_ACCUMULATE "CYMLP_GEMM_ACCUMULATE"
+        GEMM_DENSE_A "CYMLP_GEMM_DENSE_A"
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
                 Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
-                const float *bpacked, float *C, Py_ssize_t ldc, bint accumulate, float *work,
+                const float *bpacked, float *C, Py_ssize_t ldc, int flags, float *work,
                 int n_threads, const float *bias, int op, const float *aux,
                 Py_ssize_t ldaux, float slope) noexcept nogil
 cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t rsa,
                 Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
-                const double *bpacked, double *C, Py_ssize_t ldc, bint accumulate,
+                const double *bpacked, double *C, Py_ssize_t ldc, int flags,
                 double *work, int n_threads, const double *bias, int op, const double *aux,
                 Py_ssize_t ldaux, double slope) noexcept nogil
 # an epilogue op on z[0:n) in place (aux: a[0:n) of a DERIVATIVE op), by the variant in use
@@ -69,20 +75,21 @@ cdef void vexpf(const float *x, float *out, Py_ssize_t n) noexcept nogil
 cdef inline void gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
                       Py_ssize_t rsa, Py_ssize_t csa, const floating *B, Py_ssize_t rsb,
                       Py_ssize_t csb, const floating *bpacked, floating *C, Py_ssize_t ldc,
-                      bint accumulate, floating *work, int n_threads) noexcept nogil:
+                      int flags, floating *work, int n_threads) noexcept nogil:
     """C (M,N) [+]= op(A) (M,K) . op(B) (K,N); op(A)[i,p] = A[i*rsa + p*csa], same for B.
+    flags: GEMM_ACCUMULATE (+=), GEMM_DENSE_A (no scan of A for zero steps), or 0.
 
     bpacked: NULL, or op(B) already packed by pack_rows (B is still read directly by the
     path for one or two rows). work: gemm_work_size(n_threads, N) elements, always (A
     may be packed into it when csa != 1)."""
-    gemm_epilogue(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work,
+    gemm_epilogue(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, flags, work,
                   n_threads, NULL, IDENTITY, NULL, 0, 0)
 
 
 cdef inline void gemm_epilogue(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
                                Py_ssize_t rsa, Py_ssize_t csa, const floating *B,
                                Py_ssize_t rsb, Py_ssize_t csb, const floating *bpacked,
-                               floating *C, Py_ssize_t ldc, bint accumulate, floating *work,
+                               floating *C, Py_ssize_t ldc, int flags, floating *work,
                                int n_threads, const floating *bias, int op,
                                const floating *aux, Py_ssize_t ldaux,
                                floating slope) noexcept nogil:
@@ -92,10 +99,10 @@ cdef inline void gemm_epilogue(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const f
     DERIVATIVE + act, each element x becomes x * act'(a), a the element of ``aux`` (M, N,
     row stride ldaux) at the same place. ``slope``: leaky relu's."""
     if floating is float:
-        sgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, n_threads,
+        sgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, flags, work, n_threads,
               bias, op, aux, ldaux, slope)
     else:
-        dgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work, n_threads,
+        dgemm(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, flags, work, n_threads,
               bias, op, aux, ldaux, slope)
 
 
@@ -143,15 +150,15 @@ cdef inline floating _abs(floating x) noexcept nogil:
 cdef inline void dense_forward(const floating *a, const floating *W, const floating *b,
                                floating *z, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                                const floating *W_packed, floating *work, int n_threads,
-                               int act, floating slope) noexcept nogil:
+                               int act, floating slope, int a_flags=0) noexcept nogil:
     """Dense layer and its activation, z = f(a.W + b) (paper §4.3.2), in one pass: the
     bias and f are the product's epilogue.
 
     a (n, n_in), W (n_in, n_out), b (n_out,), z (n, n_out); row-major. W_packed: NULL or
     W packed by pack_rows. act: a hidden activation code, or IDENTITY (the output layer's
-    logits); slope: leaky relu's.
+    logits); slope: leaky relu's. a_flags: GEMM_DENSE_A when a has few zeros.
     """
-    gemm_epilogue(n, n_out, n_in, a, n_in, 1, W, n_out, 1, W_packed, z, n_out, False, work,
+    gemm_epilogue(n, n_out, n_in, a, n_in, 1, W, n_out, 1, W_packed, z, n_out, a_flags, work,
                   n_threads, b, act, <const floating *>NULL, 0, slope)
 
 
@@ -159,7 +166,7 @@ cdef inline void dense_backward(const floating *a, const floating *W, const floa
                                 floating *grad_W, floating *grad_b, floating *delta_prev,
                                 Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                                 floating *work, int n_threads, int act,
-                                floating slope) noexcept nogil:
+                                floating slope, int a_flags=0, int d_flags=0) noexcept nogil:
     """Gradient sums of a dense layer given delta = dLoss/dz (paper §4.3.3).
 
     a (n, n_in), W (n_in, n_out), delta (n, n_out) -> grad_W (n_in, n_out), grad_b (n_out,)
@@ -167,9 +174,10 @@ cdef inline void dense_backward(const floating *a, const floating *W, const floa
     step applies 1 / sum(sample_weight) and the L2 term, see _optim)
     delta_prev (n, n_in) = (delta . W^T) * f'(a), f the activation ``act`` that made a
     (the derivative is the product's epilogue; skipped when delta_prev is NULL)
+    a_flags, d_flags: GEMM_DENSE_A when a, delta have few zeros.
     """
     cdef Py_ssize_t i, j
-    gemm(n_in, n_out, n, a, 1, n_in, delta, n_out, 1, NULL, grad_W, n_out, False, work,
+    gemm(n_in, n_out, n, a, 1, n_in, delta, n_out, 1, NULL, grad_W, n_out, a_flags, work,
          n_threads)
     for j in range(n_out):
         grad_b[j] = 0
@@ -178,7 +186,7 @@ cdef inline void dense_backward(const floating *a, const floating *W, const floa
             grad_b[j] += delta[i * n_out + j]
     if delta_prev != NULL:
         gemm_epilogue(n, n_in, n_out, delta, n_out, 1, W, 1, n_out, NULL, delta_prev, n_in,
-                      False, work, n_threads, NULL, derivative_op(act), a, n_in, slope)
+                      d_flags, work, n_threads, NULL, derivative_op(act), a, n_in, slope)
 
 
 cdef inline int derivative_op(int act) noexcept nogil:

@@ -11,12 +11,12 @@ cdef extern from "_gemm.h" nogil:
     int cymlp_variant
     void cymlp_sgemm_impl(size_t M, size_t N, size_t K, const float *A, Py_ssize_t rsa,
                           Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
-                          const float *bpacked, float *C, size_t ldc, int accumulate,
+                          const float *bpacked, float *C, size_t ldc, int flags,
                           float *work, int nthreads, const float *bias, int op,
                           const float *aux, size_t ldaux, float slope)
     void cymlp_dgemm_impl(size_t M, size_t N, size_t K, const double *A, Py_ssize_t rsa,
                           Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
-                          const double *bpacked, double *C, size_t ldc, int accumulate,
+                          const double *bpacked, double *C, size_t ldc, int flags,
                           double *work, int nthreads, const double *bias, int op,
                           const double *aux, size_t ldaux, double slope)
     void cymlp_sapply_impl(float *z, size_t n, int op, const float *aux, float slope)
@@ -45,19 +45,19 @@ cdef extern from "_gemm.h" nogil:
 
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
                 Py_ssize_t csa, const float *B, Py_ssize_t rsb, Py_ssize_t csb,
-                const float *bpacked, float *C, Py_ssize_t ldc, bint accumulate, float *work,
+                const float *bpacked, float *C, Py_ssize_t ldc, int flags, float *work,
                 int n_threads, const float *bias, int op, const float *aux,
                 Py_ssize_t ldaux, float slope) noexcept nogil:
-    cymlp_sgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work,
+    cymlp_sgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, flags, work,
                      n_threads, bias, op, aux, ldaux, slope)
 
 
 cdef void dgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t rsa,
                 Py_ssize_t csa, const double *B, Py_ssize_t rsb, Py_ssize_t csb,
-                const double *bpacked, double *C, Py_ssize_t ldc, bint accumulate,
+                const double *bpacked, double *C, Py_ssize_t ldc, int flags,
                 double *work, int n_threads, const double *bias, int op, const double *aux,
                 Py_ssize_t ldaux, double slope) noexcept nogil:
-    cymlp_dgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, accumulate, work,
+    cymlp_dgemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc, flags, work,
                      n_threads, bias, op, aux, ldaux, slope)
 
 

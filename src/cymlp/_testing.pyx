@@ -10,21 +10,23 @@ from libc.math cimport exp
 from libc.string cimport memset
 from cython cimport floating
 
-from cymlp._kernels cimport (DERIVATIVE, IDENTITY, LOGISTIC, dapply, gemm_epilogue,
-                             gemm_work_size, pack_rows, packed_size, parallel_for, sapply,
-                             softmaxf, vexpf)
+from cymlp._kernels cimport (DERIVATIVE, GEMM_DENSE_A, IDENTITY, LOGISTIC, dapply,
+                             gemm_epilogue, gemm_work_size, pack_rows, packed_size,
+                             parallel_for, sapply, softmaxf, vexpf)
 from cymlp._optim cimport Optimizer, adam_step, sgd_step
 from cymlp._optim cimport scheduled_lr as scheduled_lr_c
 
 
 def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1,
-           bint prepack=False, bias=None, int op=IDENTITY, aux=None, double slope=0.01):
+           bint prepack=False, bias=None, int op=IDENTITY, aux=None, double slope=0.01,
+           bint dense_a=False):
     """A @ B through cymlp's kernels (any strides, e.g. transposed views); for tests and
     benchmarks (``repeat`` runs the product that many times, to time the kernel alone;
     ``prepack`` packs B once, row by row, and passes it packed, as training does with
     its weights). ``bias``, ``op``, ``aux`` and ``slope``: the epilogue fused into the
     product (see gemm_epilogue in _kernels.pxd): f(A @ B + bias) for an activation code
-    ``op``, or (A @ B) * f'(aux) for DERIVATIVE + code (aux's rows may be strided)."""
+    ``op``, or (A @ B) * f'(aux) for DERIVATIVE + code (aux's rows may be strided).
+    ``dense_a``: the GEMM_DENSE_A flag, no scan of A for zero steps (the same bits)."""
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"shapes ({A.shape[0]}, {A.shape[1]}) and "
                          f"({B.shape[0]}, {B.shape[1]}) do not align")
@@ -60,8 +62,9 @@ def matmul(floating[:, :] A, floating[:, :] B, int n_threads=1, int repeat=1,
             bp = &packed[0]
         for _r in range(repeat):
             gemm_epilogue(M, N, K, ap, A.strides[0] // isz, A.strides[1] // isz, bp0,
-                          B.strides[0] // isz, B.strides[1] // isz, bp, &c[0, 0], N, False,
-                          &work[0], n_threads, &b[0] if bias is not None else NULL, op,
+                          B.strides[0] // isz, B.strides[1] // isz, bp, &c[0, 0], N,
+                          GEMM_DENSE_A if dense_a else 0, &work[0], n_threads,
+                          &b[0] if bias is not None else NULL, op,
                           &x[0, 0] if aux is not None else NULL, x.strides[0] // isz,
                           <floating>slope)
     return C

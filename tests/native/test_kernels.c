@@ -96,7 +96,7 @@ typedef struct {
     ptrdiff_t rsb, csb;
     const void *bpacked;
     size_t ldc;
-    int accumulate;
+    int accumulate; /* gemm's flags: CYMLP_GEMM_ACCUMULATE, | CYMLP_GEMM_DENSE_A */
     const void *bias;
     int op;
     const void *aux;
@@ -315,6 +315,14 @@ static void test_gemm_config(int dbl, const shape *s, const double *A, const dou
     memcpy(C2, Cinit, csize * esz);
     run_gemm(dbl, &g, C2, 2);
     snprintf(detail, sizeof detail, "2 threads differ from 1");
+    check(memcmp(C1, C2, csize * esz) == 0, what, detail);
+
+    /* CYMLP_GEMM_DENSE_A (every step summed, A not scanned for zero steps): the same bits */
+    gemm_args gd = g;
+    gd.accumulate |= CYMLP_GEMM_DENSE_A;
+    memcpy(C2, Cinit, csize * esz);
+    run_gemm(dbl, &gd, C2, 2);
+    snprintf(detail, sizeof detail, "DENSE_A (no scan) differs from the scanned product");
     check(memcmp(C1, C2, csize * esz) == 0, what, detail);
 
     /* B packed once by pack_rows (in two row ranges, as threads pack): the same bits */

@@ -12,6 +12,13 @@
 #define CYMLP_GEMM_PARALLEL_MIN 2.0e5 /* M*N*K below this runs on one thread */
 #define CYMLP_GEMM_SMALL_M 2             /* rows of C up to which nothing is packed */
 
+/* gemm's flags: ACCUMULATE, C += op(A) . op(B) (else C =); DENSE_A, op(A) has few zeros:
+ * do not look for the steps where a tile's rows of A are all zero (the scan costs 5-7%
+ * of a product on dense inputs and finds nothing to skip). Either way each element of
+ * C is the same sum, bit for bit: a skipped step adds exactly zero. */
+#define CYMLP_GEMM_ACCUMULATE 1
+#define CYMLP_GEMM_DENSE_A 2
+
 /* Elements of a packed K x N matrix (gemm's bpacked, filled by the pack_rows functions):
  * N rounded up to a whole number of micro-tiles of every variant (64 columns, and 24 for
  * AVX2 float), so one size fits them all. */

@@ -621,7 +621,7 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
                                          const GEMM_T *A, ptrdiff_t rsa, ptrdiff_t csa,
                                          const GEMM_T *B, ptrdiff_t rsb, ptrdiff_t csb,
                                          const GEMM_T *bpacked, GEMM_T *C, size_t ldc,
-                                         int accumulate, const GEMM_FN(epi) *ep,
+                                         int accumulate, int scan, const GEMM_FN(epi) *ep,
                                          GEMM_T *work, size_t nblocks, size_t mc)
 {
     const size_t npad = (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
@@ -668,6 +668,11 @@ GEMM_ATTR static void GEMM_FN(gemm_part)(int tid, int nth, size_t M, size_t N, s
                 const GEMM_T *ablk = A + (ptrdiff_t)ic * rsa + (ptrdiff_t)pc * csa;
                 ptrdiff_t ars = rsa, acs = csa;
                 int apacked = 0;
+                /* A read in place (rows, or A^T where nonzero_cols would scan it), dense:
+                 * every step, unscanned (packing lists the steps as it copies) */
+                if (!scan && (!packa || (GEMM_COLS_LISTS && rsa == 1))) {
+                    for (size_t t = 0; t < (mcb + GEMM_MR - 1) / GEMM_MR; ++t) cnt[t] = kc;
+                } else
 #if GEMM_COLS_LISTS
                 if (packa && rsa == 1) /* A^T read in place, see nonzero_cols */
                     GEMM_FN(nonzero_cols)(mcb, kc, ablk, csa, idx, cnt);
@@ -734,7 +739,7 @@ typedef struct {
     const GEMM_T *bpacked;
     GEMM_T *C;
     size_t ldc;
-    int accumulate;
+    int accumulate, scan;
     const GEMM_FN(epi) *ep;
     GEMM_T *work;
     size_t nblocks, mc;
@@ -745,20 +750,22 @@ GEMM_ATTR static void GEMM_FN(gemm_task)(void *ctx, int t, int n)
     const GEMM_FN(gemm_args) *g = (const GEMM_FN(gemm_args) *)ctx;
     const unsigned long fp_mode = cymlp_fp_enter();
     GEMM_FN(gemm_part)(t, n, g->M, g->N, g->K, g->A, g->rsa, g->csa, g->B, g->rsb, g->csb,
-                       g->bpacked, g->C, g->ldc, g->accumulate, g->ep, g->work, g->nblocks,
+                       g->bpacked, g->C, g->ldc, g->accumulate, g->scan, g->ep, g->work, g->nblocks,
                        g->mc);
     cymlp_fp_leave(fp_mode);
 }
 
 /* gemm: C = [C +] op(A) . op(B), then the epilogue (see _gemm_epi.h): bias (N values,
  * or NULL; ignored when accumulating) added to every row, then op (CYMLP_OP_*) applied,
- * with aux (M x N, row stride ldaux) the a of a CYMLP_DERIV op. */
+ * with aux (M x N, row stride ldaux) the a of a CYMLP_DERIV op. flags: CYMLP_GEMM_*
+ * (_gemm_defs.h), ACCUMULATE (C +=) and DENSE_A (no scan for zero steps). */
 GEMM_ATTR CYMLP_MAYBE_UNUSED static void
 GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A, ptrdiff_t rsa, ptrdiff_t csa,
               const GEMM_T *B, ptrdiff_t rsb, ptrdiff_t csb, const GEMM_T *bpacked, GEMM_T *C,
-              size_t ldc, int accumulate, GEMM_T *work, int nthreads, const GEMM_T *bias,
+              size_t ldc, int flags, GEMM_T *work, int nthreads, const GEMM_T *bias,
               int op, const GEMM_T *aux, size_t ldaux, GEMM_T slope)
 {
+    const int accumulate = flags & CYMLP_GEMM_ACCUMULATE, scan = !(flags & CYMLP_GEMM_DENSE_A);
     const GEMM_FN(epi) epi = {bias, aux, ldaux, op, slope};
     const GEMM_FN(epi) *ep = bias || op != CYMLP_OP_NONE ? &epi : NULL;
     if (M == 0 || N == 0) return;
@@ -790,13 +797,13 @@ GEMM_FN(gemm)(size_t M, size_t N, size_t K, const GEMM_T *A, ptrdiff_t rsa, ptrd
     if (nthreads == 1) { /* (no parallel region: one task still costs a wake-up) */
         const unsigned long fp_mode = cymlp_fp_enter(); /* per thread, see _gemm.h */
         GEMM_FN(gemm_part)(0, 1, M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc,
-                           accumulate, ep, work, nblocks, mc);
+                           accumulate, scan, ep, work, nblocks, mc);
         cymlp_fp_leave(fp_mode);
         return;
     }
     /* task t takes thread t's run of blocks, whichever thread runs it */
     GEMM_FN(gemm_args) args = {M, N, K, A, rsa, csa, B, rsb, csb, bpacked, C, ldc,
-                               accumulate, ep, work, nblocks, mc};
+                               accumulate, scan, ep, work, nblocks, mc};
     cymlp_parallel_for(nthreads, GEMM_FN(gemm_task), &args);
 }
 
