@@ -156,6 +156,8 @@ cdef bint _dense_rows(const void *X, bint f64, Py_ssize_t n, Py_ssize_t n_in) no
     if X == NULL or rows == 0 or n_in == 0:
         return False
     for k in range(rows):
+        if zeros * DENSE_ZEROS_MAX >= rows * n_in:
+            return False  # (sparse inputs: known after a row or two)
         r = k * n // rows
         if f64:
             xd = <const double *>X + r * n_in
