@@ -129,6 +129,24 @@ def _fit(X, y, n_jobs):
                          solver="sgd", learning_rate_init=0.05, n_jobs=n_jobs).fit(X, y)
 
 
+def _forced_fit(X, y, n_jobs, period):
+    """A fit at n_jobs with the chooser forced down its counts every ``period`` full
+    batches, and the engine's profile of it."""
+    _engine._set_adapt_alternate(period)
+    try:
+        _engine.reset_parallel_counts()
+        clf = _fit(X, y, n_jobs)
+        return clf, _engine.profile()
+    finally:
+        _engine._set_adapt_alternate(0)
+
+
+def _assert_same_fit(clf, ref):
+    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert clf.loss_curve_ == ref.loss_curve_
+
+
 @pytest.mark.parametrize("period", [1, 3])
 def test_switching_count_mid_fit_keeps_the_bits(data, period):
     """Real steps at 2 and 1 threads in turn (the chooser forced to switch every
@@ -137,21 +155,12 @@ def test_switching_count_mid_fit_keeps_the_bits(data, period):
     if _kernels.threads_backend() == "none":
         pytest.skip("built without threads")
     X, y = data
-    ref = _fit(X, y, 1)
-    _engine._set_adapt_alternate(period)
-    try:
-        _engine.reset_parallel_counts()
-        clf = _fit(X, y, 2)
-        prof = _engine.profile()
-    finally:
-        _engine._set_adapt_alternate(0)
+    clf, prof = _forced_fit(X, y, 2, period)
     # 12 full batches per epoch, 3 epochs; about half of them on one thread
     assert prof["batches"] == 36
     assert 12 <= prof["fewer"] <= 24
     assert _engine.parallel_counts()["rows"] == 36 - prof["fewer"]
-    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
-        np.testing.assert_array_equal(a, b)
-    assert clf.loss_curve_ == ref.loss_curve_
+    _assert_same_fit(clf, _fit(X, y, 1))
 
 
 def test_stepping_through_the_counts_keeps_the_bits(data):
@@ -160,18 +169,9 @@ def test_stepping_through_the_counts_keeps_the_bits(data):
     if _kernels.threads_backend() == "none":
         pytest.skip("built without threads")
     X, y = data
-    ref = _fit(X, y, 1)
-    _engine._set_adapt_alternate(1)
-    try:
-        _engine.reset_parallel_counts()
-        clf = _fit(X, y, 4)
-        prof = _engine.profile()
-    finally:
-        _engine._set_adapt_alternate(0)
+    clf, prof = _forced_fit(X, y, 4, 1)
     assert prof["batches"] == 36 and prof["fewer"] == 24  # 12 each at 4, 2 and 1
-    for a, b in zip(clf.coefs_ + clf.intercepts_, ref.coefs_ + ref.intercepts_):
-        np.testing.assert_array_equal(a, b)
-    assert clf.loss_curve_ == ref.loss_curve_
+    _assert_same_fit(clf, _fit(X, y, 1))
 
 
 def test_the_switch_can_be_turned_off(data, monkeypatch):
