@@ -14,7 +14,7 @@ def config() -> dict:
     which is faster for them: ``threads_min_rows`` batch rows per thread for the forward
     and backward passes, and rows per thread for prediction; ``threads_min_step_work``
     multiply-adds, (batch rows + 1) x parameters, for the weight gradients and update),
-    and whether training with several threads runs one instead while that is faster
+    and whether training with several threads runs fewer while that is faster
     (``adaptive_threads``; CYMLP_ADAPTIVE_THREADS=0 turns it off)."""
     from cymlp import _engine
 

@@ -1161,7 +1161,6 @@ cdef struct Adapt:
     int count[ADAPT_LEVELS]  # ... = most
     int cur               # the level steps run at outside trials
     int at                # the level of the batches being run now (cur, or a trial's)
-    int running           # count[at]: the thread count of the batches being run now
     int skip              # batches left before timing again (a change of count's warm-up)
     int n                 # timed batches in the window so far
     double times[ADAPT_WINDOW]
@@ -1184,7 +1183,6 @@ cdef void _adapt_init(Adapt *a, int most, bint on) noexcept nogil:
     a.nlev += 1
     a.cur = a.nlev - 1  # n_jobs first
     a.at = a.cur
-    a.running = a.count[a.cur]
     a.skip = ADAPT_WARM  # the fit's first batches fill the caches too
     a.interval[0] = ADAPT_START_DOWN
     a.interval[1] = ADAPT_START_UP
@@ -1204,16 +1202,21 @@ cdef double _median(double *v, int n) noexcept nogil:
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
+cdef inline int _adapt_threads(const Adapt *a) noexcept nogil:
+    """The thread count of the batches being run now."""
+    return a.count[a.at]
+
+
 cdef inline void _adapt_run(Adapt *a, int level) noexcept nogil:
     """Run the next batches at ``level`` (a trial when it is not a.cur), untimed at first."""
     a.at = level
-    a.running = a.count[level]
     a.skip = ADAPT_WARM
     a.n = 0
 
 
 cdef void _adapt_record(Adapt *a, double seconds) noexcept nogil:
-    """One full batch took ``seconds`` at a.running threads: sets a.running for the next.
+    """One full batch took ``seconds`` at _adapt_threads(a) threads: sets the count of the
+    next.
 
     A hill climb over the counts 1, 2, 4, ..., n_jobs: from the current count it tries
     the next one down and the next one up (each on its own schedule: soon when that
@@ -1226,7 +1229,7 @@ cdef void _adapt_record(Adapt *a, double seconds) noexcept nogil:
     if a.most == 0:
         return
     a.batches += 1
-    a.fewer += a.running < a.most
+    a.fewer += a.at < a.nlev - 1
     a.since[0] += 1
     a.since[1] += 1
     if _adapt_alternate > 0:
@@ -1293,8 +1296,8 @@ def _adapt_trace(int most, seconds_at, Py_ssize_t batches):
     out = np.empty(batches, np.intc)
     _adapt_init(&a, most, True)
     for i in range(batches):
-        out[i] = a.running
-        _adapt_record(&a, seconds_at(i, a.running))
+        out[i] = _adapt_threads(&a)
+        _adapt_record(&a, seconds_at(i, out[i]))
     return out
 
 
@@ -1602,7 +1605,7 @@ cdef object _train(Engine e, const Rows *src, Py_ssize_t n, floating *p, floatin
                 stop = start + batch_size if start + batch_size < n else n
                 nb = stop - start
                 t_batch = cymlp_now()
-                T = e.adapt.running  # n_jobs, or fewer while the chooser finds that faster
+                T = _adapt_threads(&e.adapt)  # n_jobs, or fewer while the chooser finds that faster
                 if lay.dropout:
                     drop_seed = _splitmix64(state)
                 # phase 1: rows split over threads; a few rows are not worth waking one for

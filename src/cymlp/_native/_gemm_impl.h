@@ -750,8 +750,8 @@ GEMM_ATTR static void GEMM_FN(gemm_task)(void *ctx, int t, int n)
     const GEMM_FN(gemm_args) *g = (const GEMM_FN(gemm_args) *)ctx;
     const unsigned long fp_mode = cymlp_fp_enter();
     GEMM_FN(gemm_part)(t, n, g->M, g->N, g->K, g->A, g->rsa, g->csa, g->B, g->rsb, g->csb,
-                       g->bpacked, g->C, g->ldc, g->accumulate, g->scan, g->ep, g->work, g->nblocks,
-                       g->mc);
+                       g->bpacked, g->C, g->ldc, g->accumulate, g->scan, g->ep, g->work,
+                       g->nblocks, g->mc);
     cymlp_fp_leave(fp_mode);
 }
 
