@@ -50,6 +50,19 @@ cdef void spack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1, c
 cdef void dpack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1,
                      const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *bp,
                      bint stream) noexcept nogil
+# the optimizers' elementwise steps (_optim.h), by the variant in use: the same bits on
+# every variant (no fused multiply-adds); _optim.pxd's sgd_step and adam_step call them
+cdef void ssgd_step(float *params, const float *grads, float *velocity, Py_ssize_t size,
+                    float eta, float mu, bint nesterov, float scale, float l2) noexcept nogil
+cdef void dsgd_step(double *params, const double *grads, double *velocity, Py_ssize_t size,
+                    double eta, double mu, bint nesterov, double scale,
+                    double l2) noexcept nogil
+cdef void sadam_step(float *params, const float *grads, float *m, float *v, Py_ssize_t size,
+                     float step, float b1, float b2, float c1, float c2, float eps,
+                     float scale, float l2, float decay) noexcept nogil
+cdef void dadam_step(double *params, const double *grads, double *m, double *v,
+                     Py_ssize_t size, double step, double b1, double b2, double c1, double c2,
+                     double eps, double scale, double l2, double decay) noexcept nogil
 # elements of a packed K x N matrix for gemm's bpacked (any variant)
 cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil
 # rows of C up to which gemm reads B directly and ignores bpacked

@@ -41,6 +41,19 @@ cdef extern from "_gemm.h" nogil:
     void cymlp_vexpf_impl(const float *x, float *out, size_t n)
     double cymlp_softmaxf_impl(float *z, const float *y, const float *sw, size_t n,
                                size_t n_out, double *row_loss)
+    void cymlp_ssgd_step_impl(float *params, const float *grads, float *velocity,
+                              Py_ssize_t size, float eta, float mu, int nesterov, float scale,
+                              float l2)
+    void cymlp_dsgd_step_impl(double *params, const double *grads, double *velocity,
+                              Py_ssize_t size, double eta, double mu, int nesterov,
+                              double scale, double l2)
+    void cymlp_sadam_step_impl(float *params, const float *grads, float *m, float *v,
+                               Py_ssize_t size, float step, float b1, float b2, float c1,
+                               float c2, float eps, float scale, float l2, float decay)
+    void cymlp_dadam_step_impl(double *params, const double *grads, double *m, double *v,
+                               Py_ssize_t size, double step, double b1, double b2,
+                               double c1, double c2, double eps, double scale, double l2,
+                               double decay)
 
 
 cdef void sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t rsa,
@@ -77,6 +90,32 @@ cdef double softmaxf(float *z, const float *y, const float *sw, Py_ssize_t n,
 
 cdef void vexpf(const float *x, float *out, Py_ssize_t n) noexcept nogil:
     cymlp_vexpf_impl(x, out, n)
+
+
+cdef void ssgd_step(float *params, const float *grads, float *velocity, Py_ssize_t size,
+                    float eta, float mu, bint nesterov, float scale,
+                    float l2) noexcept nogil:
+    cymlp_ssgd_step_impl(params, grads, velocity, size, eta, mu, nesterov, scale, l2)
+
+
+cdef void dsgd_step(double *params, const double *grads, double *velocity, Py_ssize_t size,
+                    double eta, double mu, bint nesterov, double scale,
+                    double l2) noexcept nogil:
+    cymlp_dsgd_step_impl(params, grads, velocity, size, eta, mu, nesterov, scale, l2)
+
+
+cdef void sadam_step(float *params, const float *grads, float *m, float *v, Py_ssize_t size,
+                     float step, float b1, float b2, float c1, float c2, float eps,
+                     float scale, float l2, float decay) noexcept nogil:
+    cymlp_sadam_step_impl(params, grads, m, v, size, step, b1, b2, c1, c2, eps, scale, l2,
+                          decay)
+
+
+cdef void dadam_step(double *params, const double *grads, double *m, double *v,
+                     Py_ssize_t size, double step, double b1, double b2, double c1, double c2,
+                     double eps, double scale, double l2, double decay) noexcept nogil:
+    cymlp_dadam_step_impl(params, grads, m, v, size, step, b1, b2, c1, c2, eps, scale, l2,
+                          decay)
 
 
 cdef void spack_rows(Py_ssize_t K, Py_ssize_t N, Py_ssize_t p0, Py_ssize_t p1, const float *B,

@@ -4,7 +4,9 @@
 ``params``, ``grads`` and the state vectors all have ``size`` elements and the same
 layout (cymlp keeps every weight and bias in one contiguous buffer). The loops are in
 ``_optim.h``, compiled without fused multiply-adds so that they round as scikit-learn's
-optimizers do on every architecture; here the constants are rounded to the dtype.
+optimizers do on every architecture, once per SIMD variant (the run-time dispatch of
+``_kernels`` picks the one in use; every variant gives the same bits); here the
+constants are rounded to the dtype.
 """
 from libc.math cimport cos, sqrt
 from cython cimport floating
@@ -38,23 +40,14 @@ cdef struct Optimizer:
     void *v                 # second state vector (Adam), or NULL
 
 
+from cymlp._kernels cimport dadam_step, dsgd_step, sadam_step, ssgd_step
+
+
 cdef extern from "_optim.h" nogil:
-    void cymlp_sgd_step_f(float *params, const float *grads, float *velocity,
-                          Py_ssize_t size, float eta, float mu, int nesterov, float scale,
-                          float l2)
-    void cymlp_sgd_step_d(double *params, const double *grads, double *velocity,
-                          Py_ssize_t size, double eta, double mu, int nesterov,
-                          double scale, double l2)
     void cymlp_sgd_outer_row_f(float *params_row, float a_i, const float *d, Py_ssize_t n,
                                float eta, float scale)
     void cymlp_sgd_outer_row_d(double *params_row, double a_i, const double *d,
                                Py_ssize_t n, double eta, double scale)
-    void cymlp_adam_step_f(float *params, const float *grads, float *m, float *v,
-                           Py_ssize_t size, float step, float b1, float b2, float c1,
-                           float c2, float eps, float scale, float l2, float decay)
-    void cymlp_adam_step_d(double *params, const double *grads, double *m, double *v,
-                           Py_ssize_t size, double step, double b1, double b2, double c1,
-                           double c2, double eps, double scale, double l2, double decay)
 
 
 cdef inline void sgd_step(floating *params, const floating *grads, floating *velocity,
@@ -69,10 +62,10 @@ cdef inline void sgd_step(floating *params, const floating *grads, floating *vel
     whose gradients they computed.
     """
     if floating is float:
-        cymlp_sgd_step_f(params, grads, velocity, size, <float>lr, <float>momentum, nesterov,
-                         scale, l2)
+        ssgd_step(params, grads, velocity, size, <float>lr, <float>momentum, nesterov, scale,
+                  l2)
     else:
-        cymlp_sgd_step_d(params, grads, velocity, size, lr, momentum, nesterov, scale, l2)
+        dsgd_step(params, grads, velocity, size, lr, momentum, nesterov, scale, l2)
 
 
 cdef inline void sgd_outer_row(floating *params_row, floating a_i, const floating *d,
@@ -101,12 +94,12 @@ cdef inline void adam_step(floating *params, const floating *grads, floating *m,
     # 1 - beta in double, then rounded, as scikit-learn (numpy computes the Python float
     # 1 - beta before it meets a float32 array): 1 - float32(0.999) would be 0.00099998713
     if floating is float:
-        cymlp_adam_step_f(params, grads, m, v, size, <float>step, <float>beta_1,
-                          <float>beta_2, <float>(1 - beta_1), <float>(1 - beta_2),
-                          <float>epsilon, scale, l2, <float>(1 - lr * weight_decay))
+        sadam_step(params, grads, m, v, size, <float>step, <float>beta_1, <float>beta_2,
+                   <float>(1 - beta_1), <float>(1 - beta_2), <float>epsilon, scale, l2,
+                   <float>(1 - lr * weight_decay))
     else:
-        cymlp_adam_step_d(params, grads, m, v, size, step, beta_1, beta_2, 1 - beta_1,
-                          1 - beta_2, epsilon, scale, l2, 1 - lr * weight_decay)
+        dadam_step(params, grads, m, v, size, step, beta_1, beta_2, 1 - beta_1, 1 - beta_2,
+                   epsilon, scale, l2, 1 - lr * weight_decay)
 
 
 cdef inline void optimizer_step(const Optimizer *opt, floating *params, const floating *grads,

@@ -1,4 +1,4 @@
-/* test_kernels.c: cymlp's C kernels (_gemm.h, _vmath.h) against a plain double-precision
+/* test_kernels.c: cymlp's C kernels (_gemm.h, _vmath.h, _optim.h) against a plain double-precision
  * reference, for every SIMD variant compiled in and runnable on this CPU.
  *
  * A standalone program (no Python): .ci/windows.sh cross-compiles it for Windows and runs
@@ -23,11 +23,13 @@
  *             aligned buffer and a misaligned one.
  *   vexpf     e^x against exp in double (range, overflow to inf, the clamp below, NaN).
  *   softmax   outputs, summed and per-row weighted losses against double.
+ *   optim     SGD (plain, momentum, Nesterov), Adam and AdamW steps: the portable
+ *             instantiation's bits (no fused multiply-adds in any variant).
  * Inputs are multiples of 2^-12 in [-1, 1), so float and double products are exact and
  * one double reference serves both; the tolerance is a bound of the rounding of a sum of
  * K terms (scaled by sqrt(K)), plus a few ulps for the epilogue's own function.
  */
-#include "_gemm.h" /* (includes _vmath.h) */
+#include "_gemm.h" /* (includes _vmath.h and _optim.h) */
 
 #include <float.h>
 #include <math.h>
@@ -689,6 +691,75 @@ static void test_pack_stream(int v)
     }
 }
 
+/* The optimizers' steps (_optim.h) of the variant in use against the portable
+ * instantiation's: elementwise, without fused multiply-adds, so the same bits for every
+ * length (ragged vector tails), float and double, SGD with and without (Nesterov)
+ * momentum, Adam and AdamW. */
+static void test_optim(void)
+{
+    static const size_t LENS[] = {1, 3, 8, 17, 64, 1001};
+    char detail[160];
+    for (int dbl = 0; dbl < 2; ++dbl)
+        for (size_t li = 0; li < sizeof LENS / sizeof LENS[0]; ++li)
+            for (int kind = 0; kind < 5; ++kind) {
+                const size_t n = LENS[li], esz = dbl ? sizeof(double) : sizeof(float);
+                void *w[2][4];
+                double *g = xmalloc(n * sizeof(double));
+                rng_state = 4242 + n;
+                for (size_t k = 0; k < n; ++k)
+                    g[k] = k % 5 == 0 ? 0 : rng_val() * pow(10.0, -12.0 + 16.0 * rng_unit());
+                void *gr = to_type(g, n, dbl);
+                for (int b = 0; b < 2; ++b) {
+                    rng_state = 99 + n;
+                    double *x = xmalloc(n * sizeof(double));
+                    for (int a = 0; a < 4; ++a) {
+                        for (size_t k = 0; k < n; ++k)
+                            x[k] = a == 3 ? rng_unit() : a == 0 ? rng_val() : 0.1 * rng_val();
+                        w[b][a] = to_type(x, n, dbl);
+                    }
+                    free(x);
+                    /* b == 0: the variant in use; b == 1: the portable functions */
+                    for (int t = 1; t <= 3; ++t) {
+                        if (kind < 3) {
+                            const double mu = kind == 0 ? 0 : 0.9;
+                            if (dbl)
+                                (b ? cymlp_sgd_step_d_portable : cymlp_dsgd_step_impl)(
+                                    w[b][0], gr, w[b][1], (ptrdiff_t)n, 0.01, mu, kind == 2,
+                                    0.37, 1e-4);
+                            else
+                                (b ? cymlp_sgd_step_f_portable : cymlp_ssgd_step_impl)(
+                                    w[b][0], gr, w[b][1], (ptrdiff_t)n, 0.01f, (float)mu,
+                                    kind == 2, 0.37f, 1e-4f);
+                        } else {
+                            const double decay = kind == 4 ? 1 - 0.001 * 0.01 : 1;
+                            const double step = 0.001 * sqrt(1 - pow(0.999, t))
+                                                / (1 - pow(0.9, t));
+                            if (dbl)
+                                (b ? cymlp_adam_step_d_portable : cymlp_dadam_step_impl)(
+                                    w[b][0], gr, w[b][2], w[b][3], (ptrdiff_t)n, step, 0.9,
+                                    0.999, 1 - 0.9, 1 - 0.999, 1e-8, 0.37, 1e-4, decay);
+                            else
+                                (b ? cymlp_adam_step_f_portable : cymlp_sadam_step_impl)(
+                                    w[b][0], gr, w[b][2], w[b][3], (ptrdiff_t)n, (float)step,
+                                    0.9f, 0.999f, (float)(1 - 0.9), (float)(1 - 0.999), 1e-8f,
+                                    0.37f, 1e-4f, (float)decay);
+                        }
+                    }
+                }
+                int same = 1;
+                for (int a = 0; a < 4; ++a) same &= memcmp(w[0][a], w[1][a], n * esz) == 0;
+                static const char *const KINDS[] = {"sgd", "sgd momentum", "sgd nesterov",
+                                                    "adam", "adamw"};
+                snprintf(detail, sizeof detail, "%s, %s, n=%zu", KINDS[kind],
+                         dbl ? "double" : "float", n);
+                check(same, "optimizer step: the portable one's bits", detail);
+                for (int b = 0; b < 2; ++b)
+                    for (int a = 0; a < 4; ++a) free(w[b][a]);
+                free(gr);
+                free(g);
+            }
+}
+
 /* variant v is compiled into this build (whether or not this CPU runs it) */
 static int compiled_in(int v)
 {
@@ -734,6 +805,7 @@ int main(void)
         test_pack_stream(v);
         test_vexpf();
         test_softmax();
+        test_optim();
         printf("test_kernels: %s: %d passed, %d failed\n", variant, n_pass - pass0,
                n_fail - fail0);
         append(ran, sizeof ran, variant);

@@ -14,6 +14,7 @@
 #include "_gemm_defs.h" /* blocking, packed and scratch sizes */
 #include "_threads.h"   /* cymlp_parallel_for: OpenMP, a pthreads / Win32 pool, or none */
 #include "_vmath.h"     /* the exponential and softmax, per variant too */
+#include "_optim.h"     /* the optimizers' steps, per variant too */
 
 /* ---- instantiations ------------------------------------------------------------- */
 #define GEMM_T float
@@ -190,19 +191,25 @@ typedef struct {
     cymlp_dapply_fn dapply;
     cymlp_vexpf_fn vexpf;
     cymlp_softmaxf_fn softmaxf;
+    cymlp_ssgd_fn ssgd_step;
+    cymlp_dsgd_fn dsgd_step;
+    cymlp_sadam_fn sadam_step;
+    cymlp_dadam_fn dadam_step;
 } cymlp_kernels;
 
-/* a row of the products instantiated with suffix v, and _vmath.h's functions of suffix vm */
+/* a row of the products instantiated with suffix v, and _vmath.h's and _optim.h's
+ * functions of suffix vm */
 #define CYMLP_KERNELS(name, cpu, v, vm)                                                   \
     {name, cpu, cymlp_gemm_f32_##v, cymlp_gemm_f64_##v, cymlp_pack_rows_f32_##v,           \
      cymlp_pack_rows_f64_##v, cymlp_pack_streams_f32_##v, cymlp_apply_f32_##v,             \
-     cymlp_apply_f64_##v, cymlp_vexpf_##vm,                                                \
-     cymlp_softmaxf_##vm}
+     cymlp_apply_f64_##v, cymlp_vexpf_##vm, cymlp_softmaxf_##vm,                            \
+     cymlp_sgd_step_f_##vm, cymlp_sgd_step_d_##vm, cymlp_adam_step_f_##vm,                 \
+     cymlp_adam_step_d_##vm}
 enum { CYMLP_PORTABLE_V, CYMLP_BASELINE_V, CYMLP_AVX2_V, CYMLP_AVX512_V, CYMLP_N_VARIANTS };
 static const cymlp_kernels cymlp_variants[CYMLP_N_VARIANTS] = {
     [CYMLP_PORTABLE_V] = CYMLP_KERNELS("portable", 0, portable, portable),
 #ifndef CYMLP_PORTABLE
-    /* (the baseline's exponential and softmax are the portable ones) */
+    /* (the baseline's exponential, softmax and optimizer steps are the portable ones) */
     [CYMLP_BASELINE_V] = CYMLP_KERNELS("baseline", 0, baseline, portable),
 #else
     [CYMLP_BASELINE_V] = {.name = "baseline"},
@@ -231,6 +238,10 @@ static const cymlp_kernels *cymlp_kernels_in_use = &cymlp_variants[CYMLP_PORTABL
 #define cymlp_dapply_impl (cymlp_kernels_in_use->dapply)
 #define cymlp_vexpf_impl (cymlp_kernels_in_use->vexpf)
 #define cymlp_softmaxf_impl (cymlp_kernels_in_use->softmaxf)
+#define cymlp_ssgd_step_impl (cymlp_kernels_in_use->ssgd_step)
+#define cymlp_dsgd_step_impl (cymlp_kernels_in_use->dsgd_step)
+#define cymlp_sadam_step_impl (cymlp_kernels_in_use->sadam_step)
+#define cymlp_dadam_step_impl (cymlp_kernels_in_use->dadam_step)
 _Static_assert(CYMLP_N_VARIANTS == 4, "cymlp_variant_names lists every row");
 #define cymlp_variant_names                                                              \
     ((const char *const[CYMLP_N_VARIANTS]){cymlp_variants[0].name, cymlp_variants[1].name, \
