@@ -13,8 +13,8 @@
  * They are compiled once per SIMD variant like the matrix products, whose run-time
  * dispatch (_gemm.h) picks them: cymlp_sgd_step_f_<v>, cymlp_adam_step_f_<v> and their
  * double (_d_) twins, v = portable (also the baseline's: the x86-64 baseline's SSE2 is
- * what the compiler vectorises the portable loop to), avx2, avx512. Adam's step is a
- * tenth of a training epoch's time on the baseline's 4-wide vectors (docs/performance.md).
+ * what the compiler vectorises the portable loop to), avx2, avx512. On the baseline's
+ * 4-wide vectors Adam's step had a tenth of an Adam fit's samples (docs/performance.md).
  * cymlp_sgd_outer_row_f/_d (one-row batches) has one instantiation.
  *
  * Includes itself once per (type, variant). */
@@ -23,7 +23,7 @@
 
 #include <math.h>
 #include <stddef.h>
-#include "_target.h" /* CYMLP_X86 and its target attributes, CYMLP_MAYBE_UNUSED */
+#include "_target.h" /* CYMLP_X86 and its target attributes */
 
 #if defined(__clang__)
 /* clang ignores GCC's optimize attribute; its pragma holds to the end of the block */
